@@ -1,0 +1,143 @@
+#include "common/secret.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+
+#include "common/validate.hpp"
+
+namespace relyloop {
+
+Secret::Secret(Secret &&other) noexcept : value_(std::move(other.value_)) { other.wipe(); }
+
+Secret &Secret::operator=(Secret &&other) noexcept {
+    if (this != &other) {
+        wipe();
+        value_ = std::move(other.value_);
+        other.wipe();
+    }
+    return *this;
+}
+
+Secret::~Secret() { wipe(); }
+
+void Secret::wipe() noexcept {
+    if (!value_.empty()) {
+        explicit_bzero(value_.data(), value_.size());
+        value_.clear();
+    }
+}
+
+const char *secret_status_text(SecretStatus s) noexcept {
+    switch (s) {
+        case SecretStatus::kOk: return "ok";
+        case SecretStatus::kInvalidRef: return "invalid auth_ref";
+        case SecretStatus::kMissing: return "no such file in the secrets directory";
+        case SecretStatus::kOutsideDir: return "resolves outside the secrets directory";
+        case SecretStatus::kNotRegular: return "not a regular file";
+        case SecretStatus::kEmpty: return "the file is empty";
+        case SecretStatus::kUnreadable: return "the file cannot be read";
+    }
+    return "unknown";
+}
+
+namespace {
+
+constexpr size_t kMaxSecretBytes = 16 * 1024;
+
+bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+
+}  // namespace
+
+SecretStatus check_secret_file(std::string_view dir, std::string_view ref, Secret *out) noexcept {
+    try {
+        if (!valid_auth_ref(ref)) {
+            return SecretStatus::kInvalidRef;
+        }
+        char real_dir[PATH_MAX];
+        std::string dir_s(dir);
+        if (realpath(dir_s.c_str(), real_dir) == nullptr) {
+            return SecretStatus::kMissing;
+        }
+        std::string path = dir_s + "/" + std::string(ref);
+        char real_file[PATH_MAX];
+        if (realpath(path.c_str(), real_file) == nullptr) {
+            return errno == EACCES ? SecretStatus::kUnreadable : SecretStatus::kMissing;
+        }
+        std::string prefix(real_dir);
+        if (prefix != "/") {
+            prefix += '/';
+        }
+        if (std::strncmp(real_file, prefix.c_str(), prefix.size()) != 0) {
+            return SecretStatus::kOutsideDir;
+        }
+        // Open the resolved path without following a link swapped in since.
+        int fd = open(real_file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+        if (fd < 0) {
+            return errno == ENOENT ? SecretStatus::kMissing : SecretStatus::kUnreadable;
+        }
+        struct stat st {};
+        if (fstat(fd, &st) != 0) {
+            close(fd);
+            return SecretStatus::kUnreadable;
+        }
+        if (!S_ISREG(st.st_mode)) {
+            close(fd);
+            return SecretStatus::kNotRegular;
+        }
+        if (out == nullptr) {
+            close(fd);
+            return SecretStatus::kOk;
+        }
+        if (static_cast<size_t>(st.st_size) > kMaxSecretBytes) {
+            close(fd);
+            return SecretStatus::kUnreadable;
+        }
+        std::string buf(kMaxSecretBytes + 1, '\0');
+        size_t have = 0;
+        for (;;) {
+            ssize_t n = read(fd, buf.data() + have, buf.size() - have);
+            if (n < 0 && errno == EINTR) {
+                continue;
+            }
+            if (n < 0) {
+                explicit_bzero(buf.data(), buf.size());
+                close(fd);
+                return SecretStatus::kUnreadable;
+            }
+            if (n == 0) {
+                break;
+            }
+            have += static_cast<size_t>(n);
+            if (have == buf.size()) {
+                explicit_bzero(buf.data(), buf.size());
+                close(fd);
+                return SecretStatus::kUnreadable;
+            }
+        }
+        close(fd);
+        size_t b = 0, e = have;
+        while (b < e && is_space(buf[b])) {
+            b++;
+        }
+        while (e > b && is_space(buf[e - 1])) {
+            e--;
+        }
+        if (b == e) {
+            explicit_bzero(buf.data(), buf.size());
+            return SecretStatus::kEmpty;
+        }
+        *out = Secret(buf.substr(b, e - b));
+        explicit_bzero(buf.data(), buf.size());
+        return SecretStatus::kOk;
+    } catch (...) {
+        return SecretStatus::kUnreadable;
+    }
+}
+
+}  // namespace relyloop

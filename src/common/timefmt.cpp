@@ -1,0 +1,137 @@
+#include "common/timefmt.hpp"
+
+#include <cctype>
+
+namespace relyloop {
+
+namespace {
+
+bool digits(std::string_view s, size_t pos, size_t n) {
+    if (pos + n > s.size()) {
+        return false;
+    }
+    for (size_t i = pos; i < pos + n; i++) {
+        if (!std::isdigit(static_cast<unsigned char>(s[i]))) {
+            return false;
+        }
+    }
+    return true;
+}
+
+int num(std::string_view s, size_t pos, size_t n) {
+    int v = 0;
+    for (size_t i = pos; i < pos + n; i++) {
+        v = v * 10 + (s[i] - '0');
+    }
+    return v;
+}
+
+bool leap(int y) { return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0; }
+
+int days_in_month(int y, int m) {
+    static constexpr int kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    return m == 2 && leap(y) ? 29 : kDays[m - 1];
+}
+
+bool valid_date_time(std::string_view s) {
+    int y = num(s, 0, 4), mo = num(s, 5, 2), d = num(s, 8, 2);
+    int h = num(s, 11, 2), mi = num(s, 14, 2), se = num(s, 17, 2);
+    return y >= 1 && mo >= 1 && mo <= 12 && d >= 1 && d <= days_in_month(y, mo) && h <= 23 &&
+           mi <= 59 && se <= 59;
+}
+
+// "YYYY-MM-DD?HH:MM:SS" at the start of s.
+bool date_time_prefix(std::string_view s) {
+    return digits(s, 0, 4) && s[4] == '-' && digits(s, 5, 2) && s[7] == '-' &&
+           digits(s, 8, 2) && digits(s, 11, 2) && s[13] == ':' && digits(s, 14, 2) &&
+           s[16] == ':' && digits(s, 17, 2);
+}
+
+}  // namespace
+
+std::string pg_timestamp_to_rfc3339(std::string_view pg) {
+    if (pg.size() < 22 || pg[10] != ' ' || !date_time_prefix(pg)) {
+        return std::string(pg);
+    }
+    std::string out(pg.substr(0, 19));
+    out[10] = 'T';
+    size_t pos = 19;
+    std::string frac;
+    if (pos < pg.size() && pg[pos] == '.') {
+        pos++;
+        while (pos < pg.size() && std::isdigit(static_cast<unsigned char>(pg[pos]))) {
+            frac.push_back(pg[pos++]);
+        }
+    }
+    if (frac.size() > 6) {
+        return std::string(pg);
+    }
+    frac.resize(6, '0');
+    // Offset: "+00", "+05:30" or "+05:30:15"; UTC sessions print "+00".
+    if (pos >= pg.size() || (pg[pos] != '+' && pg[pos] != '-') || !digits(pg, pos + 1, 2)) {
+        return std::string(pg);
+    }
+    std::string off(pg.substr(pos, 3));
+    pos += 3;
+    if (pos < pg.size() && pg[pos] == ':' && digits(pg, pos + 1, 2)) {
+        off += pg.substr(pos, 3);
+        pos += 3;
+    } else {
+        off += ":00";
+    }
+    if (pos != pg.size()) {
+        return std::string(pg);
+    }
+    out += '.';
+    out += frac;
+    out += off;
+    return out;
+}
+
+std::optional<std::string> parse_rfc3339(std::string_view s) {
+    if (s.size() < 20 || !date_time_prefix(s)) {
+        return std::nullopt;
+    }
+    char sep = s[10];
+    if (sep != 'T' && sep != 't' && sep != ' ') {
+        return std::nullopt;
+    }
+    if (!valid_date_time(s)) {
+        return std::nullopt;
+    }
+    std::string out(s.substr(0, 19));
+    out[10] = 'T';
+    size_t pos = 19;
+    if (s[pos] == '.') {
+        size_t start = pos;
+        pos++;
+        while (pos < s.size() && std::isdigit(static_cast<unsigned char>(s[pos]))) {
+            pos++;
+        }
+        size_t n = pos - start - 1;
+        if (n == 0 || n > 9) {
+            return std::nullopt;
+        }
+        out += s.substr(start, pos - start);
+    }
+    if (pos >= s.size()) {
+        return std::nullopt;
+    }
+    char z = s[pos];
+    if ((z == 'Z' || z == 'z') && pos + 1 == s.size()) {
+        out += "+00:00";
+        return out;
+    }
+    if (z != '+' && z != '-' && z != ' ') {
+        return std::nullopt;
+    }
+    if (pos + 6 != s.size() || !digits(s, pos + 1, 2) || s[pos + 3] != ':' ||
+        !digits(s, pos + 4, 2) || num(s, pos + 1, 2) > 23 || num(s, pos + 4, 2) > 59) {
+        return std::nullopt;
+    }
+    out += z == '-' ? '-' : '+';
+    out += s.substr(pos + 1, 5);
+    return out;
+}
+
+}  // namespace relyloop

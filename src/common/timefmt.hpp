@@ -1,0 +1,22 @@
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace relyloop {
+
+// PostgreSQL's text form of a timestamptz, with the session pinned to
+// DateStyle=ISO and TimeZone=UTC ("2026-05-11 20:13:43.1234+00"), turned into
+// the API's RFC 3339 form with microseconds ("2026-05-11T20:13:43.123400+00:00").
+// Anything that does not look like that text is returned unchanged.
+[[nodiscard]] std::string pg_timestamp_to_rfc3339(std::string_view pg);
+
+// Parses a client-supplied RFC 3339 timestamp ("YYYY-MM-DDTHH:MM:SS[.f{1,9}](Z|±HH:MM)",
+// 'T' or a space between date and time; a space in place of '+' is accepted
+// because form decoding turns a literal '+' into one). Calendar ranges are
+// checked. Returns the value normalized for a `$n::timestamptz` parameter, or
+// nullopt when the text is not a valid timestamp.
+[[nodiscard]] std::optional<std::string> parse_rfc3339(std::string_view s);
+
+}  // namespace relyloop

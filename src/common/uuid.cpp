@@ -1,0 +1,73 @@
+#include "common/uuid.hpp"
+
+#include <sys/random.h>
+
+#include <array>
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <stdexcept>
+
+namespace relyloop {
+
+namespace {
+
+void random_bytes(unsigned char *out, size_t n) {
+    size_t done = 0;
+    while (done < n) {
+        ssize_t got = getrandom(out + done, n - done, 0);
+        if (got < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            throw std::runtime_error("getrandom failed");
+        }
+        done += static_cast<size_t>(got);
+    }
+}
+
+}  // namespace
+
+std::string uuid_v7() {
+    std::array<unsigned char, 16> b{};
+    random_bytes(b.data(), b.size());
+    auto ms = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                        std::chrono::system_clock::now().time_since_epoch())
+                                        .count());
+    for (int i = 0; i < 6; i++) {
+        b[static_cast<size_t>(i)] = static_cast<unsigned char>(ms >> (40 - 8 * i));
+    }
+    b[6] = static_cast<unsigned char>(0x70 | (b[6] & 0x0f));
+    b[8] = static_cast<unsigned char>(0x80 | (b[8] & 0x3f));
+
+    static constexpr char kHex[] = "0123456789abcdef";
+    std::string s;
+    s.reserve(36);
+    for (size_t i = 0; i < b.size(); i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10) {
+            s.push_back('-');
+        }
+        s.push_back(kHex[b[i] >> 4]);
+        s.push_back(kHex[b[i] & 0x0f]);
+    }
+    return s;
+}
+
+bool is_uuid(std::string_view s) noexcept {
+    if (s.size() != 36) {
+        return false;
+    }
+    for (size_t i = 0; i < s.size(); i++) {
+        char c = s[i];
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (c != '-') {
+                return false;
+            }
+        } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'))) {
+            return false;
+        }
+    }
+    return true;
+}
+
+}  // namespace relyloop

@@ -1,0 +1,36 @@
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace relyloop {
+
+// The input rules of SPEC §5.2 and §9, shared by the API (inside nginx) and the
+// worker, which re-checks everything it reads from the database.
+
+// config repo name: 1..128, ^[a-z0-9][a-z0-9-]*$
+[[nodiscard]] bool valid_config_repo_name(std::string_view s);
+// auth_ref / webhook_secret_ref: 1..128, ^[A-Za-z0-9_-]+$
+[[nodiscard]] bool valid_auth_ref(std::string_view s);
+// branch: ≤128, ^[A-Za-z0-9][A-Za-z0-9._/-]*$ and a valid git ref name
+// (no "..", "//", "/." , trailing "/" or ".", no component ending ".lock").
+[[nodiscard]] bool valid_branch_name(std::string_view s);
+// template name (becomes a file name): 1..128, ^[A-Za-z0-9][A-Za-z0-9._-]*$
+[[nodiscard]] bool valid_template_name(std::string_view s);
+// config_path: 1..512, ^[A-Za-z0-9_./-]+$, relative, no ".." segment.
+[[nodiscard]] bool valid_config_path(std::string_view s);
+
+struct RepoCoordinates {
+    std::string owner;
+    std::string repo;  // without ".git"
+};
+
+// `<web_url>/<owner>/<repo>` with an optional ".git"; owner and repo
+// [A-Za-z0-9._-]+ (not "." or ".."). web_url is compared without a trailing
+// slash. Anything else (GitLab, Bitbucket, ssh, http for an https web URL,
+// extra segments) → nullopt, i.e. UNSUPPORTED_PROVIDER.
+[[nodiscard]] std::optional<RepoCoordinates> parse_repo_url(std::string_view url,
+                                                            std::string_view web_url);
+
+}  // namespace relyloop

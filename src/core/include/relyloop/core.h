@@ -1,0 +1,179 @@
+/*
+ * The C API between the nginx shim (src/module) and the C++ core (src/core).
+ *
+ * The core is a pure state machine: it never does I/O of its own except the
+ * small local read of a PAT file (SPEC §5.3 step 4). Everything that waits —
+ * PostgreSQL, the worker socket — is done by the shim on nginx's event loop.
+ * A request is driven like this:
+ *
+ *     rl_request_new(&req, core, &in, log, log_data);
+ *     if (rl_request_wants_body(req)) { read it; rl_request_set_body(...) }
+ *     for (;;) {
+ *         rl_request_step(req, &step);
+ *         switch (step.kind) {
+ *         case RL_STEP_QUERY:   run it; rl_request_query_result() or
+ *                               rl_request_query_failed(); continue
+ *         case RL_STEP_WORKER:  send the line; rl_request_worker_reply() or
+ *                               rl_request_worker_failed(); continue
+ *         case RL_STEP_RESPOND: send the response; rl_request_free(req); done
+ *         }
+ *     }
+ *
+ * No C++ type and no exception crosses this boundary. Pointers in a step stay
+ * valid until the next call on the same request. Requests are independent;
+ * one core is shared by all requests of an nginx worker process (single
+ * threaded).
+ */
+
+#ifndef RELYLOOP_CORE_H
+#define RELYLOOP_CORE_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define RL_API __attribute__((visibility("default")))
+
+struct pg_result; /* libpq's PGresult */
+
+typedef enum {
+    RL_OK = 0,
+    RL_ERROR = -1
+} rl_status_t;
+
+typedef enum {
+    RL_LOG_ERR = 0,
+    RL_LOG_WARN,
+    RL_LOG_INFO,
+    RL_LOG_DEBUG
+} rl_log_level_t;
+
+/* msg is not NUL-terminated; the shim prefixes "relyloop: ". */
+typedef void (*rl_log_cb)(rl_log_level_t level, const char *msg, size_t len,
+    void *data);
+
+typedef struct {
+    const char *data;
+    size_t len;
+} rl_str_t;
+
+/* ---- the core: one per nginx worker process ---------------------------- */
+
+typedef struct rl_core_s rl_core_t;
+
+typedef struct {
+    const char *environment;    /* "development" | "staging" | "production" */
+    const char *secrets_dir;    /* relyloop_secrets_dir */
+    const char *github_web_url; /* relyloop_github_web_url, no trailing '/' */
+} rl_core_conf_t;
+
+RL_API rl_status_t rl_core_new(rl_core_t **out, const rl_core_conf_t *conf);
+RL_API void rl_core_free(rl_core_t *core);
+
+/*
+ * The fixed statements the core may ask for. The shim prepares each one
+ * lazily, once per PostgreSQL connection, as "name" with "sql" and nparams
+ * untyped parameters (the SQL casts them). Each is one self-contained
+ * statement that depends on no session state, so statements of different
+ * requests may share a connection and a pipeline.
+ */
+typedef struct {
+    const char *name;
+    const char *sql;
+    int nparams;
+} rl_statement_t;
+
+RL_API size_t rl_core_statements(const rl_statement_t **out);
+
+/* ---- requests ----------------------------------------------------------- */
+
+typedef struct rl_request_s rl_request_t;
+
+typedef struct {
+    rl_str_t method;        /* "GET", "POST", ... */
+    rl_str_t raw_path;      /* the path as sent (not decoded), no query */
+    rl_str_t args;          /* raw query string without '?', may be empty */
+    rl_str_t content_type;  /* Content-Type header, may be empty */
+    rl_str_t request_id;    /* X-Request-ID header, may be empty */
+    rl_str_t origin;        /* Origin header, may be empty */
+    int cors_enabled;       /* the location has relyloop_cors_origins */
+    int cors_allowed;       /* ... and origin is one of them */
+} rl_http_request_t;
+
+RL_API rl_status_t rl_request_new(rl_request_t **out, rl_core_t *core,
+    const rl_http_request_t *in, rl_log_cb log, void *log_data);
+RL_API void rl_request_free(rl_request_t *req);
+
+/* Non-zero when the route takes a body (POST/PATCH); the shim then reads
+ * it with nginx's body API and hands it over before the first step. */
+RL_API int rl_request_wants_body(const rl_request_t *req);
+RL_API void rl_request_set_body(rl_request_t *req, const char *data,
+    size_t len);
+/* Reading the body failed with an HTTP status (413, 400, 408, ...): the next
+ * step answers it with the error envelope. */
+RL_API void rl_request_set_http_error(rl_request_t *req, int status);
+
+typedef enum {
+    RL_STEP_QUERY = 1,
+    RL_STEP_WORKER,
+    RL_STEP_RESPOND
+} rl_step_kind_t;
+
+typedef struct {
+    rl_str_t name;
+    rl_str_t value;
+} rl_header_t;
+
+typedef struct {
+    rl_step_kind_t kind;
+
+    /* RL_STEP_QUERY: statement index into rl_core_statements() */
+    int stmt;
+    int nparams;
+    const char *const *param_values;  /* NUL-terminated text; NULL = SQL NULL */
+    /* a write: run it in a pipeline sync segment of its own, so that its
+     * failure cannot abort another request's statement */
+    int isolated;
+
+    /* RL_STEP_WORKER: one request line for the worker socket, ending '\n' */
+    rl_str_t line;
+
+    /* RL_STEP_RESPOND */
+    int status;
+    const rl_header_t *headers;  /* includes Content-Type when there is a body */
+    size_t nheaders;
+    rl_str_t body;
+} rl_step_t;
+
+RL_API rl_status_t rl_request_step(rl_request_t *req, rl_step_t *out);
+
+/* Outcome of an RL_STEP_QUERY. The core takes ownership of res (PQclear). */
+RL_API void rl_request_query_result(rl_request_t *req, struct pg_result *res);
+
+typedef enum {
+    RL_DB_UNAVAILABLE = 1,  /* no connection, connection lost */
+    RL_DB_OVERLOADED,       /* relyloop_pg_max_waiting exceeded */
+    RL_DB_TIMEOUT           /* relyloop_pg_timeout expired */
+} rl_db_failure_t;
+
+RL_API void rl_request_query_failed(rl_request_t *req, rl_db_failure_t why,
+    const char *detail);
+
+/* Outcome of an RL_STEP_WORKER: the reply line (without '\n'), or a failure
+ * (connect refused, timeout, closed without a reply). */
+RL_API void rl_request_worker_reply(rl_request_t *req, const char *line,
+    size_t len);
+RL_API void rl_request_worker_failed(rl_request_t *req, const char *detail);
+
+/* A complete response for failures the shim meets before or outside the
+ * core (allocation failure, rl_request_step returning RL_ERROR): a static
+ * 500 INTERNAL_ERROR envelope. */
+RL_API const char *rl_internal_error_body(size_t *len);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* RELYLOOP_CORE_H */

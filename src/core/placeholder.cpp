@@ -1,0 +1,2 @@
+// Placeholder until the core lands; replaced by src/core/api/*.
+#include "relyloop/core.h"
