@@ -1,0 +1,15 @@
+#pragma once
+
+#include <memory>
+
+#include "event_log.hpp"
+#include "pipeline.hpp"
+#include "settings.hpp"
+
+namespace relyloop::worker {
+
+// The real PR pipeline of SPEC §8 (libgit2, libcurl, cairo). One instance is
+// shared by all job threads; run() is thread-safe.
+[[nodiscard]] std::unique_ptr<Pipeline> make_pr_pipeline(const Settings &settings, EventLog &log);
+
+}  // namespace relyloop::worker
