@@ -1,0 +1,837 @@
+
+/*
+ * ngx_http_relyloop_module: directives, configuration and process hooks.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <netdb.h>
+#include <sys/un.h>
+
+#include "ngx_http_relyloop_module.h"
+
+
+static void *ngx_http_relyloop_create_main_conf(ngx_conf_t *cf);
+static char *ngx_http_relyloop_init_main_conf(ngx_conf_t *cf, void *conf);
+static void *ngx_http_relyloop_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_relyloop_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+
+static char *ngx_http_relyloop_api(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_relyloop_pg_conninfo(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_relyloop_environment(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_relyloop_web_url(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_relyloop_cors_origins(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_relyloop_check_positive(ngx_conf_t *cf, void *post,
+    void *data);
+static char *ngx_http_relyloop_check_timeout(ngx_conf_t *cf, void *post,
+    void *data);
+
+static ngx_int_t ngx_http_relyloop_build_conninfo(ngx_conf_t *cf,
+    ngx_http_relyloop_main_conf_t *rmcf);
+static const char *ngx_http_relyloop_strdup(ngx_pool_t *pool, const char *s);
+static ngx_int_t ngx_http_relyloop_init_process(ngx_cycle_t *cycle);
+static void ngx_http_relyloop_exit_process(ngx_cycle_t *cycle);
+
+
+static ngx_conf_post_handler_pt  ngx_http_relyloop_positive_p =
+    ngx_http_relyloop_check_positive;
+
+static ngx_conf_post_handler_pt  ngx_http_relyloop_timeout_p =
+    ngx_http_relyloop_check_timeout;
+
+
+static ngx_command_t  ngx_http_relyloop_commands[] = {
+
+    { ngx_string("relyloop_api"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_relyloop_api,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("relyloop_pg_conninfo"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_relyloop_pg_conninfo,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_relyloop_main_conf_t, pg_conninfo),
+      NULL },
+
+    { ngx_string("relyloop_pg_pool_size"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_relyloop_main_conf_t, pg_pool_size),
+      &ngx_http_relyloop_positive_p },
+
+    { ngx_string("relyloop_pg_max_waiting"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_relyloop_main_conf_t, pg_max_waiting),
+      NULL },
+
+    { ngx_string("relyloop_pg_pipeline_depth"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_relyloop_main_conf_t, pg_pipeline_depth),
+      &ngx_http_relyloop_positive_p },
+
+    { ngx_string("relyloop_pg_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_relyloop_main_conf_t, pg_timeout),
+      &ngx_http_relyloop_timeout_p },
+
+    { ngx_string("relyloop_worker_socket"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_relyloop_main_conf_t, worker_socket),
+      NULL },
+
+    { ngx_string("relyloop_worker_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_relyloop_main_conf_t, worker_timeout),
+      &ngx_http_relyloop_timeout_p },
+
+    { ngx_string("relyloop_secrets_dir"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_relyloop_main_conf_t, secrets_dir),
+      NULL },
+
+    { ngx_string("relyloop_environment"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_relyloop_environment,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_relyloop_main_conf_t, environment),
+      NULL },
+
+    { ngx_string("relyloop_github_web_url"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_relyloop_web_url,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_relyloop_main_conf_t, github_web_url),
+      NULL },
+
+    { ngx_string("relyloop_cors_origins"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_relyloop_cors_origins,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_relyloop_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    NULL,                                  /* postconfiguration */
+
+    ngx_http_relyloop_create_main_conf,    /* create main configuration */
+    ngx_http_relyloop_init_main_conf,      /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_relyloop_create_loc_conf,     /* create location configuration */
+    ngx_http_relyloop_merge_loc_conf       /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_relyloop_module = {
+    NGX_MODULE_V1,
+    &ngx_http_relyloop_module_ctx,         /* module context */
+    ngx_http_relyloop_commands,            /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    ngx_http_relyloop_init_process,        /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    ngx_http_relyloop_exit_process,        /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static void *
+ngx_http_relyloop_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_relyloop_main_conf_t  *rmcf;
+
+    rmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_relyloop_main_conf_t));
+    if (rmcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     rmcf->pg_conninfo = { 0, NULL };
+     *     rmcf->pg_keywords = NULL;
+     *     rmcf->worker_socket = { 0, NULL };
+     *     rmcf->secrets_dir = { 0, NULL };
+     *     rmcf->environment = { 0, NULL };
+     *     rmcf->github_web_url = { 0, NULL };
+     *     rmcf->used = 0;
+     *     rmcf->core = NULL;
+     *     rmcf->pool = NULL;
+     */
+
+    rmcf->pg_pool_size = NGX_CONF_UNSET_UINT;
+    rmcf->pg_max_waiting = NGX_CONF_UNSET_UINT;
+    rmcf->pg_pipeline_depth = NGX_CONF_UNSET_UINT;
+    rmcf->pg_timeout = NGX_CONF_UNSET_MSEC;
+    rmcf->worker_timeout = NGX_CONF_UNSET_MSEC;
+
+    return rmcf;
+}
+
+
+static char *
+ngx_http_relyloop_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_http_relyloop_main_conf_t *rmcf = conf;
+
+    ngx_conf_init_uint_value(rmcf->pg_pool_size, 4);
+    ngx_conf_init_uint_value(rmcf->pg_max_waiting, 512);
+    ngx_conf_init_uint_value(rmcf->pg_pipeline_depth, 8);
+    ngx_conf_init_msec_value(rmcf->pg_timeout, 5000);
+    ngx_conf_init_msec_value(rmcf->worker_timeout, 2000);
+
+    if (rmcf->worker_socket.data == NULL) {
+        ngx_str_set(&rmcf->worker_socket, "/run/relyloop/worker.sock");
+    }
+
+    if (rmcf->worker_socket.len >= sizeof(((struct sockaddr_un *) 0)->sun_path)
+        || rmcf->worker_socket.len == 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"relyloop_worker_socket\" path \"%V\" is empty "
+                           "or longer than %uz bytes", &rmcf->worker_socket,
+                           sizeof(((struct sockaddr_un *) 0)->sun_path) - 1);
+        return NGX_CONF_ERROR;
+    }
+
+    if (rmcf->secrets_dir.data == NULL) {
+        ngx_str_set(&rmcf->secrets_dir, "/etc/relyloop/secrets");
+    }
+
+    if (rmcf->environment.data == NULL) {
+        ngx_str_set(&rmcf->environment, "production");
+    }
+
+    if (rmcf->github_web_url.data == NULL) {
+        ngx_str_set(&rmcf->github_web_url, "https://github.com");
+    }
+
+    if (!rmcf->used) {
+        return NGX_CONF_OK;
+    }
+
+    if (rmcf->pg_conninfo.data == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"relyloop_pg_conninfo\" is required when "
+                           "\"relyloop_api\" is used");
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_relyloop_build_conninfo(cf, rmcf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_http_relyloop_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_relyloop_loc_conf_t  *rlcf;
+
+    rlcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_relyloop_loc_conf_t));
+    if (rlcf == NULL) {
+        return NULL;
+    }
+
+    rlcf->api = NGX_CONF_UNSET;
+    rlcf->cors_origins = NGX_CONF_UNSET_PTR;
+
+    return rlcf;
+}
+
+
+static char *
+ngx_http_relyloop_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_relyloop_loc_conf_t *prev = parent;
+    ngx_http_relyloop_loc_conf_t *conf = child;
+
+    /* relyloop_api is not inherited: it installs a content handler */
+    ngx_conf_init_value(conf->api, 0);
+    ngx_conf_merge_ptr_value(conf->cors_origins, prev->cors_origins, NULL);
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_relyloop_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_relyloop_loc_conf_t *rlcf = conf;
+
+    ngx_http_core_loc_conf_t       *clcf;
+    ngx_http_relyloop_main_conf_t  *rmcf;
+
+    if (rlcf->api != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    rlcf->api = 1;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_relyloop_handler;
+
+    rmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_relyloop_module);
+    rmcf->used = 1;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_relyloop_pg_conninfo(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_relyloop_main_conf_t *rmcf = conf;
+
+    char              *err;
+    ngx_str_t         *value;
+    PQconninfoOption  *opts;
+
+    if (rmcf->pg_conninfo.data != NULL) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    err = NULL;
+    opts = PQconninfoParse((char *) value[1].data, &err);
+
+    if (opts == NULL) {
+        /* libpq's message may quote the string, never print it whole */
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid \"relyloop_pg_conninfo\": %s",
+                           err ? err : "out of memory");
+        if (err) {
+            PQfreemem(err);
+        }
+        return NGX_CONF_ERROR;
+    }
+
+    PQconninfoFree(opts);
+
+    rmcf->pg_conninfo = value[1];
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_relyloop_environment(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_relyloop_main_conf_t *rmcf = conf;
+
+    ngx_str_t  *value;
+
+    if (rmcf->environment.data != NULL) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "development") != 0
+        && ngx_strcmp(value[1].data, "staging") != 0
+        && ngx_strcmp(value[1].data, "production") != 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid \"relyloop_environment\" value \"%V\", "
+                           "it must be \"development\", \"staging\" or "
+                           "\"production\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    rmcf->environment = value[1];
+
+    return NGX_CONF_OK;
+}
+
+
+/* "http[s]://host[:port][/path]", no user info, query, fragment or spaces */
+
+static ngx_int_t
+ngx_http_relyloop_valid_url(ngx_str_t *url, ngx_uint_t path_allowed)
+{
+    u_char  *p, *last, *host;
+
+    p = url->data;
+    last = url->data + url->len;
+
+    if (url->len > 7 && ngx_strncmp(p, "http://", 7) == 0) {
+        p += 7;
+
+    } else if (url->len > 8 && ngx_strncmp(p, "https://", 8) == 0) {
+        p += 8;
+
+    } else {
+        return NGX_ERROR;
+    }
+
+    host = p;
+
+    for ( /* void */ ; p < last; p++) {
+        if (*p <= ' ' || *p >= 0x7f || *p == '@' || *p == '?' || *p == '#'
+            || *p == '\\')
+        {
+            return NGX_ERROR;
+        }
+
+        if (*p == '/') {
+            if (!path_allowed) {
+                return NGX_ERROR;
+            }
+            break;
+        }
+    }
+
+    if (p == host) {
+        return NGX_ERROR;
+    }
+
+    for ( /* void */ ; p < last; p++) {
+        if (*p <= ' ' || *p >= 0x7f || *p == '?' || *p == '#' || *p == '@') {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static char *
+ngx_http_relyloop_web_url(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_relyloop_main_conf_t *rmcf = conf;
+
+    ngx_str_t  *value, url;
+
+    if (rmcf->github_web_url.data != NULL) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    url = value[1];
+
+    while (url.len > 0 && url.data[url.len - 1] == '/') {
+        url.len--;
+    }
+
+    if (ngx_http_relyloop_valid_url(&url, 1) != NGX_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid \"relyloop_github_web_url\" value \"%V\", "
+                           "it must be an http:// or https:// URL without "
+                           "user info, query or fragment", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    url.data[url.len] = '\0';
+    rmcf->github_web_url = url;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_relyloop_cors_origins(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_relyloop_loc_conf_t *rlcf = conf;
+
+    ngx_str_t   *value, *origin;
+    ngx_uint_t   i;
+
+    if (rlcf->cors_origins != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    rlcf->cors_origins = ngx_array_create(cf->pool, cf->args->nelts - 1,
+                                          sizeof(ngx_str_t));
+    if (rlcf->cors_origins == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        /* an origin is "scheme://host[:port]": no path, no trailing '/' */
+
+        if (ngx_http_relyloop_valid_url(&value[i], 0) != NGX_OK) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid \"relyloop_cors_origins\" value "
+                               "\"%V\", an origin is \"http[s]://host[:port]\"",
+                               &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        origin = ngx_array_push(rlcf->cors_origins);
+        if (origin == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        *origin = value[i];
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_relyloop_check_positive(ngx_conf_t *cf, void *post, void *data)
+{
+    ngx_uint_t  *np = data;
+
+    if (*np == 0 || *np > 65536) {
+        return "must be between 1 and 65536";
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_relyloop_check_timeout(ngx_conf_t *cf, void *post, void *data)
+{
+    ngx_msec_t  *mp = data;
+
+    if (*mp == 0) {
+        return "must be greater than zero";
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static const char *
+ngx_http_relyloop_strdup(ngx_pool_t *pool, const char *s)
+{
+    size_t   len;
+    u_char  *p;
+
+    len = ngx_strlen(s);
+
+    p = ngx_pnalloc(pool, len + 1);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    ngx_memcpy(p, s, len + 1);
+
+    return (const char *) p;
+}
+
+
+/*
+ * libpq's asynchronous connect must not resolve names (PQconnectStart calls
+ * a blocking getaddrinfo), so every "host" that is not a socket directory is
+ * resolved here, at configuration time, into "hostaddr". The session is
+ * pinned to UTC/ISO (the core formats timestamps from that text) and gets a
+ * server-side statement_timeout equal to relyloop_pg_timeout, which cancels
+ * a query whose request gave up on it.
+ */
+
+static ngx_int_t
+ngx_http_relyloop_build_conninfo(ngx_conf_t *cf,
+    ngx_http_relyloop_main_conf_t *rmcf)
+{
+    int                 rc;
+    char               *err;
+    u_char             *p, *host_list, *addr_list, *options;
+    size_t              len;
+    ngx_uint_t          n, i, have_hostaddr, have_app, have_gss;
+    ngx_str_t           hosts;
+    struct addrinfo     hints, *res;
+    PQconninfoOption   *opts, *o;
+    u_char              ip[NGX_SOCKADDR_STRLEN];
+
+    err = NULL;
+    opts = PQconninfoParse((char *) rmcf->pg_conninfo.data, &err);
+    if (opts == NULL) {
+        if (err) {
+            PQfreemem(err);
+        }
+        return NGX_ERROR;
+    }
+
+    n = 0;
+    have_hostaddr = 0;
+    have_app = 0;
+    have_gss = 0;
+    ngx_str_null(&hosts);
+
+    for (o = opts; o->keyword; o++) {
+        if (o->val == NULL || o->val[0] == '\0') {
+            continue;
+        }
+
+        n++;
+
+        if (ngx_strcmp(o->keyword, "hostaddr") == 0) {
+            have_hostaddr = 1;
+
+        } else if (ngx_strcmp(o->keyword, "host") == 0) {
+            hosts.data = (u_char *) o->val;
+            hosts.len = ngx_strlen(o->val);
+
+        } else if (ngx_strcmp(o->keyword, "application_name") == 0) {
+            have_app = 1;
+
+        } else if (ngx_strcmp(o->keyword, "gssencmode") == 0) {
+            have_gss = 1;
+        }
+    }
+
+    /* + hostaddr, options, application_name, gssencmode, the NULL end */
+
+    rmcf->pg_keywords = ngx_pcalloc(cf->pool, (n + 5) * sizeof(char *));
+    rmcf->pg_values = ngx_pcalloc(cf->pool, (n + 5) * sizeof(char *));
+    if (rmcf->pg_keywords == NULL || rmcf->pg_values == NULL) {
+        PQconninfoFree(opts);
+        return NGX_ERROR;
+    }
+
+    addr_list = NULL;
+
+    if (!have_hostaddr && hosts.len) {
+
+        /* one address per comma-separated host, in the same order */
+
+        addr_list = ngx_pnalloc(cf->pool, 16 * NGX_SOCKADDR_STRLEN + 16);
+        if (addr_list == NULL) {
+            PQconninfoFree(opts);
+            return NGX_ERROR;
+        }
+
+        p = addr_list;
+        host_list = hosts.data;
+
+        for (i = 0; ; i++) {
+            u_char  *end, name[NGX_MAXHOSTNAMELEN + 1];
+
+            end = (u_char *) ngx_strchr(host_list, ',');
+            len = end ? (size_t) (end - host_list) : ngx_strlen(host_list);
+
+            if (i >= 16 || len > NGX_MAXHOSTNAMELEN) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "\"relyloop_pg_conninfo\": too many or too "
+                                   "long host names");
+                PQconninfoFree(opts);
+                return NGX_ERROR;
+            }
+
+            ngx_memcpy(name, host_list, len);
+            name[len] = '\0';
+
+            if (i > 0) {
+                *p++ = ',';
+            }
+
+            if (len == 0 || name[0] == '/' || name[0] == '@') {
+                /* a Unix socket directory (or default): no address */
+
+            } else {
+                ngx_memzero(&hints, sizeof(struct addrinfo));
+                hints.ai_family = AF_UNSPEC;
+                hints.ai_socktype = SOCK_STREAM;
+
+                res = NULL;
+                rc = getaddrinfo((char *) name, NULL, &hints, &res);
+
+                if (rc != 0 || res == NULL) {
+                    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                       "\"relyloop_pg_conninfo\": host \"%s\" "
+                                       "not found: %s", name,
+                                       gai_strerror(rc));
+                    PQconninfoFree(opts);
+                    return NGX_ERROR;
+                }
+
+                len = ngx_sock_ntop(res->ai_addr, res->ai_addrlen, ip,
+                                    NGX_SOCKADDR_STRLEN, 0);
+                freeaddrinfo(res);
+
+                p = ngx_cpymem(p, ip, len);
+            }
+
+            if (end == NULL) {
+                break;
+            }
+
+            host_list = end + 1;
+        }
+
+        *p = '\0';
+    }
+
+    i = 0;
+
+    for (o = opts; o->keyword; o++) {
+        if (o->val == NULL || o->val[0] == '\0') {
+            continue;
+        }
+
+        if (ngx_strcmp(o->keyword, "options") == 0) {
+            continue;
+        }
+
+        rmcf->pg_keywords[i] = ngx_http_relyloop_strdup(cf->pool, o->keyword);
+        rmcf->pg_values[i] = ngx_http_relyloop_strdup(cf->pool, o->val);
+        if (rmcf->pg_keywords[i] == NULL || rmcf->pg_values[i] == NULL) {
+            PQconninfoFree(opts);
+            return NGX_ERROR;
+        }
+
+        i++;
+    }
+
+    if (addr_list) {
+        rmcf->pg_keywords[i] = "hostaddr";
+        rmcf->pg_values[i] = (char *) addr_list;
+        i++;
+    }
+
+    if (!have_app) {
+        rmcf->pg_keywords[i] = "application_name";
+        rmcf->pg_values[i] = "relyloop-nginx";
+        i++;
+    }
+
+    if (!have_gss) {
+        rmcf->pg_keywords[i] = "gssencmode";
+        rmcf->pg_values[i] = "disable";
+        i++;
+    }
+
+    len = sizeof("-c TimeZone=UTC -c DateStyle=ISO -c statement_timeout=")
+          - 1 + NGX_INT_T_LEN + 1;
+
+    for (o = opts; o->keyword; o++) {
+        if (ngx_strcmp(o->keyword, "options") == 0 && o->val) {
+            len += ngx_strlen(o->val) + 1;
+        }
+    }
+
+    options = ngx_pnalloc(cf->pool, len);
+    if (options == NULL) {
+        PQconninfoFree(opts);
+        return NGX_ERROR;
+    }
+
+    p = options;
+
+    for (o = opts; o->keyword; o++) {
+        if (ngx_strcmp(o->keyword, "options") == 0 && o->val && o->val[0]) {
+            p = ngx_sprintf(p, "%s ", o->val);
+        }
+    }
+
+    p = ngx_sprintf(p, "-c TimeZone=UTC -c DateStyle=ISO "
+                    "-c statement_timeout=%M%Z", rmcf->pg_timeout);
+
+    rmcf->pg_keywords[i] = "options";
+    rmcf->pg_values[i] = (char *) options;
+    i++;
+
+    rmcf->pg_keywords[i] = NULL;
+    rmcf->pg_values[i] = NULL;
+
+    PQconninfoFree(opts);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_relyloop_init_process(ngx_cycle_t *cycle)
+{
+    rl_core_conf_t                  conf;
+    ngx_http_relyloop_main_conf_t  *rmcf;
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
+    rmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_relyloop_module);
+    if (rmcf == NULL || !rmcf->used) {
+        return NGX_OK;
+    }
+
+    conf.environment = (const char *) rmcf->environment.data;
+    conf.secrets_dir = (const char *) rmcf->secrets_dir.data;
+    conf.github_web_url = (const char *) rmcf->github_web_url.data;
+
+    if (rl_core_new(&rmcf->core, &conf) != RL_OK) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "relyloop: cannot create the core");
+        return NGX_ERROR;
+    }
+
+    rmcf->pool = ngx_http_relyloop_pg_pool_create(cycle, rmcf);
+    if (rmcf->pool == NULL) {
+        rl_core_free(rmcf->core);
+        rmcf->core = NULL;
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_relyloop_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_relyloop_main_conf_t  *rmcf;
+
+    rmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_relyloop_module);
+    if (rmcf == NULL) {
+        return;
+    }
+
+    if (rmcf->pool) {
+        ngx_http_relyloop_pg_pool_destroy(rmcf->pool);
+        rmcf->pool = NULL;
+    }
+
+    if (rmcf->core) {
+        rl_core_free(rmcf->core);
+        rmcf->core = NULL;
+    }
+}
