@@ -11,7 +11,9 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-BUILD=$ROOT/build
+# RELYLOOP_BUILD_DIR and RELYLOOP_CMAKE_TARGETS let a developer build a part
+# of the tree into a scratch directory (default: everything, into build/).
+BUILD=${RELYLOOP_BUILD_DIR:-$ROOT/build}
 JOBS=$(nproc 2>/dev/null || echo 2)
 
 BUILD_PKGS=(build-essential cmake pkg-config nginx nginx-dev libpq-dev libgit2-dev
@@ -56,7 +58,12 @@ build_variant() {
 
     log "core and worker ($name)"
     cmake -S "$ROOT" -B "$cm" -G "Unix Makefiles" "$@" >/dev/null
-    cmake --build "$cm" -j"$JOBS"
+    if [ -n "${RELYLOOP_CMAKE_TARGETS:-}" ]; then
+        # shellcheck disable=SC2086
+        cmake --build "$cm" -j"$JOBS" --target $RELYLOOP_CMAKE_TARGETS
+    else
+        cmake --build "$cm" -j"$JOBS"
+    fi
 
     log "nginx module ($name)"
     local src=$BUILD/nginx-src stamp
@@ -86,7 +93,9 @@ cmd_build() {
     mkdir -p "$BUILD"
     build_variant release -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRELYLOOP_SANITIZE=OFF
     cp "$BUILD/nginx-release/ngx_http_relyloop_module.so" "$BUILD/ngx_http_relyloop_module.so"
-    cp "$BUILD/cmake-release/relyloop-worker" "$BUILD/relyloop-worker"
+    if [ -x "$BUILD/cmake-release/relyloop-worker" ]; then
+        cp "$BUILD/cmake-release/relyloop-worker" "$BUILD/relyloop-worker"
+    fi
     log "built $BUILD/ngx_http_relyloop_module.so and $BUILD/relyloop-worker"
 }
 

@@ -5,7 +5,9 @@
 // the defaults. Parsed and validated by settings.cpp.
 
 #include <chrono>
+#include <functional>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -33,6 +35,41 @@ struct Settings {
     std::chrono::seconds lease_ttl{30};                        // --lease-ttl
     // A stable identity for pr_jobs.worker_id; default "<hostname>:<pid>".
     std::string worker_id;                                     // --worker-id
+    // Beyond SPEC §3.2: on SIGTERM, running jobs get this long to finish
+    // before they are cancelled and released; default min(job_timeout, 20 s).
+    std::chrono::seconds shutdown_grace{20};                   // --shutdown-grace
+    // Beyond SPEC §3.2: a socket client that sends nothing for this long is
+    // disconnected.
+    std::chrono::seconds client_idle_timeout{30};              // --client-idle-timeout
 };
+
+enum class Command { kDaemon, kMigrate, kCheck, kHelp, kVersion };
+
+struct ParsedCommandLine {
+    Command command = Command::kDaemon;
+    Settings settings;
+    // Things worth a warning at start (e.g. the default author email).
+    std::vector<std::string> warnings;
+};
+
+// A bad flag, value or sub-command: the message names it; exit status 2.
+class UsageError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+// Reads one environment variable; nullptr when unset.
+using EnvLookup = std::function<const char *(const char *name)>;
+
+// Flags (`--name value` or `--name=value`) win over the environment, the
+// environment over the defaults; empty environment values count as unset.
+// `args` excludes argv[0]. The clone root is made absolute against `cwd`
+// (the process's working directory when empty). Throws UsageError.
+[[nodiscard]] ParsedCommandLine parse_command_line(const std::vector<std::string> &args,
+                                                   const EnvLookup &env,
+                                                   const std::string &cwd = {});
+
+// The --help text.
+[[nodiscard]] std::string usage_text();
 
 }  // namespace relyloop::worker

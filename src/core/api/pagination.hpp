@@ -1,0 +1,74 @@
+#pragma once
+
+// Keyset pagination (SPEC §5.1). A list cursor is the base64url (no padding)
+// of the JSON array [created_at, id] of the last row returned; the trials
+// cursor also names its sort, [sort, key, id], so that a cursor made for one
+// order is refused (422) for another instead of skipping rows.
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "api/uri.hpp"
+#include "api/validation.hpp"
+
+namespace relyloop::core {
+
+inline constexpr int kDefaultLimit = 50;
+inline constexpr int kMaxLimit = 200;
+inline constexpr size_t kMaxCursorLength = 1024;
+
+[[nodiscard]] std::string base64url_encode(std::string_view bytes);
+// Strict: URL-safe alphabet only, no padding, canonical trailing bits.
+[[nodiscard]] std::optional<std::string> base64url_decode(std::string_view text);
+
+struct ListCursor {
+    std::string created_at;  // normalized for a $n::timestamptz parameter
+    std::string id;
+};
+
+[[nodiscard]] std::string encode_list_cursor(std::string_view created_at_rfc3339,
+                                             std::string_view id);
+[[nodiscard]] std::optional<ListCursor> decode_list_cursor(std::string_view cursor);
+
+enum class TrialSort { kMetricDesc, kMetricAsc, kNumberAsc };
+
+[[nodiscard]] std::string_view trial_sort_name(TrialSort s) noexcept;
+[[nodiscard]] std::optional<TrialSort> parse_trial_sort(std::string_view s) noexcept;
+
+struct TrialCursor {
+    // Metric sorts: primary_metric as PostgreSQL printed it (float8 text),
+    // nullopt for a NULL metric. Number sort: the trial number as text.
+    std::optional<std::string> key;
+    std::string id;
+};
+
+// key: the float8 text (nullptr for NULL) or the trial number text.
+[[nodiscard]] std::string encode_trial_cursor(TrialSort sort, const char *key,
+                                              std::string_view id);
+[[nodiscard]] std::optional<TrialCursor> decode_trial_cursor(std::string_view cursor,
+                                                             TrialSort expected);
+
+// A float8 literal PostgreSQL accepts without raising: a finite decimal
+// number (no overflow) or NaN/Infinity/-Infinity.
+[[nodiscard]] bool valid_float8_text(std::string_view s) noexcept;
+
+struct ListParams {
+    int limit = kDefaultLimit;
+    std::optional<ListCursor> cursor;
+    std::optional<std::string> since;  // normalized timestamp
+};
+
+// ?limit= (1..200, default 50); problems as "query.limit: ...".
+[[nodiscard]] int parse_limit(const QueryArgs &args, Problems &problems);
+// ?limit=, ?cursor=, ?since= of the created_at lists.
+[[nodiscard]] ListParams parse_list_params(const QueryArgs &args, Problems &problems);
+// ?<name>= filter matched against an id column.
+[[nodiscard]] std::optional<std::string> parse_id_filter(const QueryArgs &args, const char *name,
+                                                         Problems &problems);
+// ?<name>= one of an enumeration.
+[[nodiscard]] std::optional<std::string> parse_enum_filter(
+    const QueryArgs &args, const char *name, std::span<const std::string_view> values,
+    Problems &problems);
+
+}  // namespace relyloop::core

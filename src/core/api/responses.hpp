@@ -1,0 +1,64 @@
+#pragma once
+
+// Responses as the shim sends them: status, headers, JSON body. Every
+// response carries X-Request-ID; CORS headers when the origin is allowed.
+
+#include <jansson.h>
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/error.hpp"
+#include "relyloop/core.h"
+
+namespace relyloop::core {
+
+struct Response {
+    int status = 200;
+    std::string body;         // JSON text; empty → no body and no Content-Type
+    std::string total_count;  // X-Total-Count of lists
+    std::string allow;        // Allow (405, OPTIONS)
+    bool preflight = false;   // a CORS preflight answer
+};
+
+// 2xx with a JSON body.
+[[nodiscard]] Response json_response(int status, const json_t *body);
+
+// The error envelope {"detail":{"error_code","message","retryable"}}.
+[[nodiscard]] std::string error_body(std::string_view code, std::string_view message,
+                                     bool retryable);
+[[nodiscard]] Response error_response(ErrorCode code, std::string_view message);
+
+// A body-read failure reported by the shim (rl_request_set_http_error).
+[[nodiscard]] Response body_read_error_response(int status);
+
+// X-Request-ID: the client's value is echoed when it is 1..128 characters of
+// [A-Za-z0-9._:-] — enough for UUIDs, ULIDs and "svc:trace.span" forms, and
+// nothing that could split a header or a log line; anything else gets a
+// fresh UUIDv7.
+[[nodiscard]] bool safe_request_id(std::string_view id) noexcept;
+[[nodiscard]] std::string pick_request_id(std::string_view client);
+
+struct CorsState {
+    bool allowed = false;  // the shim matched Origin against relyloop_cors_origins
+    std::string origin;
+};
+
+// The header array handed to the shim. Names are static; values point into
+// the response, the request id and the origin, which must outlive the list.
+class HeaderList {
+public:
+    void build(const Response &r, const std::string &request_id, const CorsState &cors);
+    [[nodiscard]] const rl_header_t *data() const noexcept { return headers_.data(); }
+    [[nodiscard]] size_t size() const noexcept { return headers_.size(); }
+    // Test helper: the value of a header, or nullptr.
+    [[nodiscard]] const rl_header_t *find(std::string_view name) const noexcept;
+
+private:
+    void add(std::string_view name, std::string_view value);
+
+    std::vector<rl_header_t> headers_;
+};
+
+}  // namespace relyloop::core

@@ -1,0 +1,149 @@
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include "commands.hpp"
+#include "common/redact.hpp"
+#include "db.hpp"
+
+namespace relyloop::worker {
+
+namespace {
+
+struct Reporter {
+    FILE *out;
+    FILE *err;
+
+    void ok(const char *what, const std::string &detail) const {
+        std::fprintf(out, "ok    %-12s %s\n", what, detail.c_str());
+        std::fflush(out);
+    }
+    int fail(const char *what, const std::string &detail) const {
+        std::fprintf(out, "FAIL  %-12s %s\n", what, detail.c_str());
+        std::fflush(out);
+        std::fprintf(err, "relyloop-worker check: %s: %s\n", what, detail.c_str());
+        return 1;
+    }
+};
+
+std::string errno_text() { return std::strerror(errno); }
+
+// Empty when `dir` is an existing directory we can use with `mode`
+// (access(2) bits), else why not.
+std::string check_dir(const std::string &dir, int mode) {
+    struct stat st {};
+    if (stat(dir.c_str(), &st) != 0) {
+        return dir + ": " + errno_text();
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        return dir + " is not a directory";
+    }
+    if (access(dir.c_str(), mode) != 0) {
+        return dir + ": " + errno_text();
+    }
+    return {};
+}
+
+}  // namespace
+
+int run_check(const Settings &s, FILE *out, FILE *err) noexcept {
+    Reporter r{out, err};
+    try {
+        // 1. PostgreSQL reachable, 2. schema current.
+        std::string cerr;
+        PgConn conn = db::connect(s.pg_conninfo, "relyloop-worker check", nullptr, &cerr);
+        if (!conn) {
+            return r.fail("postgres", "cannot connect: " + cerr);
+        }
+        r.ok("postgres", "connected (server " + std::to_string(PQserverVersion(conn.get())) + ")");
+        SchemaVersion sv;
+        try {
+            sv = read_schema_version(conn.get());
+        } catch (const DbError &e) {
+            return r.fail("schema", e.what());
+        }
+        if (!sv.table_exists || sv.current < sv.latest) {
+            return r.fail("schema", "database schema is at version " + std::to_string(sv.current) +
+                                        ", this worker needs " + std::to_string(sv.latest) +
+                                        "; run `relyloop-worker migrate`");
+        }
+        r.ok("schema", "version " + std::to_string(sv.current) +
+                           (sv.current > sv.latest ? " (newer than this worker's " +
+                                                         std::to_string(sv.latest) + ")"
+                                                   : ""));
+
+        // 3. Secrets directory: PAT files are read from it per job.
+        if (std::string why = check_dir(s.secrets_dir, R_OK | X_OK); !why.empty()) {
+            return r.fail("secrets-dir", why);
+        }
+        r.ok("secrets-dir", s.secrets_dir + " is readable");
+
+        // 4. Clone root: writable, or creatable under its nearest existing parent.
+        {
+            std::filesystem::path p(s.clone_root);
+            std::error_code ec;
+            if (std::filesystem::exists(p, ec)) {
+                if (std::string why = check_dir(p.string(), W_OK | X_OK); !why.empty()) {
+                    return r.fail("clone-root", why);
+                }
+                r.ok("clone-root", s.clone_root + " is writable");
+            } else {
+                std::filesystem::path parent = p.parent_path();
+                while (!parent.empty() && !std::filesystem::exists(parent, ec)) {
+                    parent = parent.parent_path();
+                }
+                if (parent.empty()) {
+                    return r.fail("clone-root", s.clone_root + " has no existing parent");
+                }
+                if (std::string why = check_dir(parent.string(), W_OK | X_OK); !why.empty()) {
+                    return r.fail("clone-root", s.clone_root + " cannot be created: " + why);
+                }
+                r.ok("clone-root", s.clone_root + " will be created");
+            }
+        }
+
+        // 5. Socket directory.
+        {
+            std::filesystem::path sock(s.socket_path);
+            std::string dir = sock.has_parent_path() ? sock.parent_path().string() : ".";
+            if (std::string why = check_dir(dir, W_OK | X_OK); !why.empty()) {
+                return r.fail("socket-dir", why);
+            }
+            r.ok("socket-dir", dir + " is writable");
+        }
+
+        // 6. URLs (validated when parsed; shown for the record).
+        r.ok("urls", "github api " + s.github_api_url + ", web " + s.github_web_url +
+                         ", base " + (s.base_url.empty() ? std::string("(unset)") : s.base_url));
+
+        // 7. CA file.
+        if (!s.ca_file.empty()) {
+            int fd = ::open(s.ca_file.c_str(), O_RDONLY | O_CLOEXEC);
+            if (fd < 0) {
+                return r.fail("ca-file", s.ca_file + ": " + errno_text());
+            }
+            struct stat st {};
+            bool regular = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+            ::close(fd);
+            if (!regular) {
+                return r.fail("ca-file", s.ca_file + " is not a regular file");
+            }
+            r.ok("ca-file", s.ca_file + " is readable");
+        } else {
+            r.ok("ca-file", "system CA bundle");
+        }
+        std::fprintf(out, "all checks passed\n");
+        std::fflush(out);
+        return 0;
+    } catch (const std::exception &e) {
+        return r.fail("internal", redact(e.what()));
+    } catch (...) {
+        return r.fail("internal", "unexpected error");
+    }
+}
+
+}  // namespace relyloop::worker

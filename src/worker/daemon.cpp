@@ -1,0 +1,220 @@
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+
+#include "commands.hpp"
+#include "db.hpp"
+#include "ipc_server.hpp"
+#include "job_runner.hpp"
+#include "relyloop/version.hpp"
+
+namespace relyloop::worker {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Blocks SIGTERM/SIGINT in every thread created afterwards (they inherit the
+// mask) and delivers them to the I/O loop through a signalfd instead.
+class SignalChannel {
+public:
+    SignalChannel() {
+        sigemptyset(&set_);
+        sigaddset(&set_, SIGTERM);
+        sigaddset(&set_, SIGINT);
+        pthread_sigmask(SIG_BLOCK, &set_, &old_);
+        fd_ = signalfd(-1, &set_, SFD_NONBLOCK | SFD_CLOEXEC);
+    }
+    ~SignalChannel() {
+        if (fd_ >= 0) {
+            close(fd_);
+        }
+        pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+    }
+    SignalChannel(const SignalChannel &) = delete;
+    SignalChannel &operator=(const SignalChannel &) = delete;
+
+    [[nodiscard]] int fd() const noexcept { return fd_; }
+
+    // The signals that arrived since the last call.
+    std::vector<int> take() {
+        std::vector<int> sigs;
+        signalfd_siginfo info{};
+        while (read(fd_, &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
+            sigs.push_back(static_cast<int>(info.ssi_signo));
+        }
+        return sigs;
+    }
+
+private:
+    sigset_t set_{};
+    sigset_t old_{};
+    int fd_ = -1;
+};
+
+// Start-up check only: an old schema is worth a warning, an unreachable
+// database is not fatal (the runners retry).
+void log_schema_state(const Settings &settings, EventLog &log) {
+    std::string err;
+    PgConn conn = db::connect(settings.pg_conninfo, "relyloop-worker startup", &log, &err);
+    if (!conn) {
+        log.warn("db_unavailable", {{"message", "at start: " + err + "; will keep retrying"}});
+        return;
+    }
+    try {
+        SchemaVersion sv = read_schema_version(conn.get());
+        if (sv.current < sv.latest) {
+            log.warn("schema_outdated",
+                     {{"message", "database schema version " + std::to_string(sv.current) +
+                                      ", this worker needs " + std::to_string(sv.latest) +
+                                      "; run `relyloop-worker migrate`"}});
+        }
+    } catch (const DbError &e) {
+        log.warn("db_error", {{"message", e.what()}});
+    }
+}
+
+}  // namespace
+
+int run_daemon(const Settings &settings, Pipeline &pipeline, EventLog &log) noexcept {
+    try {
+        signal(SIGPIPE, SIG_IGN);
+        SignalChannel signals;
+        if (signals.fd() < 0) {
+            log.error("worker_start_failed", {{"message", "signalfd: " + std::string(std::strerror(errno))}});
+            return 1;
+        }
+        auto started = Clock::now();
+        log.info("worker_started",
+                 {{"message", std::string("relyloop-worker ") + kVersion},
+                  {"worker_id", settings.worker_id},
+                  {"socket", settings.socket_path},
+                  {"threads", settings.threads},
+                  {"clone_root", settings.clone_root},
+                  {"job_timeout_s", static_cast<long long>(settings.job_timeout.count())},
+                  {"lease_ttl_s", static_cast<long long>(settings.lease_ttl.count())}});
+        if (settings.git_author_email == Settings{}.git_author_email) {
+            log.warn("worker_config_warning",
+                     {{"message", "git author email is left at its default " +
+                                      settings.git_author_email +
+                                      "; set --git-author-email / RELYLOOP_GIT_AUTHOR_EMAIL"}});
+        }
+        std::error_code ec;
+        std::filesystem::create_directories(settings.clone_root, ec);
+        if (ec) {
+            log.error("worker_start_failed", {{"message", "cannot create the clone root " +
+                                                              settings.clone_root + ": " +
+                                                              ec.message()}});
+            return 1;
+        }
+        log_schema_state(settings, log);
+
+        IpcServer server(settings, log);
+        std::string err;
+        if (!server.open(&err)) {
+            log.error("worker_start_failed", {{"message", err}});
+            return 1;
+        }
+        JobRunner runner(settings, pipeline, log);
+        server.set_on_enqueued([&runner] { runner.kick(); });
+        server.start_pool();
+        runner.start();
+        log.info("worker_ready", {{"socket", settings.socket_path}});
+
+        bool stopping = false;
+        auto on_signal = [&] {
+            for (int sig : signals.take()) {
+                const char *name = sig == SIGTERM ? "SIGTERM" : "SIGINT";
+                if (!stopping) {
+                    stopping = true;
+                    log.info("worker_stopping",
+                             {{"message", std::string(name) + ": no new jobs; running jobs get " +
+                                              std::to_string(settings.shutdown_grace.count()) +
+                                              " s"},
+                              {"running", static_cast<long long>(runner.active_jobs())}});
+                    server.stop_accepting();
+                    runner.request_stop(false);
+                } else {
+                    log.info("worker_stopping",
+                             {{"message", std::string(name) + " again: cancelling running jobs"}});
+                    runner.request_stop(true);
+                }
+            }
+        };
+        auto done = [&] { return stopping && runner.runners_done() && server.idle(); };
+        server.run(signals.fd(), on_signal, done);
+        if (!stopping) {
+            // The loop failed on its own: still stop cleanly.
+            server.stop_accepting();
+            runner.request_stop(true);
+        }
+        runner.join();
+        server.shutdown();
+        log.info("worker_stopped",
+                 {{"duration_ms", static_cast<long long>(
+                                      std::chrono::duration_cast<std::chrono::milliseconds>(
+                                          Clock::now() - started)
+                                          .count())}});
+        return stopping ? 0 : 1;
+    } catch (const std::exception &e) {
+        log.error("worker_failed", {{"message", e.what()}});
+        return 1;
+    } catch (...) {
+        log.error("worker_failed", {{"message", "unexpected error"}});
+        return 1;
+    }
+}
+
+int worker_main(int argc, char **argv, const PipelineFactory &make_pipeline) noexcept {
+    try {
+        std::vector<std::string> args;
+        for (int i = 1; i < argc; i++) {
+            args.emplace_back(argv[i]);
+        }
+        ParsedCommandLine cl;
+        try {
+            cl = parse_command_line(args, [](const char *name) { return std::getenv(name); });
+        } catch (const UsageError &e) {
+            std::fprintf(stderr, "relyloop-worker: %s\nTry 'relyloop-worker --help'.\n",
+                         e.what());
+            return 2;
+        }
+        switch (cl.command) {
+            case Command::kHelp:
+                std::fputs(usage_text().c_str(), stdout);
+                return 0;
+            case Command::kVersion:
+                std::printf("relyloop-worker %s\n", kVersion);
+                return 0;
+            case Command::kMigrate:
+                return run_migrate(cl.settings, stdout, stderr);
+            case Command::kCheck:
+                for (const std::string &w : cl.warnings) {
+                    std::printf("warn  %-12s %s\n", "config", w.c_str());
+                }
+                return run_check(cl.settings, stdout, stderr);
+            case Command::kDaemon:
+                break;
+        }
+        EventLog log(stderr);
+        std::unique_ptr<Pipeline> pipeline = make_pipeline(cl.settings, log);
+        if (!pipeline) {
+            log.error("worker_start_failed", {{"message", "no pipeline"}});
+            return 1;
+        }
+        return run_daemon(cl.settings, *pipeline, log);
+    } catch (const std::exception &e) {
+        std::fprintf(stderr, "relyloop-worker: %s\n", e.what());
+        return 1;
+    } catch (...) {
+        std::fprintf(stderr, "relyloop-worker: unexpected error\n");
+        return 1;
+    }
+}
+
+}  // namespace relyloop::worker

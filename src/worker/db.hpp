@@ -1,0 +1,60 @@
+#pragma once
+
+// Blocking libpq helpers for the worker's own threads (never on an event
+// loop): connect with sane defaults, run a parameterized statement, turn a
+// failure into DbError, and tell connection loss from other errors.
+
+#include <libpq-fe.h>
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/error.hpp"
+#include "common/raii.hpp"
+
+namespace relyloop::worker {
+
+class EventLog;
+
+namespace db {
+
+// A parameter: nullopt is SQL NULL.
+using Param = std::optional<std::string>;
+
+// Connects with defaults the operator's conninfo may override:
+// connect_timeout=5, TCP keepalives, application_name. libpq notices go to
+// `log` as "pg_notice" events instead of raw text on stderr. Returns nullptr
+// with `error` (redacted) on failure.
+[[nodiscard]] PgConn connect(const std::string &conninfo, const char *application_name,
+                             EventLog *log, std::string *error);
+
+// PQexecParams with text parameters. Throws DbError on any failure (an empty
+// SQLSTATE and a CONNECTION_BAD handle when the connection is gone).
+PgResult exec(PGconn *conn, const char *sql, const std::vector<Param> &params = {});
+
+// A DbError caused by a lost or unusable connection (reconnect and retry).
+[[nodiscard]] bool is_connection_error(const DbError &e, PGconn *conn) noexcept;
+
+// Text of (row, col), or nullopt for NULL.
+[[nodiscard]] std::optional<std::string> get(const PGresult *r, int row, int col);
+[[nodiscard]] std::string get_or(const PGresult *r, int row, int col, std::string fallback = {});
+[[nodiscard]] long long get_int(const PGresult *r, int row, int col, long long fallback = 0);
+
+// Exponential backoff for reconnects: 250 ms doubling to `cap`.
+class Backoff {
+public:
+    explicit Backoff(std::chrono::milliseconds cap = std::chrono::seconds(10)) : cap_(cap) {}
+    [[nodiscard]] std::chrono::milliseconds next() noexcept;
+    void reset() noexcept { cur_ = std::chrono::milliseconds(0); }
+    [[nodiscard]] bool failing() const noexcept { return cur_.count() != 0; }
+
+private:
+    std::chrono::milliseconds cap_;
+    std::chrono::milliseconds cur_{0};
+};
+
+}  // namespace db
+}  // namespace relyloop::worker

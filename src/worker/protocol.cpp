@@ -1,0 +1,180 @@
+#include "protocol.hpp"
+
+#include <jansson.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "common/raii.hpp"
+
+namespace relyloop::worker {
+
+namespace {
+
+constexpr size_t kMaxIdLength = 128;
+
+// Echoed text (an unknown op) stays short and printable ASCII.
+std::string sanitize(std::string_view s) {
+    std::string out;
+    for (char c : s.substr(0, 64)) {
+        auto u = static_cast<unsigned char>(c);
+        out.push_back(u >= 0x20 && u < 0x7f && c != '"' && c != '\\' ? c : '?');
+    }
+    if (s.size() > 64) {
+        out += "...";
+    }
+    return out;
+}
+
+std::string dump_line(json_t *obj) {
+    CString text(json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER));
+    if (!text) {
+        return "{\"ok\":false,\"error\":\"internal error\"}\n";
+    }
+    std::string line(text.get());
+    line.push_back('\n');
+    return line;
+}
+
+ParsedRequest fail(std::string message) {
+    ParsedRequest r;
+    r.error = std::move(message);
+    return r;
+}
+
+}  // namespace
+
+ParsedRequest parse_request(std::string_view line) noexcept {
+    try {
+        size_t first = line.find_first_not_of(" \t");
+        if (first == std::string_view::npos) {
+            return fail("empty request");
+        }
+        json_error_t err{};
+        Json root(json_loadb(line.data(), line.size(), JSON_DECODE_ANY | JSON_REJECT_DUPLICATES,
+                             &err));
+        if (!root) {
+            return fail(std::string("invalid JSON: ") + err.text);
+        }
+        if (!json_is_object(root.get())) {
+            return fail("request must be a JSON object");
+        }
+        json_t *op = json_object_get(root.get(), "op");
+        if (op == nullptr) {
+            return fail("missing op");
+        }
+        if (!json_is_string(op)) {
+            return fail("op must be a string");
+        }
+        std::string_view op_name(json_string_value(op), json_string_length(op));
+        Request req;
+        if (op_name == "ping") {
+            req.op = RequestOp::kPing;
+        } else if (op_name == "enqueue") {
+            req.op = RequestOp::kEnqueue;
+            json_t *pid = json_object_get(root.get(), "proposal_id");
+            if (pid == nullptr || json_is_null(pid)) {
+                return fail("missing proposal_id");
+            }
+            if (!json_is_string(pid)) {
+                return fail("proposal_id must be a string");
+            }
+            req.proposal_id.assign(json_string_value(pid), json_string_length(pid));
+            if (req.proposal_id.empty()) {
+                return fail("proposal_id must not be empty");
+            }
+            if (req.proposal_id.size() > kMaxIdLength) {
+                return fail("proposal_id is longer than 128 bytes");
+            }
+        } else {
+            return fail("unknown op \"" + sanitize(op_name) + "\"");
+        }
+        json_t *rid = json_object_get(root.get(), "request_id");
+        if (rid != nullptr && !json_is_null(rid)) {
+            if (!json_is_string(rid)) {
+                return fail("request_id must be a string");
+            }
+            req.request_id.assign(json_string_value(rid),
+                                  std::min(json_string_length(rid), kMaxIdLength));
+        }
+        ParsedRequest r;
+        r.request = std::move(req);
+        return r;
+    } catch (...) {
+        return fail("internal error");
+    }
+}
+
+std::string reply_error(std::string_view message) {
+    Json obj(json_object());
+    if (!obj) {
+        return "{\"ok\":false,\"error\":\"internal error\"}\n";
+    }
+    json_object_set_new(obj.get(), "ok", json_false());
+    json_t *m = json_stringn(message.data(), message.size());
+    json_object_set_new(obj.get(), "error", m != nullptr ? m : json_string("error"));
+    return dump_line(obj.get());
+}
+
+std::string reply_enqueued(std::string_view job_id, bool deduplicated) {
+    Json obj(json_object());
+    if (!obj) {
+        return reply_error("internal error");
+    }
+    json_object_set_new(obj.get(), "ok", json_true());
+    json_object_set_new(obj.get(), "job_id", json_stringn(job_id.data(), job_id.size()));
+    json_object_set_new(obj.get(), "deduplicated", json_boolean(deduplicated));
+    return dump_line(obj.get());
+}
+
+std::string reply_ping(std::string_view version, long long queued, long long running) {
+    Json obj(json_object());
+    if (!obj) {
+        return reply_error("internal error");
+    }
+    json_object_set_new(obj.get(), "ok", json_true());
+    json_object_set_new(obj.get(), "version", json_stringn(version.data(), version.size()));
+    json_object_set_new(obj.get(), "queued", json_integer(queued));
+    json_object_set_new(obj.get(), "running", json_integer(running));
+    return dump_line(obj.get());
+}
+
+void LineFramer::feed(std::string_view bytes) {
+    if (start_ > 0 && start_ >= buf_.size() / 2) {
+        buf_.erase(0, start_);
+        start_ = 0;
+    }
+    buf_.append(bytes);
+}
+
+bool LineFramer::has_line() const noexcept {
+    size_t avail = buf_.size() - start_;
+    return std::memchr(buf_.data() + start_, '\n', avail) != nullptr || avail > max_line_;
+}
+
+LineFramer::Status LineFramer::next(std::string *line) {
+    size_t avail = buf_.size() - start_;
+    const char *base = buf_.data() + start_;
+    const void *nl = std::memchr(base, '\n', avail);
+    if (nl == nullptr) {
+        return avail > max_line_ ? Status::kTooLong : Status::kNeedMore;
+    }
+    size_t len = static_cast<size_t>(static_cast<const char *>(nl) - base);
+    size_t consumed = len + 1;
+    if (len > 0 && base[len - 1] == '\r') {
+        len--;
+    }
+    if (len > max_line_) {
+        start_ += consumed;
+        return Status::kTooLong;
+    }
+    line->assign(base, len);
+    start_ += consumed;
+    if (start_ == buf_.size()) {
+        buf_.clear();
+        start_ = 0;
+    }
+    return Status::kLine;
+}
+
+}  // namespace relyloop::worker
