@@ -124,10 +124,128 @@ cmd_test() {
     log "all tests passed (release and asan)"
 }
 
+# ./build.sh up: PostgreSQL (kept under .run/pg), migrations, the worker and
+# nginx with the module, in the foreground until Ctrl-C or SIGTERM.
 cmd_up() {
     ensure_pkgs "${BUILD_PKGS[@]}" "${TEST_PKGS[@]}"
     cmd_build
-    exec "$ROOT/t/tools/stack-up.sh"
+
+    local run=$ROOT/.run pgbin=/usr/lib/postgresql/15/bin
+    local port=${RELYLOOP_PORT:-8080} pgport=${RELYLOOP_PG_PORT:-54329}
+    local env=${RELYLOOP_ENVIRONMENT:-development}
+    local web=${RELYLOOP_GITHUB_WEB_URL:-https://github.com}
+    local api=${RELYLOOP_GITHUB_API_URL:-https://api.github.com}
+    local pgdata=$run/pg
+    AS_PG=()
+    mkdir -p "$run"/{secrets,clones,logs,nginx/conf,nginx/logs,nginx/tmp}
+    chmod 700 "$run/secrets"
+
+    # PostgreSQL refuses to run as root: run it as "postgres", with its data
+    # where that user can reach it (a 0700 home directory is not).
+    if [ "$(id -u)" = 0 ]; then
+        AS_PG=(runuser -u postgres --)
+        if [ ! -e "$pgdata" ] && ! runuser -u postgres -- test -x "$run"; then
+            local alt
+            alt=/var/tmp/relyloop-pg-$(printf '%s' "$ROOT" | md5sum | cut -c1-12)
+            mkdir -p "$alt" && ln -sfn "$alt" "$pgdata"
+        fi
+        mkdir -p "$pgdata/" && chown -R postgres:postgres "$(readlink -f "$pgdata")"
+    fi
+    if [ ! -f "$pgdata/data/PG_VERSION" ]; then
+        log "initdb $pgdata/data"
+        "${AS_PG[@]}" "$pgbin/initdb" -D "$pgdata/data" -U postgres -A trust -E UTF8 \
+            --locale=C.UTF-8 >"$run/logs/initdb.log"
+    fi
+    log "postgresql on 127.0.0.1:$pgport"
+    "${AS_PG[@]}" "$pgbin/pg_ctl" -D "$pgdata/data" -l "$pgdata/server.log" -w -t 60 \
+        -o "-p $pgport -c listen_addresses=127.0.0.1 -k ''" start >/dev/null
+    UP_PGDATA=$pgdata
+    trap stop_stack INT TERM EXIT
+    psql -X -q -h 127.0.0.1 -p "$pgport" -U postgres -d postgres -Atc \
+        "SELECT 1 FROM pg_database WHERE datname='relyloop'" | grep -q 1 ||
+        createdb -h 127.0.0.1 -p "$pgport" -U postgres relyloop
+
+    local conninfo="host=127.0.0.1 port=$pgport user=postgres dbname=relyloop"
+    "$BUILD/relyloop-worker" migrate --pg-conninfo "$conninfo"
+
+    printf 'export PGHOST=127.0.0.1\nexport PGPORT=%s\nexport PGDATABASE=relyloop\nexport PGUSER=postgres\n' \
+        "$pgport" >"$run/env"
+
+    local user="" cors=""
+    [ "$(id -u)" = 0 ] && user="user root;"
+    [ -n "${RELYLOOP_CORS_ORIGINS:-}" ] && cors="relyloop_cors_origins ${RELYLOOP_CORS_ORIGINS};"
+    cat >"$run/nginx/conf/nginx.conf" <<EOF
+load_module $BUILD/ngx_http_relyloop_module.so;
+daemon off;
+worker_processes 2;
+$user
+error_log $run/nginx/logs/error.log info;
+pid $run/nginx/logs/nginx.pid;
+events { worker_connections 1024; }
+http {
+    access_log $run/nginx/logs/access.log;
+    client_body_temp_path $run/nginx/tmp/body;
+    proxy_temp_path $run/nginx/tmp/proxy;
+    fastcgi_temp_path $run/nginx/tmp/fastcgi;
+    uwsgi_temp_path $run/nginx/tmp/uwsgi;
+    scgi_temp_path $run/nginx/tmp/scgi;
+    relyloop_pg_conninfo "$conninfo";
+    relyloop_worker_socket $run/worker.sock;
+    relyloop_secrets_dir $run/secrets;
+    relyloop_environment $env;
+    relyloop_github_web_url $web;
+    server {
+        listen 127.0.0.1:$port reuseport;
+        $cors
+        location /api/ {
+            relyloop_api;
+            error_page 400 413 414 @relyloop;
+        }
+        location @relyloop { relyloop_api; }
+    }
+}
+EOF
+    nginx -t -q -p "$run/nginx" -c conf/nginx.conf -e "$run/nginx/logs/error.log"
+
+    local -a wargs=(--pg-conninfo "$conninfo" --socket "$run/worker.sock"
+        --secrets-dir "$run/secrets" --clone-root "$run/clones"
+        --github-web-url "$web" --github-api-url "$api")
+    [ -n "${RELYLOOP_BASE_URL:-}" ] && wargs+=(--base-url "$RELYLOOP_BASE_URL")
+    "$BUILD/relyloop-worker" "${wargs[@]}" 2>>"$run/logs/worker.log" &
+    UP_PIDS+=($!)
+    nginx -p "$run/nginx" -c conf/nginx.conf -e "$run/nginx/logs/error.log" &
+    UP_PIDS+=($!)
+
+    local i
+    for i in $(seq 1 100); do
+        if curl -fsS "http://127.0.0.1:$port/api/v1/health" >/dev/null 2>&1; then
+            echo "relyloop-pr ready: http://127.0.0.1:$port (environment $env; psql: . .run/env)"
+            wait -n "${UP_PIDS[@]}" || true
+            log "a component exited; see $run/logs and $run/nginx/logs"
+            stop_stack
+        fi
+        sleep 0.1
+    done
+    curl -sS "http://127.0.0.1:$port/api/v1/health" >&2 || true
+    die "the stack did not become healthy; logs in $run/logs and $run/nginx/logs"
+}
+
+UP_PIDS=()
+UP_PGDATA=""
+AS_PG=()
+
+stop_stack() {
+    trap - INT TERM EXIT
+    log "stopping"
+    if [ ${#UP_PIDS[@]} -gt 0 ]; then
+        kill -TERM "${UP_PIDS[@]}" 2>/dev/null || true
+        wait "${UP_PIDS[@]}" 2>/dev/null || true
+    fi
+    if [ -n "$UP_PGDATA" ]; then
+        "${AS_PG[@]}" /usr/lib/postgresql/15/bin/pg_ctl -D "$UP_PGDATA/data" -m fast -w stop \
+            >/dev/null 2>&1 || true
+    fi
+    exit 0
 }
 
 cmd_bench() {

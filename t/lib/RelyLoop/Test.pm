@@ -339,7 +339,7 @@ sub write_nginx_conf {
         %{$opts{directives} || {}},
     );
     my $directives = join '', map { defined $dir{$_} ? "    $_ $dir{$_};\n" : '' } sort keys %dir;
-    my $cors = $opts{cors} ? '        relyloop_cors_origins ' . join(' ', @{$opts{cors}}) . ";\n" : '';
+    my $cors = $opts{cors} ? '        relyloop_cors_origins ' . join(' ', @{$opts{cors}}) . ";" : '';
     my $conf = <<"EOF";
 load_module $self->{module};
 daemon off;
@@ -360,9 +360,14 @@ $directives
 @{[ $opts{http} // '' ]}
     server {
         listen 127.0.0.1:$self->{nginx_port}@{[ $workers > 1 ? ' reuseport' : '' ]};
+$cors
         location /api/ {
             relyloop_api;
-$cors@{[ $opts{location} // '' ]}
+            error_page 400 413 414 \@relyloop;
+@{[ $opts{location} // '' ]}
+        }
+        location \@relyloop {
+            relyloop_api;
         }
 @{[ $opts{server} // '' ]}
     }
