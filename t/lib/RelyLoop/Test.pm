@@ -283,7 +283,8 @@ sub stop_worker {
 # --- nginx ------------------------------------------------------------------
 
 # start_nginx(environment => ..., cors => [...], http => 'extra', location => 'extra',
-#             server => 'extra', workers => N, directives => {name => value})
+#             server => 'extra', workers => N, directives => {name => value},
+#             log_level => 'info')
 sub start_nginx {
     my ($self, %opts) = @_;
     my $n = "$self->{dir}/nginx";
@@ -346,11 +347,11 @@ daemon off;
 master_process on;
 worker_processes $workers;
 $user
-error_log $n/logs/error.log info;
+error_log $n/logs/error.log @{[ $opts{log_level} // 'info' ]};
 pid $n/logs/nginx.pid;
 events { worker_connections 1024; }
 http {
-    access_log $n/logs/access.log;
+    access_log @{[ ($opts{access_log} // 1) ? "$n/logs/access.log" : 'off' ]};
     client_body_temp_path $n/tmp/body;
     proxy_temp_path $n/tmp/proxy;
     fastcgi_temp_path $n/tmp/fastcgi;

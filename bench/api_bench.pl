@@ -1,0 +1,91 @@
+#!/usr/bin/env perl
+# API read path: the module answering GET /api/v1/config-repos/{id} and the
+# list (limit 50) under wrk, against pgbench running the very same SQL as
+# prepared statements at the same concurrency, in the same run (SPEC §12).
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::Bin/lib", "$FindBin::Bin/../t/lib";
+
+use Bench qw(wrk pgbench print_statements ratio fmt_ms seconds);
+use RelyLoop::Test;
+
+my $build = $ENV{RELYLOOP_BUILD_DIR} || "$FindBin::Bin/../build";
+my $conc = $ENV{RELYLOOP_BENCH_CONCURRENCY} || 32;
+my $workers = $ENV{RELYLOOP_BENCH_NGINX_WORKERS} || 1;
+
+my $t = RelyLoop::Test->new;
+$t->start_pg->migrate;
+$t->start_nginx(environment => 'production', workers => $workers,
+    access_log => 0, log_level => 'warn',
+    directives => {relyloop_pg_timeout => '5s'});
+
+# 1000 repos, spread over time, so the list has real pages.
+$t->psql(<<'SQL');
+INSERT INTO config_repos (id, name, provider, repo_url, auth_ref, created_at)
+SELECT '0196c0de-0000-7000-8000-' || lpad(g::text, 12, '0'), 'repo-' || g, 'github',
+       'https://github.com/acme/repo-' || g, 'pat', now() - (g || ' seconds')::interval
+FROM generate_series(1, 1000) g;
+SQL
+my $id = '0196c0de-0000-7000-8000-000000000500';
+
+my $st = print_statements($build, $t->dir);
+my $get = $st->{rl_config_repo_get} or die 'no rl_config_repo_get';
+my $list = $st->{rl_config_repo_list} or die 'no rl_config_repo_list';
+
+# The module's parameters: detail ($1 = id); list ($1 = limit + 1, then the
+# unset cursor and since as NULL).
+my $get_sql = $get->{sql} =~ s/\$1\b/:id/gr;
+my $list_sql = $list->{sql} =~ s/\$1\b/:lim/gr;
+$list_sql =~ s/\$\d+\b/NULL/g;
+write_file($t->dir . '/get.sql', "$get_sql;\n");
+write_file($t->dir . '/list.sql', "$list_sql;\n");
+
+my $r = $t->http(GET => "/api/v1/config-repos/$id");
+die "detail: $r->{status} $r->{body}" unless $r->{status} == 200;
+$r = $t->http(GET => '/api/v1/config-repos?limit=50');
+die "list: $r->{status}" unless $r->{status} == 200 && @{$r->{json}{data}} == 50;
+
+# warm both sides
+wrk(url => $t->url("/api/v1/config-repos/$id"), connections => $conc, seconds => 2);
+pgbench(port => $t->pg_port, script => $t->dir . '/get.sql', defines => {id => $id},
+    clients => $conc, seconds => 2, dir => $t->dir);
+
+my %res;
+$res{detail_module} = wrk(url => $t->url("/api/v1/config-repos/$id"), connections => $conc);
+$res{detail_pg} = pgbench(port => $t->pg_port, script => $t->dir . '/get.sql',
+    defines => {id => $id}, clients => $conc, dir => $t->dir);
+$res{list_module} = wrk(url => $t->url('/api/v1/config-repos?limit=50'), connections => $conc);
+$res{list_pg} = pgbench(port => $t->pg_port, script => $t->dir . '/list.sql',
+    defines => {lim => 51}, clients => $conc, dir => $t->dir);
+
+for my $k (qw(detail_module list_module)) {
+    die "$k: errors or non-2xx\n$res{$k}{raw}" if $res{$k}{errors} || $res{$k}{non2xx};
+}
+
+my $secs = seconds();
+print "\n== API read path: module (nginx, $workers worker, wrk) vs pgbench -M prepared, "
+    . "c=$conc, ${secs}s each ==\n";
+printf "%-34s %12s %10s %10s\n", '', 'req/s', 'p50', 'p99';
+for my $row (['GET /config-repos/{id}  module', 'detail_module', 'rps'],
+             ['                        pgbench', 'detail_pg', 'tps'],
+             ['GET /config-repos?limit=50 module', 'list_module', 'rps'],
+             ['                        pgbench', 'list_pg', 'tps']) {
+    my $x = $res{$row->[1]};
+    printf "%-34s %12.0f %10s %10s\n", $row->[0], $x->{$row->[2]}, fmt_ms($x->{p50_ms}),
+        fmt_ms($x->{p99_ms});
+}
+printf "ratio module/pgbench: detail %s (target >= 0.75), list %s\n",
+    ratio($res{detail_module}{rps}, $res{detail_pg}{tps}),
+    ratio($res{list_module}{rps}, $res{list_pg}{tps});
+
+$t->stop_all;
+
+sub write_file {
+    my ($f, $s) = @_;
+    open my $fh, '>', $f or die "$f: $!";
+    print $fh $s;
+    close $fh;
+}
