@@ -30,7 +30,10 @@ struct Reporter {
     }
 };
 
-std::string errno_text() { return std::strerror(errno); }
+std::string errno_text() {
+    char buf[128];
+    return strerror_r(errno, buf, sizeof buf);
+}
 
 // Empty when `dir` is an existing directory we can use with `mode`
 // (access(2) bits), else why not.
@@ -59,7 +62,9 @@ int run_check(const Settings &s, FILE *out, FILE *err) noexcept {
         if (!conn) {
             return r.fail("postgres", "cannot connect: " + cerr);
         }
-        r.ok("postgres", "connected (server " + std::to_string(PQserverVersion(conn.get())) + ")");
+        int v = PQserverVersion(conn.get());
+        r.ok("postgres", "connected (PostgreSQL " + std::to_string(v / 10000) + "." +
+                             std::to_string(v % 10000) + ")");
         SchemaVersion sv;
         try {
             sv = read_schema_version(conn.get());
@@ -72,9 +77,9 @@ int run_check(const Settings &s, FILE *out, FILE *err) noexcept {
                                         "; run `relyloop-worker migrate`");
         }
         r.ok("schema", "version " + std::to_string(sv.current) +
-                           (sv.current > sv.latest ? " (newer than this worker's " +
-                                                         std::to_string(sv.latest) + ")"
-                                                   : ""));
+                           (sv.current > sv.latest
+                                ? " (newer than this worker's " + std::to_string(sv.latest) + ")"
+                                : ""));
 
         // 3. Secrets directory: PAT files are read from it per job.
         if (std::string why = check_dir(s.secrets_dir, R_OK | X_OK); !why.empty()) {
@@ -117,8 +122,8 @@ int run_check(const Settings &s, FILE *out, FILE *err) noexcept {
         }
 
         // 6. URLs (validated when parsed; shown for the record).
-        r.ok("urls", "github api " + s.github_api_url + ", web " + s.github_web_url +
-                         ", base " + (s.base_url.empty() ? std::string("(unset)") : s.base_url));
+        r.ok("urls", "github api " + s.github_api_url + ", web " + s.github_web_url + ", base " +
+                         (s.base_url.empty() ? std::string("(unset)") : s.base_url));
 
         // 7. CA file.
         if (!s.ca_file.empty()) {

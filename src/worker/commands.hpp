@@ -37,8 +37,7 @@ struct SchemaVersion {
 
 // The daemon: socket listener, job runner, graceful shutdown on
 // SIGTERM/SIGINT. Returns the exit status (0 after a clean shutdown).
-[[nodiscard]] int run_daemon(const Settings &settings, Pipeline &pipeline,
-                             EventLog &log) noexcept;
+[[nodiscard]] int run_daemon(const Settings &settings, Pipeline &pipeline, EventLog &log) noexcept;
 
 using PipelineFactory =
     std::function<std::unique_ptr<Pipeline>(const Settings &settings, EventLog &log)>;

@@ -2,9 +2,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <cstdlib>
-#include <cstring>
 #include <filesystem>
 
 #include "commands.hpp"
@@ -22,7 +20,7 @@ using Clock = std::chrono::steady_clock;
 // Blocks SIGTERM/SIGINT in every thread created afterwards (they inherit the
 // mask) and delivers them to the I/O loop through a signalfd instead.
 class SignalChannel {
-public:
+  public:
     SignalChannel() {
         sigemptyset(&set_);
         sigaddset(&set_, SIGTERM);
@@ -51,7 +49,7 @@ public:
         return sigs;
     }
 
-private:
+  private:
     sigset_t set_{};
     sigset_t old_{};
     int fd_ = -1;
@@ -86,7 +84,7 @@ int run_daemon(const Settings &settings, Pipeline &pipeline, EventLog &log) noex
         signal(SIGPIPE, SIG_IGN);
         SignalChannel signals;
         if (signals.fd() < 0) {
-            log.error("worker_start_failed", {{"message", "signalfd: " + std::string(std::strerror(errno))}});
+            log.error("worker_start_failed", {{"message", "signalfd failed"}});
             return 1;
         }
         auto started = Clock::now();
@@ -107,20 +105,21 @@ int run_daemon(const Settings &settings, Pipeline &pipeline, EventLog &log) noex
         std::error_code ec;
         std::filesystem::create_directories(settings.clone_root, ec);
         if (ec) {
-            log.error("worker_start_failed", {{"message", "cannot create the clone root " +
-                                                              settings.clone_root + ": " +
-                                                              ec.message()}});
+            log.error("worker_start_failed",
+                      {{"message", "cannot create the clone root " + settings.clone_root + ": " +
+                                       ec.message()}});
             return 1;
         }
         log_schema_state(settings, log);
 
+        // The runner outlives the server: the server's DB threads kick it.
+        JobRunner runner(settings, pipeline, log);
         IpcServer server(settings, log);
         std::string err;
         if (!server.open(&err)) {
             log.error("worker_start_failed", {{"message", err}});
             return 1;
         }
-        JobRunner runner(settings, pipeline, log);
         server.set_on_enqueued([&runner] { runner.kick(); });
         server.start_pool();
         runner.start();
@@ -132,11 +131,11 @@ int run_daemon(const Settings &settings, Pipeline &pipeline, EventLog &log) noex
                 const char *name = sig == SIGTERM ? "SIGTERM" : "SIGINT";
                 if (!stopping) {
                     stopping = true;
-                    log.info("worker_stopping",
-                             {{"message", std::string(name) + ": no new jobs; running jobs get " +
-                                              std::to_string(settings.shutdown_grace.count()) +
-                                              " s"},
-                              {"running", static_cast<long long>(runner.active_jobs())}});
+                    log.info(
+                        "worker_stopping",
+                        {{"message", std::string(name) + ": no new jobs; running jobs get " +
+                                         std::to_string(settings.shutdown_grace.count()) + " s"},
+                         {"running", static_cast<long long>(runner.active_jobs())}});
                     server.stop_accepting();
                     runner.request_stop(false);
                 } else {
@@ -156,10 +155,10 @@ int run_daemon(const Settings &settings, Pipeline &pipeline, EventLog &log) noex
         runner.join();
         server.shutdown();
         log.info("worker_stopped",
-                 {{"duration_ms", static_cast<long long>(
-                                      std::chrono::duration_cast<std::chrono::milliseconds>(
-                                          Clock::now() - started)
-                                          .count())}});
+                 {{"duration_ms",
+                   static_cast<long long>(
+                       std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started)
+                           .count())}});
         return stopping ? 0 : 1;
     } catch (const std::exception &e) {
         log.error("worker_failed", {{"message", e.what()}});
@@ -180,8 +179,7 @@ int worker_main(int argc, char **argv, const PipelineFactory &make_pipeline) noe
         try {
             cl = parse_command_line(args, [](const char *name) { return std::getenv(name); });
         } catch (const UsageError &e) {
-            std::fprintf(stderr, "relyloop-worker: %s\nTry 'relyloop-worker --help'.\n",
-                         e.what());
+            std::fprintf(stderr, "relyloop-worker: %s\nTry 'relyloop-worker --help'.\n", e.what());
             return 2;
         }
         switch (cl.command) {
@@ -202,7 +200,13 @@ int worker_main(int argc, char **argv, const PipelineFactory &make_pipeline) noe
                 break;
         }
         EventLog log(stderr);
-        std::unique_ptr<Pipeline> pipeline = make_pipeline(cl.settings, log);
+        std::unique_ptr<Pipeline> pipeline;
+        try {
+            pipeline = make_pipeline(cl.settings, log);
+        } catch (const std::exception &e) {
+            log.error("worker_start_failed", {{"message", std::string("pipeline: ") + e.what()}});
+            return 1;
+        }
         if (!pipeline) {
             log.error("worker_start_failed", {{"message", "no pipeline"}});
             return 1;

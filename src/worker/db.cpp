@@ -34,9 +34,9 @@ void notice_to_log(void *arg, const char *message) {
 PgConn connect(const std::string &conninfo, const char *application_name, EventLog *log,
                std::string *error) {
     // Keywords before "dbname" are defaults: the expanded conninfo overrides them.
-    const char *keys[] = {"connect_timeout", "keepalives",      "keepalives_idle",
-                          "keepalives_interval", "keepalives_count", "application_name",
-                          "dbname",          nullptr};
+    const char *keys[] = {
+        "connect_timeout",  "keepalives",       "keepalives_idle", "keepalives_interval",
+        "keepalives_count", "application_name", "dbname",          nullptr};
     const char *vals[] = {"5", "1", "30", "10", "3", application_name, conninfo.c_str(), nullptr};
     PgConn conn(PQconnectdbParams(keys, vals, 1));
     if (!conn) {
@@ -84,8 +84,7 @@ bool is_connection_error(const DbError &e, PGconn *conn) noexcept {
 }
 
 std::optional<std::string> get(const PGresult *r, int row, int col) {
-    if (r == nullptr || row >= PQntuples(r) || col >= PQnfields(r) ||
-        PQgetisnull(r, row, col)) {
+    if (r == nullptr || row >= PQntuples(r) || col >= PQnfields(r) || PQgetisnull(r, row, col)) {
         return std::nullopt;
     }
     return std::string(PQgetvalue(r, row, col), static_cast<size_t>(PQgetlength(r, row, col)));

@@ -45,13 +45,13 @@ PgResult exec(PGconn *conn, const char *sql, const std::vector<Param> &params = 
 
 // Exponential backoff for reconnects: 250 ms doubling to `cap`.
 class Backoff {
-public:
+  public:
     explicit Backoff(std::chrono::milliseconds cap = std::chrono::seconds(10)) : cap_(cap) {}
     [[nodiscard]] std::chrono::milliseconds next() noexcept;
     void reset() noexcept { cur_ = std::chrono::milliseconds(0); }
     [[nodiscard]] bool failing() const noexcept { return cur_.count() != 0; }
 
-private:
+  private:
     std::chrono::milliseconds cap_;
     std::chrono::milliseconds cur_{0};
 };

@@ -25,9 +25,13 @@ using Clock = std::chrono::steady_clock;
 constexpr uint64_t kTagListener = 0;
 constexpr uint64_t kTagDone = 1;
 constexpr uint64_t kTagExtra = 2;
-constexpr size_t kReadChunk = 16 * 1024;
+constexpr size_t kReadChunk = size_t{16} * 1024;
 
-std::string errno_text(int e) { return std::strerror(e); }
+// strerror() is not thread-safe; the GNU strerror_r returns the text.
+std::string errno_text(int e) {
+    char buf[128];
+    return strerror_r(e, buf, sizeof buf);
+}
 
 bool fill_addr(const std::string &path, sockaddr_un *addr) {
     std::memset(addr, 0, sizeof *addr);
@@ -138,7 +142,7 @@ bool IpcServer::open(std::string *error) {
 
 void IpcServer::start_pool() {
     for (int i = 0; i < kDbThreads; i++) {
-        pool_.emplace_back([this, i] { pool_main(i); });
+        pool_.emplace_back([this] { pool_main(); });
     }
 }
 
@@ -162,7 +166,7 @@ void IpcServer::stop_accepting() noexcept {
 
 bool IpcServer::idle() const noexcept {
     std::lock_guard<std::mutex> lk(pool_mu_);
-    return in_flight_ == 0;
+    return in_flight_ == 0 && done_.empty();
 }
 
 void IpcServer::shutdown() noexcept {
@@ -201,7 +205,7 @@ void IpcServer::run(int extra_fd, const std::function<void()> &on_extra,
     }
     epoll_event events[64];
     while (!done()) {
-        int n = epoll_wait(epoll_fd_, events, 64, 250);
+        int n = epoll_wait(epoll_fd_, events, 64, posted_.empty() ? 250 : 0);
         if (n < 0) {
             if (errno == EINTR) {
                 continue;
@@ -222,6 +226,14 @@ void IpcServer::run(int extra_fd, const std::function<void()> &on_extra,
                 if (it != clients_.end()) {
                     on_client_event(*it->second, events[i].events);
                 }
+            }
+        }
+        std::vector<uint64_t> posted;
+        posted.swap(posted_);
+        for (uint64_t id : posted) {
+            auto it = clients_.find(id);
+            if (it != clients_.end()) {
+                process(*it->second);
             }
         }
         expire_idle();
@@ -339,8 +351,8 @@ void IpcServer::process(Client &c) {
                 break;
             }
             if (st == LineFramer::Status::kTooLong) {
-                c.out = reply_error("request line longer than " +
-                                    std::to_string(kMaxRequestLine) + " bytes");
+                c.out = reply_error("request line longer than " + std::to_string(kMaxRequestLine) +
+                                    " bytes");
                 c.close_after_write = true;
                 log_.warn("ipc_line_too_long", {{"message", "closing the connection"}});
             } else {
@@ -382,6 +394,11 @@ void IpcServer::process(Client &c) {
         if (!c.eof && !c.framer.has_line()) {
             break;  // nothing more to do until the client sends
         }
+    }
+    if (!c.busy && c.out.empty() && (c.eof || c.framer.has_line())) {
+        // Round limit reached with work left in our buffer, which no epoll
+        // event would announce: come back on the next loop iteration.
+        posted_.push_back(id);
     }
     update_interest(c);
 }
@@ -468,7 +485,7 @@ void IpcServer::expire_idle() {
     }
 }
 
-void IpcServer::pool_main(int index) noexcept {
+void IpcServer::pool_main() noexcept {
     DbSlot slot;
     for (;;) {
         Task task;
@@ -493,7 +510,6 @@ void IpcServer::pool_main(int index) noexcept {
             (void)w;
         }
     }
-    (void)index;
 }
 
 std::string IpcServer::serve(DbSlot &slot, const Task &task) noexcept {
@@ -506,8 +522,8 @@ std::string IpcServer::serve(DbSlot &slot, const Task &task) noexcept {
                     return reply_error("database unavailable");
                 }
                 std::string err;
-                slot.conn = db::connect(settings_.pg_conninfo, "relyloop-worker socket", &log_,
-                                        &err);
+                slot.conn =
+                    db::connect(settings_.pg_conninfo, "relyloop-worker socket", &log_, &err);
                 if (!slot.conn) {
                     slot.next_attempt = Clock::now() + std::chrono::milliseconds(500);
                     if (!slot.failing) {
@@ -537,10 +553,16 @@ std::string IpcServer::serve(DbSlot &slot, const Task &task) noexcept {
                     case jobs::EnqueueResult::Status::kCreated:
                     case jobs::EnqueueResult::Status::kDeduplicated: {
                         bool dedup = res.status == jobs::EnqueueResult::Status::kDeduplicated;
-                        log_.info("job_enqueued", {{"job_id", res.job_id},
-                                                   {"proposal_id", req.proposal_id},
-                                                   {"request_id", req.request_id},
-                                                   {"deduplicated", dedup}});
+                        if (req.request_id.empty()) {
+                            log_.info("job_enqueued", {{"job_id", res.job_id},
+                                                       {"proposal_id", req.proposal_id},
+                                                       {"deduplicated", dedup}});
+                        } else {
+                            log_.info("job_enqueued", {{"job_id", res.job_id},
+                                                       {"proposal_id", req.proposal_id},
+                                                       {"request_id", req.request_id},
+                                                       {"deduplicated", dedup}});
+                        }
                         if (!dedup && on_enqueued_) {
                             on_enqueued_();
                         }
@@ -556,8 +578,8 @@ std::string IpcServer::serve(DbSlot &slot, const Task &task) noexcept {
                     slot.conn.reset();
                     continue;
                 }
-                log_.error("ipc_db_error", {{"proposal_id", task.request.proposal_id},
-                                            {"message", e.what()}});
+                log_.error("ipc_db_error",
+                           {{"proposal_id", task.request.proposal_id}, {"message", e.what()}});
                 return reply_error("database error");
             }
         }

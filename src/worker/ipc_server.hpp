@@ -30,7 +30,7 @@
 namespace relyloop::worker {
 
 class IpcServer {
-public:
+  public:
     // Clients beyond this are answered with an error and closed.
     static constexpr size_t kMaxClients = 1024;
     // DB threads serving enqueue and ping.
@@ -60,22 +60,23 @@ public:
     // still answered (requests get "worker stopping").
     void stop_accepting() noexcept;
 
-    // No request is waiting for a DB thread.
+    // No request is with the DB threads and every reply has been handed to
+    // its client.
     [[nodiscard]] bool idle() const noexcept;
 
     // Closes every client, stops the DB threads, removes the socket file.
     void shutdown() noexcept;
 
-private:
+  private:
     struct Client {
         int fd = -1;
         uint64_t id = 0;
         LineFramer framer;
         std::string out;
-        bool busy = false;          // a request is with the DB pool
-        bool eof = false;           // the peer finished sending
+        bool busy = false;  // a request is with the DB pool
+        bool eof = false;   // the peer finished sending
         bool close_after_write = false;
-        uint32_t events = 0;        // the epoll interest registered
+        uint32_t events = 0;  // the epoll interest registered
         std::chrono::steady_clock::time_point last_activity;
     };
     struct Task {
@@ -97,7 +98,7 @@ private:
     void drain_completions();
     void expire_idle();
 
-    void pool_main(int index) noexcept;
+    void pool_main() noexcept;
     struct DbSlot;
     std::string serve(DbSlot &slot, const Task &task) noexcept;
 
@@ -117,6 +118,7 @@ private:
 
     uint64_t next_id_ = 16;
     std::map<uint64_t, std::unique_ptr<Client>> clients_;
+    std::vector<uint64_t> posted_;  // clients to process again next iteration
 
     mutable std::mutex pool_mu_;
     std::condition_variable pool_cv_;

@@ -19,10 +19,14 @@ using std::chrono::milliseconds;
 
 const char *outcome_name(PipelineOutcome o) {
     switch (o) {
-        case PipelineOutcome::kOpened: return "opened";
-        case PipelineOutcome::kNotPending: return "not_pending";
-        case PipelineOutcome::kFailed: return "failed";
-        case PipelineOutcome::kCancelled: return "cancelled";
+        case PipelineOutcome::kOpened:
+            return "opened";
+        case PipelineOutcome::kNotPending:
+            return "not_pending";
+        case PipelineOutcome::kFailed:
+            return "failed";
+        case PipelineOutcome::kCancelled:
+            return "cancelled";
     }
     return "unknown";
 }
@@ -44,7 +48,7 @@ void JobRunner::ActiveJob::request_cancel(CancelReason r) noexcept {
 // Makes a claimed job visible to the heartbeat and the watchdog for as long
 // as the runner holds it.
 class JobRunner::Registration {
-public:
+  public:
     Registration(JobRunner &r, ActiveJob &a) : r_(r), a_(a) {
         std::lock_guard<std::mutex> lk(r_.active_mu_);
         r_.active_.push_back(&a_);
@@ -56,7 +60,7 @@ public:
     Registration(const Registration &) = delete;
     Registration &operator=(const Registration &) = delete;
 
-private:
+  private:
     JobRunner &r_;
     ActiveJob &a_;
 };
@@ -65,7 +69,7 @@ private:
 // connection. Unlocked on every path; when that connection died the lock
 // died with it and there is nothing to unlock.
 class JobRunner::RepoLock {
-public:
+  public:
     RepoLock(PgConn &conn, ActiveJob &a, EventLog &log)
         : conn_(conn), held_on_(conn.get()), a_(a), log_(log) {
         a_.lock_held.store(true);
@@ -91,7 +95,7 @@ public:
         }
     }
 
-private:
+  private:
     PgConn &conn_;
     PGconn *held_on_;
     ActiveJob &a_;
@@ -207,8 +211,7 @@ void JobRunner::wait_for_work(uint64_t seen, std::optional<long long> due_ms) {
     // another worker's claim in flight; look again shortly.
     long long ms = due_ms ? std::clamp(*due_ms, 20LL, 1000LL) : 1000;
     std::unique_lock<std::mutex> lk(wake_mu_);
-    wake_cv_.wait_for(lk, milliseconds(ms),
-                      [&] { return stopping_.load() || kick_seq_ != seen; });
+    wake_cv_.wait_for(lk, milliseconds(ms), [&] { return stopping_.load() || kick_seq_ != seen; });
 }
 
 long long JobRunner::elapsed_ms(const ActiveJob &a) const {
@@ -347,8 +350,10 @@ void JobRunner::run_job(PgConn &conn, ActiveJob &a, const jobs::ClaimedJob &job)
                      std::to_string(job.lock_waits) + " retries");
             return;
         }
-        bool ours = jobs::defer(conn.get(), a.fence,
-                                std::chrono::duration_cast<milliseconds>(settings_.lock_retry_delay));
+        a.finishing.store(true);
+        bool ours =
+            jobs::defer(conn.get(), a.fence,
+                        std::chrono::duration_cast<milliseconds>(settings_.lock_retry_delay));
         log_.info("pr_open_lock_contention",
                   {{"job_id", a.fence.job_id},
                    {"proposal_id", a.proposal_id},
@@ -448,7 +453,7 @@ void JobRunner::record_outcome(PgConn &conn, ActiveJob &a, const PipelineResult 
 }
 
 template <typename Fn>
-bool JobRunner::with_retry(PgConn &conn, const char *what, ActiveJob &a, Fn &&fn) noexcept {
+void JobRunner::with_retry(PgConn &conn, const char *what, ActiveJob &a, Fn &&fn) noexcept {
     db::Backoff backoff(milliseconds(1000));
     for (int attempt = 0; attempt < 3; attempt++) {
         try {
@@ -456,16 +461,16 @@ bool JobRunner::with_retry(PgConn &conn, const char *what, ActiveJob &a, Fn &&fn
                 conn = connect("runner");
             }
             fn(conn.get());
-            return true;
+            return;
         } catch (const DbError &e) {
             if (db::is_connection_error(e, conn.get())) {
                 conn.reset();
             } else {
-                log_.error("job_outcome_not_recorded", {{"job_id", a.fence.job_id},
-                                                        {"proposal_id", a.proposal_id},
-                                                        {"message", std::string(what) + ": " +
-                                                                        e.what()}});
-                return false;
+                log_.error("job_outcome_not_recorded",
+                           {{"job_id", a.fence.job_id},
+                            {"proposal_id", a.proposal_id},
+                            {"message", std::string(what) + ": " + e.what()}});
+                return;
             }
             if (attempt == 2) {
                 log_.error("job_outcome_not_recorded",
@@ -473,22 +478,23 @@ bool JobRunner::with_retry(PgConn &conn, const char *what, ActiveJob &a, Fn &&fn
                             {"proposal_id", a.proposal_id},
                             {"message", std::string(what) + ": " + e.what() +
                                             "; the lease will expire and the job be re-claimed"}});
-                return false;
+                return;
             }
         } catch (const std::exception &e) {
-            log_.error("job_outcome_not_recorded",
-                       {{"job_id", a.fence.job_id}, {"message", std::string(what) + ": " + e.what()}});
-            return false;
+            log_.error(
+                "job_outcome_not_recorded",
+                {{"job_id", a.fence.job_id}, {"message", std::string(what) + ": " + e.what()}});
+            return;
         } catch (...) {
-            return false;
+            return;
         }
         std::this_thread::sleep_for(backoff.next());
     }
-    return false;
 }
 
 void JobRunner::succeed(PGconn *conn, ActiveJob &a, std::string_view last_event,
                         const PipelineResult *res) {
+    a.finishing.store(true);  // the heartbeat leaves the row alone now
     bool ours = jobs::finish_succeeded(conn, a.fence, last_event);
     if (!ours) {
         log_.warn("job_lease_lost", {{"job_id", a.fence.job_id},
@@ -509,16 +515,17 @@ void JobRunner::succeed(PGconn *conn, ActiveJob &a, std::string_view last_event,
 }
 
 void JobRunner::fail(PGconn *conn, ActiveJob &a, ErrorCode code, std::string_view message) {
+    a.finishing.store(true);  // the heartbeat leaves the row alone now
     std::string_view code_name = error_code_name(code);
     std::string error = jobs::format_error(code_name, message);
     bool proposal_updated = false;
     bool ours = jobs::finish_failed(conn, a.fence, error, &proposal_updated);
     if (!ours) {
-        log_.warn("job_lease_lost", {{"job_id", a.fence.job_id},
-                                     {"proposal_id", a.proposal_id},
-                                     {"error_code", code_name},
-                                     {"message", "job failed but no longer ours; not recorded: " +
-                                                     error}});
+        log_.warn("job_lease_lost",
+                  {{"job_id", a.fence.job_id},
+                   {"proposal_id", a.proposal_id},
+                   {"error_code", code_name},
+                   {"message", "job failed but no longer ours; not recorded: " + error}});
         return;
     }
     log_.error("pr_open_failed", {{"job_id", a.fence.job_id},
@@ -537,6 +544,7 @@ void JobRunner::fail(PGconn *conn, ActiveJob &a, ErrorCode code, std::string_vie
 }
 
 void JobRunner::release(PGconn *conn, ActiveJob &a, std::string_view why) {
+    a.finishing.store(true);  // the heartbeat leaves the row alone now
     bool ours = jobs::release(conn, a.fence);
     log_.info("job_released", {{"job_id", a.fence.job_id},
                                {"proposal_id", a.proposal_id},

@@ -39,7 +39,7 @@
 namespace relyloop::worker {
 
 class JobRunner {
-public:
+  public:
     JobRunner(const Settings &settings, Pipeline &pipeline, EventLog &log);
     ~JobRunner();
     JobRunner(const JobRunner &) = delete;
@@ -64,7 +64,7 @@ public:
     // Jobs currently held by this process's runners.
     [[nodiscard]] size_t active_jobs() const;
 
-private:
+  private:
     enum class CancelReason : int { kNone, kTimeout, kShutdown, kLeaseLost, kLockLost };
 
     struct ActiveJob {
@@ -103,9 +103,10 @@ private:
     void fail(PGconn *conn, ActiveJob &a, ErrorCode code, std::string_view message);
     void release(PGconn *conn, ActiveJob &a, std::string_view why);
     // Runs `fn` on `conn`, re-making the connection and retrying up to three
-    // times on connection loss. False when it never succeeded.
+    // times on connection loss; logs job_outcome_not_recorded when it never
+    // succeeds (the lease then expires and the job is re-claimed).
     template <typename Fn>
-    bool with_retry(PgConn &conn, const char *what, ActiveJob &a, Fn &&fn) noexcept;
+    void with_retry(PgConn &conn, const char *what, ActiveJob &a, Fn &&fn) noexcept;
 
     [[nodiscard]] PgConn connect(const char *role);
     // Sleeps up to `d`; returns early when stopping.

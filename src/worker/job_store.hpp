@@ -46,10 +46,10 @@ struct Counts {
 struct ClaimedJob {
     std::string id;
     std::string proposal_id;
-    int attempts = 0;    // including this claim
+    int attempts = 0;  // including this claim
     int lock_waits = 0;
-    bool reclaimed = false;         // it was `running` with an expired lease
-    std::string previous_worker;    // when reclaimed
+    bool reclaimed = false;       // it was `running` with an expired lease
+    std::string previous_worker;  // when reclaimed
 };
 
 // Claims the next due job (queued and due, or running with an expired lease)
@@ -65,8 +65,8 @@ struct ProposalInfo {
     bool found = false;
     std::string status;
     std::string cluster_id;
-    bool cluster_live = false;     // exists and not soft-deleted
-    std::string config_repo_id;    // "" when NULL
+    bool cluster_live = false;   // exists and not soft-deleted
+    std::string config_repo_id;  // "" when NULL
     bool repo_exists = false;
 };
 [[nodiscard]] ProposalInfo read_proposal(PGconn *conn, std::string_view proposal_id);

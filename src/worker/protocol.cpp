@@ -51,8 +51,8 @@ ParsedRequest parse_request(std::string_view line) noexcept {
             return fail("empty request");
         }
         json_error_t err{};
-        Json root(json_loadb(line.data(), line.size(), JSON_DECODE_ANY | JSON_REJECT_DUPLICATES,
-                             &err));
+        Json root(
+            json_loadb(line.data(), line.size(), JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &err));
         if (!root) {
             return fail(std::string("invalid JSON: ") + err.text);
         }

@@ -34,15 +34,14 @@ struct ParsedRequest {
 // Reply lines, each ending in '\n'.
 [[nodiscard]] std::string reply_error(std::string_view message);
 [[nodiscard]] std::string reply_enqueued(std::string_view job_id, bool deduplicated);
-[[nodiscard]] std::string reply_ping(std::string_view version, long long queued,
-                                     long long running);
+[[nodiscard]] std::string reply_ping(std::string_view version, long long queued, long long running);
 
 // Splits a byte stream into lines without buffering without bound: bytes
 // are appended with feed(), complete lines taken with next(). A line longer
 // than the limit (or an unterminated remainder longer than it) is reported
 // as kTooLong, after which the connection should be answered and closed.
 class LineFramer {
-public:
+  public:
     enum class Status { kLine, kNeedMore, kTooLong };
 
     explicit LineFramer(size_t max_line = kMaxRequestLine) : max_line_(max_line) {}
@@ -58,7 +57,7 @@ public:
     // True when a complete line is waiting (next() would return kLine or kTooLong).
     [[nodiscard]] bool has_line() const noexcept;
 
-private:
+  private:
     size_t max_line_;
     std::string buf_;
     size_t start_ = 0;  // first byte not yet taken

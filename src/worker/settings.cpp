@@ -32,7 +32,7 @@ struct Option {
     const char *flag;  // without the leading "--"
     const char *env;   // nullptr: flag only
     Kind kind;
-    long long min;     // kInt / kSeconds
+    long long min;  // kInt / kSeconds
     long long max;
     const char *help;
 };
@@ -93,18 +93,27 @@ long long parse_int(const Option &o, const std::string &v, bool from_env) {
     long long mult = 1;
     if (o.kind == Kind::kSeconds && !s.empty()) {
         switch (s.back()) {
-            case 's': s.remove_suffix(1); break;
-            case 'm': s.remove_suffix(1); mult = 60; break;
-            case 'h': s.remove_suffix(1); mult = 3600; break;
-            default: break;
+            case 's':
+                s.remove_suffix(1);
+                break;
+            case 'm':
+                s.remove_suffix(1);
+                mult = 60;
+                break;
+            case 'h':
+                s.remove_suffix(1);
+                mult = 3600;
+                break;
+            default:
+                break;
         }
     }
     bool digits = !s.empty() && s.size() <= 12 &&
                   std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
     if (!digits) {
-        throw UsageError(describe(o, from_env) + ": invalid value \"" + redact(v) + "\" (expected " +
-                         (o.kind == Kind::kSeconds ? "seconds, e.g. 30 or 30s or 2m" : "an integer") +
-                         ")");
+        throw UsageError(
+            describe(o, from_env) + ": invalid value \"" + redact(v) + "\" (expected " +
+            (o.kind == Kind::kSeconds ? "seconds, e.g. 30 or 30s or 2m" : "an integer") + ")");
     }
     long long n = std::stoll(std::string(s)) * mult;
     if (n < o.min || n > o.max) {
@@ -116,8 +125,8 @@ long long parse_int(const Option &o, const std::string &v, bool from_env) {
 }
 
 bool host_char(char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '.' || c == '-';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '-';
 }
 
 // http(s)://host[:port][/path]; no user info, query or fragment. Returns the
@@ -166,8 +175,8 @@ std::optional<std::string> normalize_url(std::string_view url) {
     } else if (host != "x") {
         host = authority;
     }
-    if (host.empty() || !std::all_of(host.begin(), host.end(), host_char) ||
-        host.front() == '.' || host.front() == '-') {
+    if (host.empty() || !std::all_of(host.begin(), host.end(), host_char) || host.front() == '.' ||
+        host.front() == '-') {
         return std::nullopt;
     }
     for (char c : path) {
@@ -190,8 +199,7 @@ bool printable(std::string_view s) {
     });
 }
 
-void apply(Settings &st, const Option &o, const std::string &v, bool from_env,
-           bool &grace_given) {
+void apply(Settings &st, const Option &o, const std::string &v, bool from_env, bool &grace_given) {
     std::string_view f = o.flag;
     auto bad = [&](const std::string &why) {
         return UsageError(describe(o, from_env) + ": invalid value \"" + redact(v) + "\": " + why);
@@ -224,8 +232,7 @@ void apply(Settings &st, const Option &o, const std::string &v, bool from_env,
             while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) {
                 msg.pop_back();
             }
-            throw UsageError(describe(o, from_env) + ": invalid connection string: " +
-                             redact(msg));
+            throw UsageError(describe(o, from_env) + ": invalid connection string: " + redact(msg));
         }
         PQconninfoFree(opts);
         st.pg_conninfo = v;
@@ -407,11 +414,10 @@ std::string usage_text() {
         s += o.env;
         s += "\n";
     }
-    s +=
-        "  --help                 this text\n"
-        "  --version              print the version\n"
-        "\n"
-        "Durations are seconds, optionally with a suffix: 30, 30s, 2m, 1h.\n";
+    s += "  --help                 this text\n"
+         "  --version              print the version\n"
+         "\n"
+         "Durations are seconds, optionally with a suffix: 30, 30s, 2m, 1h.\n";
     return s;
 }
 

@@ -203,7 +203,7 @@ sub _san_env {
             . "log_path=$self->{dir}/logs/asan-$name",
         UBSAN_OPTIONS => "print_stacktrace=1:halt_on_error=1:"
             . "log_path=$self->{dir}/logs/ubsan-$name",
-        LSAN_OPTIONS => "suppressions=$ROOT/t/lsan.supp",
+        LSAN_OPTIONS => "suppressions=$ROOT/t/lsan.supp:print_suppressions=0",
     );
 }
 
@@ -241,7 +241,18 @@ sub start_worker {
 }
 
 sub worker_socket { "$_[0]{dir}/worker.sock" }
-sub worker_pid { $_[0]{workers}{$_[1] // 'worker'}{pid} }
+sub worker_bin { $_[1] ? $_[0]{test_worker_bin} : $_[0]{worker_bin} }
+# exit status ($?) of a worker stopped with stop_worker, undef if it was killed
+sub worker_exit_status {
+    my ($self, $name) = @_;
+    my $w = $self->{stopped_workers}{$name // 'worker'};
+    return $w ? $w->{status} : undef;
+}
+sub worker_pid {
+    my ($self, $name) = @_;
+    my $w = $self->{workers}{$name // 'worker'};
+    return $w ? $w->{pid} : undef;
+}
 sub worker_log { _slurp($_[0]{dir} . '/logs/' . ($_[1] // 'worker') . '.log') }
 
 sub worker_ping {
@@ -262,17 +273,22 @@ sub worker_request {
     return json_decode($line);
 }
 
+# stop_worker(name, signal = TERM, timeout = 30 s): waits for the exit and
+# records its status (worker_exit_status); kills it after the timeout.
 sub stop_worker {
-    my ($self, $name, $signal) = @_;
+    my ($self, $name, $signal, $timeout) = @_;
     $name //= 'worker';
     my $w = delete $self->{workers}{$name} or return $self;
     kill($signal // 'TERM', $w->{pid});
-    my $deadline = time + 30;
+    my $deadline = time + ($timeout // 30);
     while (time < $deadline) {
-        last if waitpid($w->{pid}, WNOHANG) == $w->{pid};
+        if (waitpid($w->{pid}, WNOHANG) == $w->{pid}) {
+            $w->{status} = $?;
+            last;
+        }
         sleep 0.05;
     }
-    if (kill 0, $w->{pid}) {
+    if (!defined $w->{status}) {
         kill 'KILL', $w->{pid};
         waitpid($w->{pid}, 0);
     }
