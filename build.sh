@@ -102,7 +102,8 @@ cmd_build() {
 # run_suite NAME: unit tests (CTest) and integration tests (prove) against one
 # build variant.
 run_suite() {
-    local name=$1 cm=$BUILD/cmake-$name
+    local name=$1
+    local cm=$BUILD/cmake-$name
     log "unit tests ($name)"
     (cd "$cm" && ctest --output-on-failure -j"$JOBS")
     log "integration tests ($name)"

@@ -212,9 +212,9 @@ ngx_http_relyloop_body_handler(ngx_http_request_t *r)
         len += b->last - b->pos;
     }
 
-    if (r->request_body->bufs->next == NULL) {
+    if (r->request_body->bufs->next == NULL || len == 0) {
         b = r->request_body->bufs->buf;
-        rl_request_set_body(ctx->core, (const char *) b->pos, len);
+        rl_request_set_body(ctx->core, len ? (const char *) b->pos : "", len);
         ngx_http_relyloop_drive(ctx);
         return;
     }
@@ -229,6 +229,12 @@ ngx_http_relyloop_body_handler(ngx_http_request_t *r)
 
     for (cl = r->request_body->bufs; cl; cl = cl->next) {
         b = cl->buf;
+
+        /* chunked bodies end with an empty buffer whose pos is NULL */
+        if (b->last == b->pos) {
+            continue;
+        }
+
         ngx_memcpy(body + len, b->pos, b->last - b->pos);
         len += b->last - b->pos;
     }

@@ -559,7 +559,9 @@ ngx_http_relyloop_strdup(ngx_pool_t *pool, const char *s)
  * libpq's asynchronous connect must not resolve names (PQconnectStart calls
  * a blocking getaddrinfo), so every "host" that is not a socket directory is
  * resolved here, at configuration time, into "hostaddr". The session is
- * pinned to UTC/ISO (the core formats timestamps from that text) and gets a
+ * pinned to UTC/ISO, UTF-8 and shortest exact float text (the core formats
+ * timestamps and numbers from that text, and cursors rely on floats reading
+ * back exactly) and gets a
  * server-side statement_timeout equal to relyloop_pg_timeout, which cancels
  * a query whose request gave up on it.
  */
@@ -736,7 +738,8 @@ ngx_http_relyloop_build_conninfo(ngx_conf_t *cf,
         i++;
     }
 
-    len = sizeof("-c TimeZone=UTC -c DateStyle=ISO -c statement_timeout=")
+    len = sizeof("-c TimeZone=UTC -c DateStyle=ISO -c client_encoding=UTF8 "
+                 "-c extra_float_digits=1 -c statement_timeout=")
           - 1 + NGX_INT_T_LEN + 1;
 
     for (o = opts; o->keyword; o++) {
@@ -759,8 +762,9 @@ ngx_http_relyloop_build_conninfo(ngx_conf_t *cf,
         }
     }
 
-    p = ngx_sprintf(p, "-c TimeZone=UTC -c DateStyle=ISO "
-                    "-c statement_timeout=%M%Z", rmcf->pg_timeout);
+    p = ngx_sprintf(p, "-c TimeZone=UTC -c DateStyle=ISO -c client_encoding=UTF8 "
+                    "-c extra_float_digits=1 -c statement_timeout=%M%Z",
+                    rmcf->pg_timeout);
 
     rmcf->pg_keywords[i] = "options";
     rmcf->pg_values[i] = (char *) options;

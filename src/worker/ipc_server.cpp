@@ -45,9 +45,11 @@ bool fill_addr(const std::string &path, sockaddr_un *addr) {
 
 }  // namespace
 
-// A DB thread's connection, re-made on demand; after a failed connect the
-// next attempt waits 500 ms so an outage gives fast errors, not a pile-up of
-// connect timeouts.
+// A DB thread's connection, re-made on demand. A refused connect costs well
+// under a millisecond, so the next request simply tries again: the thread
+// recovers the moment PostgreSQL is back. Only a slow failure (an unreachable
+// host, up to connect_timeout) makes the next attempt wait 500 ms, so an
+// outage gives fast errors rather than a pile-up of connect timeouts.
 struct IpcServer::DbSlot {
     PgConn conn;
     Clock::time_point next_attempt{};
@@ -522,10 +524,13 @@ std::string IpcServer::serve(DbSlot &slot, const Task &task) noexcept {
                     return reply_error("database unavailable");
                 }
                 std::string err;
+                Clock::time_point started = Clock::now();
                 slot.conn =
                     db::connect(settings_.pg_conninfo, "relyloop-worker socket", &log_, &err);
                 if (!slot.conn) {
-                    slot.next_attempt = Clock::now() + std::chrono::milliseconds(500);
+                    bool slow = Clock::now() - started > std::chrono::seconds(1);
+                    slot.next_attempt =
+                        slow ? Clock::now() + std::chrono::milliseconds(500) : Clock::now();
                     if (!slot.failing) {
                         log_.error("db_unavailable", {{"message", "socket: " + err}});
                     }

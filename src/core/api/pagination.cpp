@@ -155,9 +155,12 @@ std::optional<ListCursor> decode_list_cursor(std::string_view cursor) {
 
 std::string_view trial_sort_name(TrialSort s) noexcept {
     switch (s) {
-        case TrialSort::kMetricDesc: return "primary_metric_desc";
-        case TrialSort::kMetricAsc: return "primary_metric_asc";
-        case TrialSort::kNumberAsc: return "optuna_trial_number_asc";
+        case TrialSort::kMetricDesc:
+            return "primary_metric_desc";
+        case TrialSort::kMetricAsc:
+            return "primary_metric_asc";
+        case TrialSort::kNumberAsc:
+            return "optuna_trial_number_asc";
     }
     return "primary_metric_desc";
 }

@@ -44,8 +44,7 @@ struct TrialCursor {
 };
 
 // key: the float8 text (nullptr for NULL) or the trial number text.
-[[nodiscard]] std::string encode_trial_cursor(TrialSort sort, const char *key,
-                                              std::string_view id);
+[[nodiscard]] std::string encode_trial_cursor(TrialSort sort, const char *key, std::string_view id);
 [[nodiscard]] std::optional<TrialCursor> decode_trial_cursor(std::string_view cursor,
                                                              TrialSort expected);
 
@@ -67,8 +66,8 @@ struct ListParams {
 [[nodiscard]] std::optional<std::string> parse_id_filter(const QueryArgs &args, const char *name,
                                                          Problems &problems);
 // ?<name>= one of an enumeration.
-[[nodiscard]] std::optional<std::string> parse_enum_filter(
-    const QueryArgs &args, const char *name, std::span<const std::string_view> values,
-    Problems &problems);
+[[nodiscard]] std::optional<std::string> parse_enum_filter(const QueryArgs &args, const char *name,
+                                                           std::span<const std::string_view> values,
+                                                           Problems &problems);
 
 }  // namespace relyloop::core

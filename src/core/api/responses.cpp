@@ -25,32 +25,34 @@ std::string error_body(std::string_view code, std::string_view message, bool ret
 }
 
 Response error_response(ErrorCode code, std::string_view message) {
+    return error_response(error_http_status(code), error_code_name(code), message,
+                          error_retryable(code));
+}
+
+Response error_response(int status, std::string_view code, std::string_view message,
+                        bool retryable) {
     Response r;
-    r.status = error_http_status(code);
-    r.body = error_body(error_code_name(code), message, error_retryable(code));
+    r.status = status;
+    r.body = error_body(code, message, retryable);
+    r.error_code = code;
+    r.message = message;
     return r;
 }
 
 Response body_read_error_response(int status) {
-    Response r;
     switch (status) {
         case 413:
             return error_response(ErrorCode::kPayloadTooLarge, "Request body too large");
         case 408:
-            r.status = 408;
-            r.body = error_body("REQUEST_TIMEOUT", "Timed out reading the request body", false);
-            return r;
+            return error_response(408, "REQUEST_TIMEOUT", "Timed out reading the request body",
+                                  false);
         case 411:
-            r.status = 411;
-            r.body = error_body("LENGTH_REQUIRED", "Content-Length required", false);
-            return r;
+            return error_response(411, "LENGTH_REQUIRED", "Content-Length required", false);
         default:
             break;
     }
     if (status >= 400 && status < 500) {
-        r.status = status;
-        r.body = error_body("BAD_REQUEST", "Malformed request body", false);
-        return r;
+        return error_response(status, "BAD_REQUEST", "Malformed request body", false);
     }
     return error_response(ErrorCode::kInternalError, "Internal server error");
 }

@@ -20,6 +20,9 @@ struct Response {
     std::string total_count;  // X-Total-Count of lists
     std::string allow;        // Allow (405, OPTIONS)
     bool preflight = false;   // a CORS preflight answer
+    // Errors only, for the log line: the envelope's code and message.
+    std::string error_code;
+    std::string message;
 };
 
 // 2xx with a JSON body.
@@ -29,6 +32,9 @@ struct Response {
 [[nodiscard]] std::string error_body(std::string_view code, std::string_view message,
                                      bool retryable);
 [[nodiscard]] Response error_response(ErrorCode code, std::string_view message);
+// An envelope for a code outside ErrorCode (body-read failures).
+[[nodiscard]] Response error_response(int status, std::string_view code, std::string_view message,
+                                      bool retryable);
 
 // A body-read failure reported by the shim (rl_request_set_http_error).
 [[nodiscard]] Response body_read_error_response(int status);
@@ -48,14 +54,14 @@ struct CorsState {
 // The header array handed to the shim. Names are static; values point into
 // the response, the request id and the origin, which must outlive the list.
 class HeaderList {
-public:
+  public:
     void build(const Response &r, const std::string &request_id, const CorsState &cors);
     [[nodiscard]] const rl_header_t *data() const noexcept { return headers_.data(); }
     [[nodiscard]] size_t size() const noexcept { return headers_.size(); }
     // Test helper: the value of a header, or nullptr.
     [[nodiscard]] const rl_header_t *find(std::string_view name) const noexcept;
 
-private:
+  private:
     void add(std::string_view name, std::string_view value);
 
     std::vector<rl_header_t> headers_;

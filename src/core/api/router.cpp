@@ -39,16 +39,15 @@ constexpr RouteDef kRoutes[] = {
      "GET, POST, OPTIONS", false},
     {"/api/v1/proposals/{id}", E::kProposalGet, E::kNone, E::kNone, C::kProposalNotFound,
      "GET, OPTIONS", false},
-    {"/api/v1/proposals/{id}/reject", E::kNone, E::kProposalReject, E::kNone,
-     C::kProposalNotFound, "POST, OPTIONS", false},
-    {"/api/v1/proposals/{id}/open_pr", E::kNone, E::kProposalOpenPr, E::kNone,
-     C::kProposalNotFound, "POST, OPTIONS", false},
+    {"/api/v1/proposals/{id}/reject", E::kNone, E::kProposalReject, E::kNone, C::kProposalNotFound,
+     "POST, OPTIONS", false},
+    {"/api/v1/proposals/{id}/open_pr", E::kNone, E::kProposalOpenPr, E::kNone, C::kProposalNotFound,
+     "POST, OPTIONS", false},
     {"/api/v1/_test/studies/seed-completed", E::kNone, E::kSeed, E::kNone, C::kResourceNotFound,
      "POST, OPTIONS", true},
-    {"/api/v1/health", E::kHealth, E::kNone, E::kNone, C::kResourceNotFound, "GET, OPTIONS",
+    {"/api/v1/health", E::kHealth, E::kNone, E::kNone, C::kResourceNotFound, "GET, OPTIONS", false},
+    {"/api/v1/openapi.json", E::kOpenapi, E::kNone, E::kNone, C::kResourceNotFound, "GET, OPTIONS",
      false},
-    {"/api/v1/openapi.json", E::kOpenapi, E::kNone, E::kNone, C::kResourceNotFound,
-     "GET, OPTIONS", false},
 };
 
 constexpr size_t kMaxSegments = 6;
@@ -180,8 +179,10 @@ bool endpoint_takes_body(Endpoint e) noexcept {
         case Endpoint::kProposalCreate:
         case Endpoint::kProposalReject:
         case Endpoint::kProposalOpenPr:
-        case Endpoint::kSeed: return true;
-        default: return false;
+        case Endpoint::kSeed:
+            return true;
+        default:
+            return false;
     }
 }
 

@@ -41,13 +41,13 @@ enum class Endpoint {
 };
 
 struct RouteDef {
-    const char *path;      // OpenAPI-style template, "{id}" marks the id segment
-    Endpoint get;          // kNone when the method is not allowed
+    const char *path;  // OpenAPI-style template, "{id}" marks the id segment
+    Endpoint get;      // kNone when the method is not allowed
     Endpoint post;
     Endpoint patch;
-    ErrorCode not_found;   // the 404 of an unknown or malformed {id}
-    const char *allow;     // the Allow header: methods, then OPTIONS
-    bool dev_only;         // exists only in the development environment
+    ErrorCode not_found;  // the 404 of an unknown or malformed {id}
+    const char *allow;    // the Allow header: methods, then OPTIONS
+    bool dev_only;        // exists only in the development environment
 };
 
 // Every route, in a fixed order (the OpenAPI test walks them).

@@ -60,10 +60,14 @@ std::optional<std::string> QueryArgs::get(std::string_view name) const {
         rest = amp == std::string_view::npos ? std::string_view() : rest.substr(amp + 1);
         size_t eq = pair.find('=');
         std::string_view k = pair.substr(0, eq);
-        std::string_view v = eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
-        // Fast path: most keys need no decoding.
-        if (k != name && (!percent_decode(k, true, key) || key != name)) {
-            continue;
+        std::string_view v =
+            eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
+        if (k != name) {
+            // Only an encoded key can still match.
+            if (k.find_first_of("%+") == std::string_view::npos || !percent_decode(k, true, key) ||
+                key != name) {
+                continue;
+            }
         }
         std::string value;
         if (!percent_decode(v, true, value)) {

@@ -15,7 +15,7 @@ namespace relyloop::core {
 // The query string of a request ("a=1&b=x%20y"). Unknown parameters are
 // simply never asked for; a parameter given twice takes its last value.
 class QueryArgs {
-public:
+  public:
     QueryArgs() = default;
     explicit QueryArgs(std::string_view raw) : raw_(raw) {}
 
@@ -24,7 +24,7 @@ public:
     // does not decode is a VALIDATION_ERROR "query.<name>: invalid encoding".
     [[nodiscard]] std::optional<std::string> get(std::string_view name) const;
 
-private:
+  private:
     std::string raw_;
 };
 

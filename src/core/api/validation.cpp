@@ -1,7 +1,6 @@
 #include "api/validation.hpp"
 
 #include <algorithm>
-#include <cstring>
 
 #include "common/error.hpp"
 #include "json/writer.hpp"
@@ -91,14 +90,21 @@ Json parse_body_object(std::string_view body, bool required) {
 
 const char *type_reason(json_type expected) {
     switch (expected) {
-        case JSON_OBJECT: return "must be an object";
-        case JSON_ARRAY: return "must be an array";
-        case JSON_STRING: return "must be a string";
-        case JSON_INTEGER: return "must be an integer";
-        case JSON_REAL: return "must be a number";
+        case JSON_OBJECT:
+            return "must be an object";
+        case JSON_ARRAY:
+            return "must be an array";
+        case JSON_STRING:
+            return "must be a string";
+        case JSON_INTEGER:
+            return "must be an integer";
+        case JSON_REAL:
+            return "must be a number";
         case JSON_TRUE:
-        case JSON_FALSE: return "must be a boolean";
-        case JSON_NULL: return "must be null";
+        case JSON_FALSE:
+            return "must be a boolean";
+        case JSON_NULL:
+            return "must be null";
     }
     return "has the wrong type";
 }
@@ -134,14 +140,13 @@ const json_t *ObjectReader::get(const char *name) {
     return json_object_get(obj_, name);
 }
 
-bool ObjectReader::check_string(std::string_view name, std::string_view s,
-                                const StringRule &rule) {
+bool ObjectReader::check_string(std::string_view name, std::string_view s, const StringRule &rule) {
     size_t n = json::utf8_length(s);
     if (n < rule.min_chars) {
-        problems_.add(path(name), rule.min_chars == 1
-                                      ? std::string("must not be empty")
-                                      : "must be at least " + std::to_string(rule.min_chars) +
-                                            " characters");
+        problems_.add(path(name),
+                      rule.min_chars == 1
+                          ? std::string("must not be empty")
+                          : "must be at least " + std::to_string(rule.min_chars) + " characters");
         return false;
     }
     if (n > rule.max_chars) {
@@ -353,8 +358,7 @@ void validate_config_diff(const json_t *diff, const std::string &location, Probl
     }
 }
 
-void validate_metric_delta(const json_t *delta, const std::string &location,
-                           Problems &problems) {
+void validate_metric_delta(const json_t *delta, const std::string &location, Problems &problems) {
     const char *key;
     size_t key_len;
     json_t *m;

@@ -20,14 +20,14 @@ inline constexpr std::string_view kValidationPrefix = "Request validation failed
 // Collects "<location>: <reason>" problems; raise() throws one
 // VALIDATION_ERROR (relyloop::Error) naming them all, in the order found.
 class Problems {
-public:
+  public:
     void add(std::string location, std::string_view reason);
     [[nodiscard]] bool empty() const noexcept { return items_.empty(); }
     [[nodiscard]] std::string message() const;
     // Throws when there is at least one problem.
     void raise_if_any() const;
 
-private:
+  private:
     std::vector<std::string> items_;
 };
 
@@ -56,7 +56,7 @@ struct Patch {
 // finish() reports the unknown ones. Problems are collected, not thrown, so
 // one answer names them all. For optional fields JSON null means absent.
 class ObjectReader {
-public:
+  public:
     ObjectReader(const json_t *obj, std::string location, Problems &problems);
 
     // The raw member (nullptr when absent); marks it known.
@@ -65,8 +65,7 @@ public:
     std::optional<std::string> string(const char *name, bool required, const StringRule &rule);
     std::optional<std::string> one_of(const char *name, bool required,
                                       std::span<const std::string_view> values);
-    std::optional<long long> integer(const char *name, bool required, long long min,
-                                     long long max);
+    std::optional<long long> integer(const char *name, bool required, long long min, long long max);
     std::optional<bool> boolean(const char *name, bool required);
     // An object member (borrowed), nullptr when absent/null or invalid.
     const json_t *object(const char *name, bool required);
@@ -79,7 +78,7 @@ public:
     [[nodiscard]] std::string path(std::string_view name) const;
     [[nodiscard]] Problems &problems() noexcept { return problems_; }
 
-private:
+  private:
     bool check_string(std::string_view name, std::string_view s, const StringRule &rule);
 
     const json_t *obj_;
@@ -98,20 +97,18 @@ private:
 void validate_declared_params(const json_t *params, const std::string &location,
                               Problems &problems);
 void validate_config_diff(const json_t *diff, const std::string &location, Problems &problems);
-void validate_metric_delta(const json_t *delta, const std::string &location,
-                           Problems &problems);
+void validate_metric_delta(const json_t *delta, const std::string &location, Problems &problems);
 
 // Enumerations of SPEC §4.
 inline constexpr std::string_view kEngineTypes[] = {"elasticsearch", "opensearch"};
 inline constexpr std::string_view kEnvironments[] = {"prod", "staging", "dev"};
 inline constexpr std::string_view kAuthKinds[] = {"es_apikey", "es_basic", "opensearch_basic",
                                                   "opensearch_sigv4"};
-inline constexpr std::string_view kStudyStatuses[] = {"queued", "running", "completed",
-                                                      "cancelled", "failed"};
+inline constexpr std::string_view kStudyStatuses[] = {"queued", "running", "completed", "cancelled",
+                                                      "failed"};
 inline constexpr std::string_view kProposalStatuses[] = {"pending", "pr_opened", "pr_merged",
                                                          "rejected"};
-inline constexpr std::string_view kParamTypes[] = {"float", "int", "bool", "string",
-                                                   "categorical"};
+inline constexpr std::string_view kParamTypes[] = {"float", "int", "bool", "string", "categorical"};
 
 // An id given as text (path segment, query filter, body reference): 1..128
 // code points of valid UTF-8 without NUL, so that it is safe as a text param.

@@ -29,13 +29,27 @@ void write_string(std::string &out, std::string_view s) {
         out.append(s.data() + run, i - run);
         run = i + 1;
         switch (c) {
-            case '"': out += "\\\""; break;
-            case '\\': out += "\\\\"; break;
-            case '\n': out += "\\n"; break;
-            case '\r': out += "\\r"; break;
-            case '\t': out += "\\t"; break;
-            case '\b': out += "\\b"; break;
-            case '\f': out += "\\f"; break;
+            case '"':
+                out += "\\\"";
+                break;
+            case '\\':
+                out += "\\\\";
+                break;
+            case '\n':
+                out += "\\n";
+                break;
+            case '\r':
+                out += "\\r";
+                break;
+            case '\t':
+                out += "\\t";
+                break;
+            case '\b':
+                out += "\\b";
+                break;
+            case '\f':
+                out += "\\f";
+                break;
             default:
                 out += "\\u00";
                 out.push_back(kHex[c >> 4]);
@@ -137,11 +151,21 @@ void write(std::string &out, const json_t *v) {
         case JSON_STRING:
             write_string(out, std::string_view(json_string_value(v), json_string_length(v)));
             return;
-        case JSON_INTEGER: write_integer(out, json_integer_value(v)); return;
-        case JSON_REAL: write_double(out, json_real_value(v)); return;
-        case JSON_TRUE: out += "true"; return;
-        case JSON_FALSE: out += "false"; return;
-        case JSON_NULL: out += "null"; return;
+        case JSON_INTEGER:
+            write_integer(out, json_integer_value(v));
+            return;
+        case JSON_REAL:
+            write_double(out, json_real_value(v));
+            return;
+        case JSON_TRUE:
+            out += "true";
+            return;
+        case JSON_FALSE:
+            out += "false";
+            return;
+        case JSON_NULL:
+            out += "null";
+            return;
     }
     out += "null";
 }
@@ -150,6 +174,49 @@ std::string dump(const json_t *v) {
     std::string out;
     out.reserve(512);
     write(out, v);
+    return out;
+}
+
+bool append_compact(std::string &out, std::string_view text) {
+    if (!valid_utf8(text)) {
+        return false;
+    }
+    out.reserve(out.size() + text.size());
+    bool in_string = false;
+    bool escaped = false;
+    for (char c : text) {
+        if (in_string) {
+            out.push_back(c);
+            if (escaped) {
+                escaped = false;
+            } else if (c == '\\') {
+                escaped = true;
+            } else if (c == '"') {
+                in_string = false;
+            }
+        } else if (c == '"') {
+            in_string = true;
+            out.push_back(c);
+        } else if (c != ' ' && c != '\n' && c != '\t' && c != '\r') {
+            out.push_back(c);
+        }
+    }
+    return true;
+}
+
+std::string quote(std::string_view s) {
+    std::string out;
+    if (valid_utf8(s)) {
+        write_string(out, s);
+        return out;
+    }
+    std::string ascii(s);
+    for (char &c : ascii) {
+        if (static_cast<unsigned char>(c) >= 0x80) {
+            c = '?';
+        }
+    }
+    write_string(out, ascii);
     return out;
 }
 

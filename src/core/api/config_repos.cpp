@@ -1,0 +1,98 @@
+// POST/GET /api/v1/config-repos, GET /api/v1/config-repos/{id}
+
+#include "api/crud.hpp"
+#include "api/validation.hpp"
+#include "common/secret.hpp"
+#include "common/uuid.hpp"
+#include "common/validate.hpp"
+
+namespace relyloop::core {
+
+namespace {
+
+constexpr StringRule kNameRule{128, 1, valid_config_repo_name, "must match ^[a-z0-9][a-z0-9-]*$"};
+constexpr StringRule kUrlRule{512, 1};
+constexpr StringRule kBranchRule{
+    128, 1, valid_branch_name,
+    "must be a valid git branch name matching ^[A-Za-z0-9][A-Za-z0-9._/-]*$"};
+constexpr StringRule kRefRule{128, 1, valid_auth_ref, "must match ^[A-Za-z0-9_-]+$"};
+
+constexpr int kCreatedCol = 9;
+
+// Check order of SPEC §5.2: body (422) → URL (400) → auth_ref file (400) →
+// name (the INSERT; a unique violation, also of a racing create, is 409).
+class CreateHandler : public Handler {
+  public:
+    CreateHandler() : Handler(Endpoint::kConfigRepoCreate) {}
+
+    Action start(Context &ctx) override {
+        Json body = parse_body_object(ctx.body(), true);
+        Problems problems;
+        ObjectReader r(body.get(), "body", problems);
+        auto name = r.string("name", true, kNameRule);
+        auto url = r.string("repo_url", true, kUrlRule);
+        auto default_branch = r.string("default_branch", false, kBranchRule);
+        auto base_branch = r.string("pr_base_branch", false, kBranchRule);
+        auto auth_ref = r.string("auth_ref", true, kRefRule);
+        auto webhook_ref = r.string("webhook_secret_ref", false, kRefRule);
+        r.finish();
+        problems.raise_if_any();
+
+        const CoreConf &conf = ctx.conf();
+        if (!parse_repo_url(*url, conf.github_web_url)) {
+            throw Error(ErrorCode::kUnsupportedProvider,
+                        "Only GitHub repositories are supported: repo_url must be " +
+                            conf.github_web_url +
+                            "/<owner>/<repo> (github_web_url); GitLab, Bitbucket and other "
+                            "providers are not supported");
+        }
+        SecretStatus st = check_secret_file(conf.secrets_dir, *auth_ref, nullptr);
+        if (st != SecretStatus::kOk) {
+            throw Error(ErrorCode::kAuthRefNotFound,
+                        "auth_ref \"" + *auth_ref + "\" does not name a usable file in the " +
+                            "secrets directory: " + secret_status_text(st));
+        }
+        name_ = *name;
+        return Action::write(
+            db::Stmt::kConfigRepoInsert,
+            {uuid_v7(), std::move(name), std::move(url), default_branch.value_or("main"),
+             base_branch.value_or("main"), std::move(auth_ref), std::move(webhook_ref)});
+    }
+
+    Action on_rows(Context &, const PGresult *res) override {
+        expect_columns(res, db::kConfigRepoCols);
+        if (PQntuples(res) != 1) {
+            throw std::runtime_error("config repo insert returned no row");
+        }
+        return Action::respond(object_response(201, render_config_repo, res, 0));
+    }
+
+  protected:
+    std::string conflict_message(ErrorCode code) override {
+        if (code == ErrorCode::kConfigRepoNameTaken) {
+            return "Config repo name \"" + name_ + "\" is already taken";
+        }
+        return Handler::conflict_message(code);
+    }
+
+  private:
+    std::string name_;
+};
+
+}  // namespace
+
+std::unique_ptr<Handler> make_config_repo_handler(Endpoint e) {
+    switch (e) {
+        case Endpoint::kConfigRepoCreate:
+            return std::make_unique<CreateHandler>();
+        case Endpoint::kConfigRepoList:
+            return std::make_unique<ListHandler>(e, db::Stmt::kConfigRepoList, db::kConfigRepoCols,
+                                                 render_config_repo, kCreatedCol);
+        default:
+            return std::make_unique<GetByIdHandler>(e, db::Stmt::kConfigRepoGet,
+                                                    db::kConfigRepoCols, render_config_repo,
+                                                    ErrorCode::kConfigRepoNotFound, "Config repo");
+    }
+}
+
+}  // namespace relyloop::core

@@ -1,0 +1,104 @@
+// POST /api/v1/proposals/{id}/open_pr — the preflight of SPEC §5.3, then the
+// enqueue over the worker socket. The endpoint never writes the proposal.
+
+#include "api/crud.hpp"
+#include "api/validation.hpp"
+#include "common/secret.hpp"
+#include "json/writer.hpp"
+
+namespace relyloop::core {
+
+namespace {
+
+// The reply of the worker to an enqueue: {"ok":true,"job_id":"…",...}.
+bool enqueue_acknowledged(std::string_view reply) {
+    json_error_t err;
+    Json j(json_loadb(reply.data(), reply.size(), 0, &err));
+    return j && json_is_object(j.get()) && json_is_true(json_object_get(j.get(), "ok")) &&
+           json_is_string(json_object_get(j.get(), "job_id"));
+}
+
+std::string clip(std::string_view s) {
+    constexpr size_t kMax = 200;
+    return std::string(s.substr(0, kMax)) + (s.size() > kMax ? "..." : "");
+}
+
+class OpenPrHandler : public Handler {
+  public:
+    OpenPrHandler() : Handler(Endpoint::kProposalOpenPr) {}
+
+    Action start(Context &ctx) override {
+        // The UI sends {} or nothing; any JSON object is accepted and ignored.
+        (void)parse_body_object(ctx.body(), false);
+        return Action::query(db::Stmt::kOpenPrPreflight, {ctx.id()});
+    }
+
+    // status, cluster id, config_repo_id, repo id, auth_ref (0..1 rows)
+    Action on_rows(Context &ctx, const PGresult *res) override {
+        expect_columns(res, 5);
+        if (PQntuples(res) == 0) {
+            return Action::error(ErrorCode::kProposalNotFound,
+                                 "Proposal \"" + ctx.id() + "\" not found");
+        }
+        db::Row row(res, 0);
+        if (row.text(0) != "pending") {
+            return Action::error(ErrorCode::kInvalidStateTransition,
+                                 "Proposal \"" + ctx.id() + "\" is " + std::string(row.text(0)) +
+                                     "; only pending proposals can open a PR");
+        }
+        if (row.null(1) || row.null(2) || row.null(3)) {
+            return Action::error(ErrorCode::kClusterHasNoConfigRepo,
+                                 "The proposal's cluster has no config repo; bind one with "
+                                 "PATCH /api/v1/clusters/{id} {\"config_repo_id\": ...}");
+        }
+        std::string auth_ref(row.text(4));
+        SecretStatus st;
+        {
+            // Read and wiped at once: only its presence matters here.
+            Secret pat;
+            st = check_secret_file(ctx.conf().secrets_dir, auth_ref, &pat);
+        }
+        if (st != SecretStatus::kOk) {
+            std::string why = secret_status_text(st);
+            ctx.log(RL_LOG_ERR, "github not configured: pat file of auth_ref " +
+                                    json::quote(auth_ref) + ": " + why);
+            return Action::error(ErrorCode::kGithubNotConfigured,
+                                 "GitHub is not configured for this config repo: the PAT file of "
+                                 "auth_ref \"" +
+                                     auth_ref + "\" is unusable (" + why + ")");
+        }
+        std::string line = R"({"op":"enqueue","proposal_id":)";
+        json::write_string(line, ctx.id());
+        line += R"(,"request_id":)";
+        json::write_string(line, ctx.request_id());
+        line += "}\n";
+        return Action::worker(std::move(line));
+    }
+
+    Action on_worker(Context &ctx, const std::string *reply, std::string_view failure) override {
+        if (reply == nullptr) {
+            ctx.log(RL_LOG_ERR, "worker enqueue failed: " + json::quote(failure));
+            return queue_unavailable();
+        }
+        if (!enqueue_acknowledged(*reply)) {
+            ctx.log(RL_LOG_ERR, "worker refused the enqueue: " + json::quote(clip(*reply)));
+            return queue_unavailable();
+        }
+        Json body(db::new_object());
+        db::put(body.get(), "proposal_id", db::new_string(ctx.id()));
+        db::put(body.get(), "status", db::new_string("pending"));
+        db::put(body.get(), "message", db::new_string("PR creation queued"));
+        return Action::respond(json_response(202, body.get()));
+    }
+
+  private:
+    static Action queue_unavailable() {
+        return Action::error(ErrorCode::kQueueUnavailable, "PR queue unavailable");
+    }
+};
+
+}  // namespace
+
+std::unique_ptr<Handler> make_open_pr_handler() { return std::make_unique<OpenPrHandler>(); }
+
+}  // namespace relyloop::core

@@ -1,0 +1,138 @@
+// GET/POST /api/v1/proposals, GET /api/v1/proposals/{id}, POST .../reject
+// (open_pr lives in open_pr.cpp).
+
+#include "api/crud.hpp"
+#include "api/validation.hpp"
+#include "common/uuid.hpp"
+#include "json/writer.hpp"
+
+namespace relyloop::core {
+
+namespace {
+
+constexpr StringRule kIdRule{128, 1, valid_id_text, "must be at most 128 characters"};
+constexpr StringRule kReasonRule{500, 0};
+
+constexpr int kCreatedCol = 14;
+
+std::vector<Param> list_filters(const QueryArgs &args, Problems &problems) {
+    std::vector<Param> f;
+    f.push_back(parse_enum_filter(args, "status", kProposalStatuses, problems));
+    f.push_back(parse_id_filter(args, "cluster_id", problems));
+    f.push_back(parse_id_filter(args, "study_id", problems));
+    f.push_back(parse_id_filter(args, "template_id", problems));
+    return f;
+}
+
+// A manual proposal: {cluster_id, template_id, config_diff, metric_delta?}.
+class CreateHandler : public Handler {
+  public:
+    CreateHandler() : Handler(Endpoint::kProposalCreate) {}
+
+    Action start(Context &ctx) override {
+        Json body = parse_body_object(ctx.body(), true);
+        Problems problems;
+        ObjectReader r(body.get(), "body", problems);
+        auto cluster = r.string("cluster_id", true, kIdRule);
+        auto tmpl = r.string("template_id", true, kIdRule);
+        const json_t *diff = r.object("config_diff", true);
+        if (diff != nullptr) {
+            validate_config_diff(diff, r.path("config_diff"), problems);
+        }
+        const json_t *delta = r.object("metric_delta", false);
+        if (delta != nullptr) {
+            validate_metric_delta(delta, r.path("metric_delta"), problems);
+        }
+        r.finish();
+        problems.raise_if_any();
+
+        cluster_id_ = *cluster;
+        template_id_ = *tmpl;
+        Param delta_text;
+        if (delta != nullptr) {
+            delta_text = json::dump(delta);
+        }
+        return Action::write(db::Stmt::kProposalInsert,
+                             {uuid_v7(), std::move(cluster), std::move(tmpl), json::dump(diff),
+                              std::move(delta_text)});
+    }
+
+    // cluster_ok, template_ok, ProposalDetail
+    Action on_rows(Context &, const PGresult *res) override {
+        expect_columns(res, 2 + db::kProposalDetailCols);
+        if (PQntuples(res) != 1) {
+            throw std::runtime_error("proposal insert returned no row");
+        }
+        db::Row row(res, 0);
+        if (!row.boolean_value(0)) {
+            return Action::error(ErrorCode::kClusterNotFound,
+                                 "Cluster \"" + cluster_id_ + "\" not found");
+        }
+        if (!row.boolean_value(1)) {
+            return Action::error(ErrorCode::kTemplateNotFound,
+                                 "Template \"" + template_id_ + "\" not found");
+        }
+        return Action::respond(object_response(201, render_proposal_detail, res, 2));
+    }
+
+  private:
+    std::string cluster_id_;
+    std::string template_id_;
+};
+
+// pending → rejected, with the optional reason; anything else is a 409.
+class RejectHandler : public Handler {
+  public:
+    RejectHandler() : Handler(Endpoint::kProposalReject) {}
+
+    Action start(Context &ctx) override {
+        Json body = parse_body_object(ctx.body(), false);
+        Problems problems;
+        ObjectReader r(body.get(), "body", problems);
+        auto reason = r.string("reason", false, kReasonRule);
+        r.finish();
+        problems.raise_if_any();
+        return Action::write(db::Stmt::kProposalReject, {ctx.id(), std::move(reason)});
+    }
+
+    // prior_status, ProposalDetail
+    Action on_rows(Context &ctx, const PGresult *res) override {
+        expect_columns(res, 1 + db::kProposalDetailCols);
+        db::Row row(res, 0);
+        if (PQntuples(res) == 0 || row.null(0)) {
+            return Action::error(ErrorCode::kProposalNotFound,
+                                 "Proposal \"" + ctx.id() + "\" not found");
+        }
+        if (row.null(1)) {
+            // "pending" here means a concurrent request changed it first.
+            std::string_view prior = row.text(0);
+            return Action::error(
+                ErrorCode::kInvalidStateTransition,
+                "Proposal \"" + ctx.id() + "\" is " +
+                    (prior == "pending" ? std::string("no longer pending") : std::string(prior)) +
+                    "; only pending proposals can be rejected");
+        }
+        return Action::respond(object_response(200, render_proposal_detail, res, 1));
+    }
+};
+
+}  // namespace
+
+std::unique_ptr<Handler> make_proposal_handler(Endpoint e) {
+    switch (e) {
+        case Endpoint::kProposalCreate:
+            return std::make_unique<CreateHandler>();
+        case Endpoint::kProposalReject:
+            return std::make_unique<RejectHandler>();
+        case Endpoint::kProposalList:
+            return std::make_unique<ListHandler>(e, db::Stmt::kProposalList,
+                                                 db::kProposalSummaryCols, render_proposal_summary,
+                                                 kCreatedCol, list_filters);
+        default:
+            return std::make_unique<GetByIdHandler>(e, db::Stmt::kProposalGet,
+                                                    db::kProposalDetailCols, render_proposal_detail,
+                                                    ErrorCode::kProposalNotFound, "Proposal");
+    }
+}
+
+}  // namespace relyloop::core

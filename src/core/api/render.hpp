@@ -1,0 +1,74 @@
+#pragma once
+
+// Row layouts of db/statements.cpp → the JSON shapes of SPEC §5.2. Each
+// renderer appends one object, reading its layout from column `at`.
+
+#include <libpq-fe.h>
+
+#include <string>
+
+#include "api/responses.hpp"
+#include "db/rows.hpp"
+#include "json/writer.hpp"
+
+namespace relyloop::core {
+
+using RenderFn = void (*)(std::string &out, const db::Row &r, int at);
+
+void render_config_repo(std::string &out, const db::Row &r, int at);
+void render_cluster(std::string &out, const db::Row &r, int at);
+void render_template(std::string &out, const db::Row &r, int at);
+void render_study(std::string &out, const db::Row &r, int at);
+void render_trial(std::string &out, const db::Row &r, int at);
+void render_digest(std::string &out, const db::Row &r, int at);
+void render_proposal_summary(std::string &out, const db::Row &r, int at);
+void render_proposal_detail(std::string &out, const db::Row &r, int at);
+
+// A one-object response (200/201) from the layout at column `at` of row 0.
+[[nodiscard]] Response object_response(int status, RenderFn render, const PGresult *res, int at);
+
+// A list page {"data", "next_cursor", "has_more"} with X-Total-Count. The
+// result holds up to limit + 1 rows; a row whose column `at` (the id) is NULL
+// is the empty-page filler. total_col holds the filtered count.
+template <typename CursorOf>
+[[nodiscard]] Response list_response(const PGresult *res, int limit, int total_col, int at,
+                                     RenderFn render, CursorOf cursor_of) {
+    int n = PQntuples(res);
+    Response r;
+    r.body.reserve(64 + 384 * static_cast<size_t>(n < limit ? n : limit));
+    r.body += "{\"data\":[";
+    int taken = 0;
+    int last = -1;
+    bool more = false;
+    for (int i = 0; i < n; i++) {
+        db::Row row(res, i);
+        if (row.null(at)) {
+            continue;
+        }
+        if (taken == limit) {
+            more = true;
+            break;
+        }
+        if (taken != 0) {
+            r.body.push_back(',');
+        }
+        render(r.body, row, at);
+        taken++;
+        last = i;
+    }
+    r.body += "],\"next_cursor\":";
+    if (more && last >= 0) {
+        json::write_string(r.body, cursor_of(db::Row(res, last)));
+    } else {
+        r.body += "null";
+    }
+    r.body += more ? ",\"has_more\":true}" : ",\"has_more\":false}";
+    r.total_count = n > 0 ? std::string(db::Row(res, 0).text(total_col)) : "0";
+    return r;
+}
+
+// The cursor of a created_at list row: [created_at, id] from the layout's id
+// column and its created_at column.
+[[nodiscard]] std::string created_at_cursor(const db::Row &r, int id_col, int created_col);
+
+}  // namespace relyloop::core

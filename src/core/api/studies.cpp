@@ -1,0 +1,167 @@
+// GET /api/v1/studies, GET /api/v1/studies/{id}, GET .../trials,
+// POST .../cancel, GET .../digest
+
+#include "api/crud.hpp"
+#include "api/validation.hpp"
+
+namespace relyloop::core {
+
+namespace {
+
+constexpr int kCreatedCol = 17;
+
+std::vector<Param> list_filters(const QueryArgs &args, Problems &problems) {
+    std::vector<Param> f;
+    f.push_back(parse_enum_filter(args, "status", kStudyStatuses, problems));
+    f.push_back(parse_id_filter(args, "cluster_id", problems));
+    return f;
+}
+
+Action study_not_found(const Context &ctx) {
+    return Action::error(ErrorCode::kStudyNotFound, "Study \"" + ctx.id() + "\" not found");
+}
+
+db::Stmt trial_statement(TrialSort s) {
+    switch (s) {
+        case TrialSort::kMetricAsc:
+            return db::Stmt::kTrialListMetricAsc;
+        case TrialSort::kNumberAsc:
+            return db::Stmt::kTrialListNumberAsc;
+        case TrialSort::kMetricDesc:
+            break;
+    }
+    return db::Stmt::kTrialListMetricDesc;
+}
+
+// ?sort= picks the order; the cursor carries the sort key of that order.
+class TrialListHandler : public Handler {
+  public:
+    TrialListHandler() : Handler(Endpoint::kTrialList) {}
+
+    Action start(Context &ctx) override {
+        Problems problems;
+        limit_ = parse_limit(ctx.args(), problems);
+        bool sort_ok = true;
+        if (auto s = ctx.args().get("sort")) {
+            auto parsed = parse_trial_sort(*s);
+            if (parsed) {
+                sort_ = *parsed;
+            } else {
+                static constexpr std::string_view kSorts[] = {
+                    "primary_metric_desc", "primary_metric_asc", "optuna_trial_number_asc"};
+                problems.add("query.sort", one_of_reason(kSorts));
+                sort_ok = false;
+            }
+        }
+        std::optional<TrialCursor> cursor;
+        if (auto c = ctx.args().get("cursor"); c && sort_ok) {
+            cursor = decode_trial_cursor(*c, sort_);
+            if (!cursor) {
+                problems.add("query.cursor", "invalid cursor");
+            }
+        }
+        problems.raise_if_any();
+        Param key;
+        Param id;
+        if (cursor) {
+            key = std::move(cursor->key);
+            id = std::move(cursor->id);
+        }
+        return Action::query(trial_statement(sort_),
+                             {ctx.id(), std::to_string(limit_ + 1), std::move(key), std::move(id)});
+    }
+
+    // study_found, total, Trial
+    Action on_rows(Context &ctx, const PGresult *res) override {
+        expect_columns(res, 2 + db::kTrialCols);
+        if (PQntuples(res) == 0 || !db::Row(res, 0).boolean_value(0)) {
+            return study_not_found(ctx);
+        }
+        TrialSort sort = sort_;
+        return Action::respond(
+            list_response(res, limit_, 1, 2, render_trial, [sort](const db::Row &r) {
+                // Trial layout at 2: id 0, optuna_trial_number 2, primary_metric 4.
+                int key_col = sort == TrialSort::kNumberAsc ? 2 + 2 : 2 + 4;
+                return encode_trial_cursor(sort, r.c_str(key_col), r.text(2));
+            }));
+    }
+
+  private:
+    int limit_ = kDefaultLimit;
+    TrialSort sort_ = TrialSort::kMetricDesc;
+};
+
+// queued/running → cancelled with completed_at; anything else is a 409.
+class CancelHandler : public Handler {
+  public:
+    CancelHandler() : Handler(Endpoint::kStudyCancel) {}
+
+    Action start(Context &ctx) override {
+        // No body is needed; one that is sent must still be a JSON object.
+        (void)parse_body_object(ctx.body(), false);
+        return Action::write(db::Stmt::kStudyCancel, {ctx.id()});
+    }
+
+    // prior_status, Study
+    Action on_rows(Context &ctx, const PGresult *res) override {
+        expect_columns(res, 1 + db::kStudyCols);
+        db::Row row(res, 0);
+        if (PQntuples(res) == 0 || row.null(0)) {
+            return study_not_found(ctx);
+        }
+        if (row.null(1)) {
+            // queued/running here means a concurrent request changed it first.
+            std::string_view prior = row.text(0);
+            bool raced = prior == "queued" || prior == "running";
+            return Action::error(
+                ErrorCode::kInvalidStateTransition,
+                "Study \"" + ctx.id() + "\" is " +
+                    (raced ? std::string("no longer queued or running") : std::string(prior)) +
+                    "; only queued or running studies can be cancelled");
+        }
+        return Action::respond(object_response(200, render_study, res, 1));
+    }
+};
+
+class DigestHandler : public Handler {
+  public:
+    DigestHandler() : Handler(Endpoint::kDigestGet) {}
+
+    Action start(Context &ctx) override { return Action::query(db::Stmt::kDigestGet, {ctx.id()}); }
+
+    // study_found, Digest
+    Action on_rows(Context &ctx, const PGresult *res) override {
+        expect_columns(res, 1 + db::kDigestCols);
+        db::Row row(res, 0);
+        if (PQntuples(res) == 0 || !row.boolean_value(0)) {
+            return study_not_found(ctx);
+        }
+        if (row.null(1)) {
+            return Action::error(ErrorCode::kDigestNotReady,
+                                 "The digest of study \"" + ctx.id() + "\" is not ready yet");
+        }
+        return Action::respond(object_response(200, render_digest, res, 1));
+    }
+};
+
+}  // namespace
+
+std::unique_ptr<Handler> make_study_handler(Endpoint e) {
+    switch (e) {
+        case Endpoint::kStudyList:
+            return std::make_unique<ListHandler>(e, db::Stmt::kStudyList, db::kStudyCols,
+                                                 render_study, kCreatedCol, list_filters);
+        case Endpoint::kTrialList:
+            return std::make_unique<TrialListHandler>();
+        case Endpoint::kStudyCancel:
+            return std::make_unique<CancelHandler>();
+        case Endpoint::kDigestGet:
+            return std::make_unique<DigestHandler>();
+        default:
+            return std::make_unique<GetByIdHandler>(e, db::Stmt::kStudyGet, db::kStudyCols,
+                                                    render_study, ErrorCode::kStudyNotFound,
+                                                    "Study");
+    }
+}
+
+}  // namespace relyloop::core

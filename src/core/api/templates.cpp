@@ -1,0 +1,98 @@
+// POST/GET /api/v1/query-templates, GET /api/v1/query-templates/{id}
+
+#include <limits>
+
+#include "api/crud.hpp"
+#include "api/validation.hpp"
+#include "common/uuid.hpp"
+#include "common/validate.hpp"
+#include "json/writer.hpp"
+
+namespace relyloop::core {
+
+namespace {
+
+constexpr StringRule kNameRule{128, 1, valid_template_name,
+                               "must match ^[A-Za-z0-9][A-Za-z0-9._-]*$"};
+constexpr StringRule kBodyRule{std::numeric_limits<size_t>::max(), 1};
+constexpr StringRule kIdRule{128, 1, valid_id_text, "must be at most 128 characters"};
+
+constexpr int kCreatedCol = 7;
+
+class CreateHandler : public Handler {
+  public:
+    CreateHandler() : Handler(Endpoint::kTemplateCreate) {}
+
+    Action start(Context &ctx) override {
+        Json body = parse_body_object(ctx.body(), true);
+        Problems problems;
+        ObjectReader r(body.get(), "body", problems);
+        auto name = r.string("name", true, kNameRule);
+        auto engine = r.one_of("engine_type", true, kEngineTypes);
+        auto text = r.string("body", true, kBodyRule);
+        const json_t *params = r.object("declared_params", true);
+        if (params != nullptr) {
+            validate_declared_params(params, r.path("declared_params"), problems);
+        }
+        auto version = r.integer("version", false, 1, std::numeric_limits<int32_t>::max());
+        auto parent = r.string("parent_id", false, kIdRule);
+        r.finish();
+        problems.raise_if_any();
+
+        name_ = *name;
+        version_ = version.value_or(1);
+        parent_ = parent.value_or("");
+        return Action::write(db::Stmt::kTemplateInsert,
+                             {uuid_v7(), std::move(name), std::move(engine), std::move(text),
+                              json::dump(params), std::to_string(version_), std::move(parent)});
+    }
+
+    // parent_ok, Template
+    Action on_rows(Context &, const PGresult *res) override {
+        expect_columns(res, 1 + db::kTemplateCols);
+        if (PQntuples(res) != 1) {
+            throw std::runtime_error("template insert returned no row");
+        }
+        if (!db::Row(res, 0).boolean_value(0)) {
+            return Action::error(ErrorCode::kTemplateNotFound,
+                                 "Parent template \"" + parent_ + "\" not found");
+        }
+        return Action::respond(object_response(201, render_template, res, 1));
+    }
+
+  protected:
+    std::string conflict_message(ErrorCode code) override {
+        if (code == ErrorCode::kTemplateNameTaken) {
+            return "Template \"" + name_ + "\" version " + std::to_string(version_) +
+                   " already exists";
+        }
+        return Handler::conflict_message(code);
+    }
+
+  private:
+    std::string name_;
+    long long version_ = 1;
+    std::string parent_;
+};
+
+std::vector<Param> list_filters(const QueryArgs &args, Problems &problems) {
+    return {parse_enum_filter(args, "engine_type", kEngineTypes, problems)};
+}
+
+}  // namespace
+
+std::unique_ptr<Handler> make_template_handler(Endpoint e) {
+    switch (e) {
+        case Endpoint::kTemplateCreate:
+            return std::make_unique<CreateHandler>();
+        case Endpoint::kTemplateList:
+            return std::make_unique<ListHandler>(e, db::Stmt::kTemplateList, db::kTemplateCols,
+                                                 render_template, kCreatedCol, list_filters);
+        default:
+            return std::make_unique<GetByIdHandler>(e, db::Stmt::kTemplateGet, db::kTemplateCols,
+                                                    render_template, ErrorCode::kTemplateNotFound,
+                                                    "Template");
+    }
+}
+
+}  // namespace relyloop::core

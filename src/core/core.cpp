@@ -1,0 +1,187 @@
+// The C API of include/relyloop/core.h. Every entry point is noexcept and
+// catches everything: no exception ever unwinds into nginx's C code.
+
+#include "relyloop/core.h"
+
+#include <exception>
+#include <new>
+#include <string>
+
+#include "api/handler.hpp"
+#include "api/openapi.hpp"
+#include "api/request.hpp"
+#include "db/statements.hpp"
+
+struct rl_core_s {
+    relyloop::core::CoreConf conf;
+};
+
+struct rl_request_s {
+    rl_request_s(const relyloop::core::CoreConf &conf, const rl_http_request_t &in, rl_log_cb log,
+                 void *log_data)
+        : req(conf, in, log, log_data) {}
+
+    relyloop::core::Request req;
+};
+
+namespace {
+
+constexpr char kInternalErrorBody[] =
+    R"({"detail":{"error_code":"INTERNAL_ERROR","message":"Internal server error","retryable":false}})";
+
+std::string conf_string(const char *s, const char *fallback) {
+    return s != nullptr && *s != '\0' ? std::string(s) : std::string(fallback);
+}
+
+void log_failure(const rl_request_t *req, const char *where, const char *what) noexcept {
+    try {
+        req->req.context().log(RL_LOG_ERR,
+                               std::string("internal error in ") + where + ": \"" + what + "\"");
+    } catch (...) {
+        // Nothing more can be done without memory.
+    }
+}
+
+template <typename F>
+rl_status_t guarded(rl_request_t *req, const char *where, F &&f) noexcept {
+    try {
+        f();
+        return RL_OK;
+    } catch (const std::exception &e) {
+        log_failure(req, where, e.what());
+    } catch (...) {
+        log_failure(req, where, "unknown exception");
+    }
+    return RL_ERROR;
+}
+
+}  // namespace
+
+extern "C" {
+
+rl_status_t rl_core_new(rl_core_t **out, const rl_core_conf_t *conf) {
+    if (out == nullptr) {
+        return RL_ERROR;
+    }
+    *out = nullptr;
+    try {
+        auto core = std::make_unique<rl_core_s>();
+        if (conf != nullptr) {
+            core->conf.environment = conf_string(conf->environment, "production");
+            core->conf.secrets_dir = conf_string(conf->secrets_dir, "/etc/relyloop/secrets");
+            core->conf.github_web_url = conf_string(conf->github_web_url, "https://github.com");
+        } else {
+            core->conf = {"production", "/etc/relyloop/secrets", "https://github.com"};
+        }
+        while (core->conf.github_web_url.size() > 1 && core->conf.github_web_url.back() == '/') {
+            core->conf.github_web_url.pop_back();
+        }
+        // Built (and checked) once now rather than on the first request.
+        (void)relyloop::core::openapi_body();
+        *out = core.release();
+        return RL_OK;
+    } catch (...) {
+        return RL_ERROR;
+    }
+}
+
+void rl_core_free(rl_core_t *core) { delete core; }
+
+size_t rl_core_statements(const rl_statement_t **out) {
+    auto table = relyloop::core::db::statements();
+    if (out != nullptr) {
+        *out = table.data();
+    }
+    return table.size();
+}
+
+rl_status_t rl_request_new(rl_request_t **out, rl_core_t *core, const rl_http_request_t *in,
+                           rl_log_cb log, void *log_data) {
+    if (out == nullptr) {
+        return RL_ERROR;
+    }
+    *out = nullptr;
+    if (core == nullptr || in == nullptr) {
+        return RL_ERROR;
+    }
+    try {
+        *out = new rl_request_s(core->conf, *in, log, log_data);
+        return RL_OK;
+    } catch (const std::exception &e) {
+        if (log != nullptr) {
+            std::string msg =
+                std::string("internal error creating a request: \"") + e.what() + "\"";
+            log(RL_LOG_ERR, msg.data(), msg.size(), log_data);
+        }
+    } catch (...) {
+    }
+    return RL_ERROR;
+}
+
+void rl_request_free(rl_request_t *req) { delete req; }
+
+int rl_request_wants_body(const rl_request_t *req) {
+    return req != nullptr && req->req.wants_body() ? 1 : 0;
+}
+
+void rl_request_set_body(rl_request_t *req, const char *data, size_t len) {
+    if (req == nullptr) {
+        return;
+    }
+    (void)guarded(req, "set_body", [&] {
+        req->req.set_body(data != nullptr ? std::string_view(data, len) : std::string_view());
+    });
+}
+
+void rl_request_set_http_error(rl_request_t *req, int status) {
+    if (req != nullptr) {
+        req->req.set_http_error(status);
+    }
+}
+
+rl_status_t rl_request_step(rl_request_t *req, rl_step_t *out) {
+    if (req == nullptr || out == nullptr) {
+        return RL_ERROR;
+    }
+    return guarded(req, "step", [&] { req->req.step(out); });
+}
+
+void rl_request_query_result(rl_request_t *req, struct pg_result *res) {
+    if (req == nullptr) {
+        PQclear(res);
+        return;
+    }
+    (void)guarded(req, "query_result", [&] { req->req.query_result(res); });
+}
+
+void rl_request_query_failed(rl_request_t *req, rl_db_failure_t why, const char *detail) {
+    if (req == nullptr) {
+        return;
+    }
+    (void)guarded(req, "query_failed", [&] { req->req.query_failed(why, detail); });
+}
+
+void rl_request_worker_reply(rl_request_t *req, const char *line, size_t len) {
+    if (req == nullptr) {
+        return;
+    }
+    (void)guarded(req, "worker_reply", [&] {
+        req->req.worker_reply(line != nullptr ? std::string_view(line, len) : std::string_view());
+    });
+}
+
+void rl_request_worker_failed(rl_request_t *req, const char *detail) {
+    if (req == nullptr) {
+        return;
+    }
+    (void)guarded(req, "worker_failed", [&] { req->req.worker_failed(detail); });
+}
+
+const char *rl_internal_error_body(size_t *len) {
+    if (len != nullptr) {
+        *len = sizeof kInternalErrorBody - 1;
+    }
+    return kInternalErrorBody;
+}
+
+}  // extern "C"

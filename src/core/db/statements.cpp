@@ -1,0 +1,407 @@
+#include "db/statements.hpp"
+
+namespace relyloop::core::db {
+
+namespace {
+
+// The SQL is laid out by hand, clause by clause.
+// clang-format off
+
+// Shared column layouts, spliced into the statements below at compile time.
+// Keep them in step with the k*Cols constants and the renderers (db/rows.cpp
+// and the handlers).
+
+// ConfigRepo (10)
+#define RL_CONFIG_REPO_COLS                                                                  \
+    "r.id, r.name, r.provider, r.repo_url, r.default_branch, r.pr_base_branch, r.auth_ref, " \
+    "r.webhook_secret_ref, r.webhook_registration_error, r.created_at"
+
+// Cluster (12): every column but deleted_at.
+#define RL_CLUSTER_COLS                                                                    \
+    "c.id, c.name, c.engine_type, c.environment, c.base_url, c.auth_kind, "                \
+    "c.credentials_ref, c.config_repo_id, c.config_path, c.engine_config, c.notes, "       \
+    "c.created_at"
+
+// Template (8)
+#define RL_TEMPLATE_COLS \
+    "t.id, t.name, t.engine_type, t.body, t.declared_params, t.version, t.parent_id, t.created_at"
+
+// Study (20) + trials_summary (4), with RL_TRIALS_SUMMARY joined as ts.
+#define RL_STUDY_COLS                                                                        \
+    "s.id, s.name, s.cluster_id, s.target, s.template_id, s.query_set_id, "                  \
+    "s.judgment_list_id, s.search_space, s.objective, s.config, s.status, s.failed_reason, " \
+    "s.optuna_study_name, s.parent_study_id, s.baseline_metric, s.best_metric, "             \
+    "s.best_trial_id, s.created_at, s.started_at, s.completed_at, "                          \
+    "ts.total, ts.complete, ts.failed, ts.pruned"
+
+#define RL_TRIALS_SUMMARY                                                            \
+    " LEFT JOIN LATERAL (SELECT count(*) AS total,"                                  \
+    " count(*) FILTER (WHERE x.status = 'complete') AS complete,"                    \
+    " count(*) FILTER (WHERE x.status = 'failed') AS failed,"                        \
+    " count(*) FILTER (WHERE x.status = 'pruned') AS pruned"                         \
+    " FROM trials x WHERE x.study_id = s.id) ts ON true "
+
+// Trial (11)
+#define RL_TRIAL_COLS                                                                    \
+    "t.id, t.study_id, t.optuna_trial_number, t.params, t.primary_metric, t.metrics, "   \
+    "t.duration_ms, t.status, t.error, t.started_at, t.ended_at"
+
+// Digest (8); the TEXT[] comes as a JSON array.
+#define RL_DIGEST_COLS                                                                   \
+    "d.id, d.study_id, d.narrative, d.parameter_importance, d.recommended_config, "      \
+    "to_jsonb(d.suggested_followups), d.generated_by, d.generated_at"
+
+// ProposalSummary (15) with RL_PROPOSAL_JOINS.
+#define RL_PROPOSAL_SUMMARY_COLS                                                          \
+    "p.id, p.study_id, c.id, c.name, c.engine_type, c.environment, "                      \
+    "t.id, t.name, t.version, t.engine_type, p.status, p.pr_state, p.pr_url, "            \
+    "p.metric_delta, p.created_at"
+
+#define RL_PROPOSAL_JOINS                                      \
+    " LEFT JOIN clusters c ON c.id = p.cluster_id"             \
+    " LEFT JOIN query_templates t ON t.id = p.template_id "
+
+// ProposalDetail (40): summary, study_summary (5), 5 columns, digest (8),
+// latest pr_job (7), with RL_PROPOSAL_DETAIL_JOINS.
+#define RL_PROPOSAL_DETAIL_COLS                                                            \
+    RL_PROPOSAL_SUMMARY_COLS ", "                                                          \
+    "s.id, s.name, s.status, s.best_metric, s.best_trial_id, "                             \
+    "p.study_trial_id, p.config_diff, p.pr_merged_at, p.pr_open_error, p.rejected_reason, " \
+    RL_DIGEST_COLS ", "                                                                    \
+    "j.state, j.attempts, j.last_event, j.last_error, j.created_at, j.started_at, "        \
+    "j.finished_at"
+
+#define RL_PROPOSAL_DETAIL_JOINS                                                          \
+    RL_PROPOSAL_JOINS                                                                     \
+    " LEFT JOIN studies s ON s.id = p.study_id"                                           \
+    " LEFT JOIN digests d ON d.study_id = p.study_id"                                     \
+    " LEFT JOIN LATERAL (SELECT y.state, y.attempts, y.last_event, y.last_error,"         \
+    " y.created_at, y.started_at, y.finished_at FROM pr_jobs y"                           \
+    " WHERE y.proposal_id = p.id ORDER BY y.created_at DESC, y.id DESC LIMIT 1) j ON true "
+
+// Keyset conditions of the created_at lists. The cursor and since
+// parameters default to ±infinity instead of "$n IS NULL OR ...", which keeps
+// the condition a plain row comparison the (created_at DESC, id DESC) index
+// can serve in a generic plan.
+#define RL_SINCE(alias) " " alias ".created_at >= coalesce($4::timestamptz, '-infinity') "
+#define RL_AFTER_CURSOR(alias)                                                         \
+    " (" alias ".created_at, " alias ".id) < "                                         \
+    "(coalesce($2::timestamptz, 'infinity'), coalesce($3::text, '')) "
+#define RL_PAGE_ORDER(alias) " ORDER BY " alias ".created_at DESC, " alias ".id DESC "
+
+// Lists: $1 fetch count (limit + 1), $2 cursor created_at, $3 cursor id,
+// $4 since, then the filters. Columns: total (rows matching the filters,
+// ignoring the cursor), then the layout; an empty page is one row whose
+// layout columns are all NULL, so the total still arrives.
+
+constexpr rl_statement_t kStatements[] = {
+    // Health: no columns of interest.
+    {"rl_health_ping", "SELECT 1", 0},
+
+    // $1 id → ConfigRepo, 0..1 rows.
+    {"rl_config_repo_get",
+     "SELECT " RL_CONFIG_REPO_COLS " FROM config_repos r WHERE r.id = $1::text", 1},
+
+    // list → total, ConfigRepo
+    {"rl_config_repo_list",
+     "WITH page AS (SELECT * FROM config_repos r WHERE" RL_SINCE("r") "AND" RL_AFTER_CURSOR("r")
+         RL_PAGE_ORDER("r") "LIMIT $1::int) "
+     "SELECT (SELECT count(*) FROM config_repos r WHERE" RL_SINCE("r") ") AS total, "
+     RL_CONFIG_REPO_COLS " FROM (SELECT 1) one LEFT JOIN page r ON true" RL_PAGE_ORDER("r"),
+     4},
+
+    // $1 id, $2 name, $3 repo_url, $4 default_branch, $5 pr_base_branch,
+    // $6 auth_ref, $7 webhook_secret_ref → ConfigRepo. 23505 on
+    // config_repos_name_key is CONFIG_REPO_NAME_TAKEN.
+    {"rl_config_repo_insert",
+     "INSERT INTO config_repos AS r (id, name, provider, repo_url, default_branch, "
+     "pr_base_branch, auth_ref, webhook_secret_ref, created_at) "
+     "VALUES ($1::text, $2::text, 'github', $3::text, $4::text, $5::text, $6::text, $7::text, "
+     "now()) RETURNING " RL_CONFIG_REPO_COLS,
+     7},
+
+    // $1 id → Cluster (not soft-deleted), 0..1 rows.
+    {"rl_cluster_get",
+     "SELECT " RL_CLUSTER_COLS " FROM clusters c WHERE c.id = $1::text AND c.deleted_at IS NULL",
+     1},
+
+    // list → total, Cluster
+    {"rl_cluster_list",
+     "WITH page AS (SELECT * FROM clusters c WHERE c.deleted_at IS NULL AND" RL_SINCE("c")
+         "AND" RL_AFTER_CURSOR("c") RL_PAGE_ORDER("c") "LIMIT $1::int) "
+     "SELECT (SELECT count(*) FROM clusters c WHERE c.deleted_at IS NULL AND" RL_SINCE("c")
+     ") AS total, " RL_CLUSTER_COLS " FROM (SELECT 1) one LEFT JOIN page c ON true"
+         RL_PAGE_ORDER("c"),
+     4},
+
+    // $1 id, $2 name, $3 engine_type, $4 environment, $5 base_url,
+    // $6 auth_kind, $7 credentials_ref, $8 config_repo_id, $9 config_path,
+    // $10 engine_config, $11 notes → repo_ok, Cluster (NULLs when not
+    // inserted). 23505 clusters_name_key → CLUSTER_NAME_TAKEN.
+    {"rl_cluster_insert",
+     "WITH chk AS (SELECT ($8::text IS NULL OR EXISTS (SELECT 1 FROM config_repos "
+     "WHERE id = $8::text)) AS repo_ok), "
+     "ins AS (INSERT INTO clusters (id, name, engine_type, environment, base_url, auth_kind, "
+     "credentials_ref, config_repo_id, config_path, engine_config, notes, created_at) "
+     "SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::text, $7::text, $8::text, "
+     "$9::text, $10::jsonb, $11::text, now() FROM chk WHERE chk.repo_ok RETURNING *) "
+     "SELECT chk.repo_ok, " RL_CLUSTER_COLS " FROM chk LEFT JOIN ins c ON true",
+     11},
+
+    // $1 id, $2 set config_repo_id?, $3 config_repo_id, $4 set config_path?,
+    // $5 config_path, $6 set notes?, $7 notes → cluster_ok, repo_ok, Cluster
+    // (NULLs when not updated).
+    {"rl_cluster_patch",
+     "WITH chk AS (SELECT EXISTS (SELECT 1 FROM clusters WHERE id = $1::text "
+     "AND deleted_at IS NULL) AS cluster_ok, (NOT $2::bool OR $3::text IS NULL OR "
+     "EXISTS (SELECT 1 FROM config_repos WHERE id = $3::text)) AS repo_ok), "
+     "u AS (UPDATE clusters SET "
+     "config_repo_id = CASE WHEN $2::bool THEN $3::text ELSE config_repo_id END, "
+     "config_path = CASE WHEN $4::bool THEN $5::text ELSE config_path END, "
+     "notes = CASE WHEN $6::bool THEN $7::text ELSE notes END "
+     "WHERE id = $1::text AND deleted_at IS NULL AND (SELECT repo_ok FROM chk) RETURNING *) "
+     "SELECT chk.cluster_ok, chk.repo_ok, " RL_CLUSTER_COLS " FROM chk LEFT JOIN u c ON true",
+     7},
+
+    // $1 id → Template, 0..1 rows.
+    {"rl_template_get",
+     "SELECT " RL_TEMPLATE_COLS " FROM query_templates t WHERE t.id = $1::text", 1},
+
+    // list, $5 engine_type → total, Template
+    {"rl_template_list",
+     "WITH page AS (SELECT * FROM query_templates t WHERE ($5::text IS NULL OR "
+     "t.engine_type = $5::text) AND" RL_SINCE("t") "AND" RL_AFTER_CURSOR("t")
+         RL_PAGE_ORDER("t") "LIMIT $1::int) "
+     "SELECT (SELECT count(*) FROM query_templates t WHERE ($5::text IS NULL OR "
+     "t.engine_type = $5::text) AND" RL_SINCE("t") ") AS total, " RL_TEMPLATE_COLS
+     " FROM (SELECT 1) one LEFT JOIN page t ON true" RL_PAGE_ORDER("t"),
+     5},
+
+    // $1 id, $2 name, $3 engine_type, $4 body, $5 declared_params,
+    // $6 version, $7 parent_id → parent_ok, Template (NULLs when not
+    // inserted). 23505 query_templates_name_version_key → TEMPLATE_NAME_TAKEN.
+    {"rl_template_insert",
+     "WITH chk AS (SELECT ($7::text IS NULL OR EXISTS (SELECT 1 FROM query_templates "
+     "WHERE id = $7::text)) AS parent_ok), "
+     "ins AS (INSERT INTO query_templates (id, name, engine_type, body, declared_params, "
+     "version, parent_id, created_at) SELECT $1::text, $2::text, $3::text, $4::text, "
+     "$5::jsonb, $6::int, $7::text, now() FROM chk WHERE chk.parent_ok RETURNING *) "
+     "SELECT chk.parent_ok, " RL_TEMPLATE_COLS " FROM chk LEFT JOIN ins t ON true",
+     7},
+
+    // $1 id → Study, 0..1 rows.
+    {"rl_study_get",
+     "SELECT " RL_STUDY_COLS " FROM studies s" RL_TRIALS_SUMMARY "WHERE s.id = $1::text", 1},
+
+    // list, $5 status, $6 cluster_id → total, Study
+    {"rl_study_list",
+     "WITH page AS (SELECT * FROM studies s WHERE ($5::text IS NULL OR s.status = $5::text) "
+     "AND ($6::text IS NULL OR s.cluster_id = $6::text) AND" RL_SINCE("s")
+         "AND" RL_AFTER_CURSOR("s") RL_PAGE_ORDER("s") "LIMIT $1::int) "
+     "SELECT (SELECT count(*) FROM studies s WHERE ($5::text IS NULL OR s.status = $5::text) "
+     "AND ($6::text IS NULL OR s.cluster_id = $6::text) AND" RL_SINCE("s") ") AS total, "
+     RL_STUDY_COLS " FROM (SELECT 1) one LEFT JOIN page s ON true" RL_TRIALS_SUMMARY
+         RL_PAGE_ORDER("s"),
+     6},
+
+    // $1 id → prior_status (NULL: no such study), Study after the update
+    // (NULLs when the state did not allow it).
+    {"rl_study_cancel",
+     "WITH found AS (SELECT status FROM studies WHERE id = $1::text), "
+     "u AS (UPDATE studies SET status = 'cancelled', completed_at = now() "
+     "WHERE id = $1::text AND status IN ('queued', 'running') RETURNING *) "
+     "SELECT (SELECT status FROM found) AS prior_status, " RL_STUDY_COLS
+     " FROM (SELECT 1) one LEFT JOIN u s ON true" RL_TRIALS_SUMMARY,
+     1},
+
+    // $1 study id → study_found, Digest (NULLs when none).
+    {"rl_digest_get",
+     "SELECT s.id IS NOT NULL AS study_found, " RL_DIGEST_COLS
+     " FROM (SELECT 1) one LEFT JOIN studies s ON s.id = $1::text "
+     "LEFT JOIN digests d ON d.study_id = s.id",
+     1},
+
+    // Trials of a study: $1 study id, $2 fetch count, $3 cursor key, $4
+    // cursor id (NULL: first page) → study_found, total, Trial.
+    // primary_metric DESC NULLS LAST, id DESC. After a non-NULL key come
+    // smaller metrics, equal ones with smaller ids, then all NULLs; after a
+    // NULL key only NULLs with smaller ids.
+    {"rl_trial_list_metric_desc",
+     "WITH page AS (SELECT * FROM trials t WHERE t.study_id = $1::text AND ($4::text IS NULL "
+     "OR ($3::float8 IS NOT NULL AND (t.primary_metric < $3::float8 OR (t.primary_metric = "
+     "$3::float8 AND t.id < $4::text) OR t.primary_metric IS NULL)) "
+     "OR ($3::float8 IS NULL AND t.primary_metric IS NULL AND t.id < $4::text)) "
+     "ORDER BY t.primary_metric DESC NULLS LAST, t.id DESC LIMIT $2::int) "
+     "SELECT EXISTS (SELECT 1 FROM studies WHERE id = $1::text) AS study_found, "
+     "(SELECT count(*) FROM trials WHERE study_id = $1::text) AS total, " RL_TRIAL_COLS
+     " FROM (SELECT 1) one LEFT JOIN page t ON true "
+     "ORDER BY t.primary_metric DESC NULLS LAST, t.id DESC",
+     4},
+
+    // As above, primary_metric ASC NULLS LAST, id ASC.
+    {"rl_trial_list_metric_asc",
+     "WITH page AS (SELECT * FROM trials t WHERE t.study_id = $1::text AND ($4::text IS NULL "
+     "OR ($3::float8 IS NOT NULL AND (t.primary_metric > $3::float8 OR (t.primary_metric = "
+     "$3::float8 AND t.id > $4::text) OR t.primary_metric IS NULL)) "
+     "OR ($3::float8 IS NULL AND t.primary_metric IS NULL AND t.id > $4::text)) "
+     "ORDER BY t.primary_metric ASC NULLS LAST, t.id ASC LIMIT $2::int) "
+     "SELECT EXISTS (SELECT 1 FROM studies WHERE id = $1::text) AS study_found, "
+     "(SELECT count(*) FROM trials WHERE study_id = $1::text) AS total, " RL_TRIAL_COLS
+     " FROM (SELECT 1) one LEFT JOIN page t ON true "
+     "ORDER BY t.primary_metric ASC NULLS LAST, t.id ASC",
+     4},
+
+    // As above, optuna_trial_number ASC, id ASC ($3 is the number).
+    {"rl_trial_list_number_asc",
+     "WITH page AS (SELECT * FROM trials t WHERE t.study_id = $1::text AND ($4::text IS NULL "
+     "OR (t.optuna_trial_number, t.id) > ($3::int, $4::text)) "
+     "ORDER BY t.optuna_trial_number ASC, t.id ASC LIMIT $2::int) "
+     "SELECT EXISTS (SELECT 1 FROM studies WHERE id = $1::text) AS study_found, "
+     "(SELECT count(*) FROM trials WHERE study_id = $1::text) AS total, " RL_TRIAL_COLS
+     " FROM (SELECT 1) one LEFT JOIN page t ON true "
+     "ORDER BY t.optuna_trial_number ASC, t.id ASC",
+     4},
+
+    // $1 id → ProposalDetail, 0..1 rows.
+    {"rl_proposal_get",
+     "SELECT " RL_PROPOSAL_DETAIL_COLS " FROM proposals p" RL_PROPOSAL_DETAIL_JOINS
+     "WHERE p.id = $1::text",
+     1},
+
+    // list, $5 status, $6 cluster_id, $7 study_id, $8 template_id
+    // → total, ProposalSummary
+    {"rl_proposal_list",
+     "WITH page AS (SELECT * FROM proposals p WHERE ($5::text IS NULL OR p.status = $5::text) "
+     "AND ($6::text IS NULL OR p.cluster_id = $6::text) "
+     "AND ($7::text IS NULL OR p.study_id = $7::text) "
+     "AND ($8::text IS NULL OR p.template_id = $8::text) AND" RL_SINCE("p")
+         "AND" RL_AFTER_CURSOR("p") RL_PAGE_ORDER("p") "LIMIT $1::int) "
+     "SELECT (SELECT count(*) FROM proposals p WHERE ($5::text IS NULL OR p.status = $5::text) "
+     "AND ($6::text IS NULL OR p.cluster_id = $6::text) "
+     "AND ($7::text IS NULL OR p.study_id = $7::text) "
+     "AND ($8::text IS NULL OR p.template_id = $8::text) AND" RL_SINCE("p") ") AS total, "
+     RL_PROPOSAL_SUMMARY_COLS " FROM (SELECT 1) one LEFT JOIN page p ON true"
+         RL_PROPOSAL_JOINS RL_PAGE_ORDER("p"),
+     8},
+
+    // Manual proposal: $1 id, $2 cluster_id, $3 template_id, $4 config_diff,
+    // $5 metric_delta → cluster_ok, template_ok, ProposalDetail (NULLs when
+    // not inserted).
+    {"rl_proposal_insert",
+     "WITH chk AS (SELECT EXISTS (SELECT 1 FROM clusters WHERE id = $2::text "
+     "AND deleted_at IS NULL) AS cluster_ok, EXISTS (SELECT 1 FROM query_templates "
+     "WHERE id = $3::text) AS template_ok), "
+     "ins AS (INSERT INTO proposals (id, study_id, study_trial_id, cluster_id, template_id, "
+     "config_diff, metric_delta, status, created_at) SELECT $1::text, NULL, NULL, $2::text, "
+     "$3::text, $4::jsonb, $5::jsonb, 'pending', now() FROM chk "
+     "WHERE chk.cluster_ok AND chk.template_ok RETURNING *) "
+     "SELECT chk.cluster_ok, chk.template_ok, " RL_PROPOSAL_DETAIL_COLS
+     " FROM chk LEFT JOIN ins p ON true" RL_PROPOSAL_DETAIL_JOINS,
+     5},
+
+    // $1 id, $2 reason → prior_status (NULL: no such proposal),
+    // ProposalDetail after the update (NULLs when it was not pending).
+    {"rl_proposal_reject",
+     "WITH found AS (SELECT status FROM proposals WHERE id = $1::text), "
+     "u AS (UPDATE proposals SET status = 'rejected', rejected_reason = $2::text "
+     "WHERE id = $1::text AND status = 'pending' RETURNING *) "
+     "SELECT (SELECT status FROM found) AS prior_status, " RL_PROPOSAL_DETAIL_COLS
+     " FROM (SELECT 1) one LEFT JOIN u p ON true" RL_PROPOSAL_DETAIL_JOINS,
+     2},
+
+    // open_pr preflight (SPEC §5.3 steps 1-3): $1 proposal id → 0..1 rows of
+    // status, cluster id (NULL: missing or deleted), config_repo_id, repo id
+    // (NULL: no repo row), auth_ref.
+    {"rl_open_pr_preflight",
+     "SELECT p.status, c.id, c.config_repo_id, r.id, r.auth_ref FROM proposals p "
+     "LEFT JOIN clusters c ON c.id = p.cluster_id AND c.deleted_at IS NULL "
+     "LEFT JOIN config_repos r ON r.id = c.config_repo_id WHERE p.id = $1::text",
+     1},
+
+    // Seed a completed study (development only): $1 study id, $2 winning
+    // trial id, $3 other trial id, $4 digest id, $5 proposal id (NULL: none),
+    // $6 cluster_id, $7 template_id, $8 query_set_id (NULL: create one),
+    // $9 judgment_list_id (NULL: create one), $10 new query set id,
+    // $11 new judgment list id → cluster_ok, template_ok, query_set_ok,
+    // judgment_list_ok, study id, digest id, proposal id.
+    {"rl_seed_completed",
+     "WITH chk AS (SELECT "
+     "EXISTS (SELECT 1 FROM clusters WHERE id = $6::text AND deleted_at IS NULL) AS cluster_ok, "
+     "EXISTS (SELECT 1 FROM query_templates WHERE id = $7::text) AS template_ok, "
+     "($8::text IS NULL OR EXISTS (SELECT 1 FROM query_sets WHERE id = $8::text)) AS qs_ok, "
+     "($9::text IS NULL OR EXISTS (SELECT 1 FROM judgment_lists WHERE id = $9::text)) AS jl_ok), "
+     "go AS (SELECT 1 FROM chk WHERE cluster_ok AND template_ok AND qs_ok AND jl_ok), "
+     "qs AS (INSERT INTO query_sets (id, name, description, cluster_id, created_at) "
+     "SELECT $10::text, 'e2e-seed-qs-' || $10::text, 'placeholder query set of the e2e seed', "
+     "$6::text, now() FROM go WHERE $8::text IS NULL RETURNING id), "
+     "qs_id AS (SELECT coalesce($8::text, (SELECT id FROM qs)) AS id), "
+     "jl AS (INSERT INTO judgment_lists (id, name, description, query_set_id, cluster_id, "
+     "target, current_template_id, status, created_at) "
+     "SELECT $11::text, 'e2e-seed-jl-' || $11::text, 'placeholder judgment list of the e2e seed', "
+     "(SELECT id FROM qs_id), $6::text, 'products', $7::text, 'complete', now() FROM go "
+     "WHERE $9::text IS NULL RETURNING id), "
+     "st AS (INSERT INTO studies (id, name, cluster_id, target, template_id, query_set_id, "
+     "judgment_list_id, search_space, objective, config, status, optuna_study_name, "
+     "baseline_metric, best_metric, best_trial_id, created_at, started_at, completed_at) "
+     "SELECT $1::text, 'e2e-seed-' || left($1::text, 8), $6::text, 'products', $7::text, "
+     "(SELECT id FROM qs_id), coalesce($9::text, (SELECT id FROM jl)), "
+     "'{\"title.boost\": {\"type\": \"float\", \"low\": 0.5, \"high\": 5.0}}'::jsonb, "
+     "'{\"metric\": \"ndcg@10\", \"direction\": \"maximize\"}'::jsonb, "
+     "'{\"n_trials\": 2, \"sampler\": \"tpe\"}'::jsonb, 'completed', 'e2e-seed-' || $1::text, "
+     "0.412, 0.487, $2::text, now(), now() - interval '2 minutes', now() FROM go "
+     "RETURNING id), "
+     "tr AS (INSERT INTO trials (id, study_id, optuna_trial_number, params, primary_metric, "
+     "metrics, duration_ms, status, started_at, ended_at) "
+     "SELECT v.id, st.id, v.n, v.params::jsonb, v.pm, v.metrics::jsonb, v.ms, 'complete', "
+     "now() - interval '2 minutes', now() - interval '1 minute' FROM st, (VALUES "
+     "($2::text, 1, '{\"title.boost\": 2.5}', 0.487::float8, "
+     "'{\"ndcg@10\": 0.487, \"map\": 0.355, \"p@10\": 0.61}', 1840), "
+     "($3::text, 0, '{\"title.boost\": 0.8}', 0.412::float8, "
+     "'{\"ndcg@10\": 0.412, \"map\": 0.301, \"p@10\": 0.54}', 1795)) "
+     "AS v (id, n, params, pm, metrics, ms) RETURNING id), "
+     "dg AS (INSERT INTO digests (id, study_id, narrative, parameter_importance, "
+     "recommended_config, suggested_followups, generated_by, generated_at) "
+     "SELECT $4::text, st.id, 'Raising title.boost from 0.8 to 2.5 lifted ndcg@10 from 0.412 "
+     "to 0.487 (+18.2%). Title matches dominate relevance for this query set.', "
+     "'{\"title.boost\": 1.0}'::jsonb, '{\"title.boost\": 2.5}'::jsonb, "
+     "ARRAY['Explore title.boost between 2.5 and 4.0', "
+     "'Tune description.boost with title.boost fixed at 2.5'], 'local:e2e_seed', now() "
+     "FROM st RETURNING id), "
+     "pr AS (INSERT INTO proposals (id, study_id, study_trial_id, cluster_id, template_id, "
+     "config_diff, metric_delta, status, created_at) "
+     "SELECT $5::text, st.id, $2::text, $6::text, $7::text, "
+     "'{\"title.boost\": {\"from\": 1.0, \"to\": 2.5}}'::jsonb, "
+     "'{\"ndcg@10\": {\"baseline\": 0.412, \"achieved\": 0.487, \"delta_pct\": 18.2}}'::jsonb, "
+     "'pending', now() FROM st WHERE $5::text IS NOT NULL RETURNING id) "
+     "SELECT chk.cluster_ok, chk.template_ok, chk.qs_ok, chk.jl_ok, (SELECT id FROM st), "
+     "(SELECT id FROM dg), (SELECT id FROM pr), (SELECT count(*) FROM tr) FROM chk",
+     11},
+};
+
+#undef RL_CONFIG_REPO_COLS
+#undef RL_CLUSTER_COLS
+#undef RL_TEMPLATE_COLS
+#undef RL_STUDY_COLS
+#undef RL_TRIALS_SUMMARY
+#undef RL_TRIAL_COLS
+#undef RL_DIGEST_COLS
+#undef RL_PROPOSAL_SUMMARY_COLS
+#undef RL_PROPOSAL_JOINS
+#undef RL_PROPOSAL_DETAIL_COLS
+#undef RL_PROPOSAL_DETAIL_JOINS
+#undef RL_SINCE
+#undef RL_AFTER_CURSOR
+#undef RL_PAGE_ORDER
+
+// clang-format on
+
+static_assert(std::size(kStatements) == static_cast<size_t>(Stmt::kCount),
+              "one statement per Stmt");
+
+}  // namespace
+
+std::span<const rl_statement_t> statements() noexcept { return kStatements; }
+
+const rl_statement_t &statement(Stmt s) noexcept { return kStatements[static_cast<int>(s)]; }
+
+}  // namespace relyloop::core::db

@@ -1,0 +1,56 @@
+#pragma once
+
+// The fixed SQL statements of the core (rl_core_statements). Each one is a
+// single self-contained statement with text parameters cast in SQL; writes
+// that touch several rows are one statement with data-modifying CTEs, so they
+// are atomic without a transaction block. Column layouts are documented next
+// to each statement and read by index in the handlers.
+
+#include <span>
+
+#include "relyloop/core.h"
+
+namespace relyloop::core::db {
+
+enum class Stmt : int {
+    kHealthPing,
+    kConfigRepoGet,
+    kConfigRepoList,
+    kConfigRepoInsert,
+    kClusterGet,
+    kClusterList,
+    kClusterInsert,
+    kClusterPatch,
+    kTemplateGet,
+    kTemplateList,
+    kTemplateInsert,
+    kStudyGet,
+    kStudyList,
+    kStudyCancel,
+    kDigestGet,
+    kTrialListMetricDesc,
+    kTrialListMetricAsc,
+    kTrialListNumberAsc,
+    kProposalGet,
+    kProposalList,
+    kProposalInsert,
+    kProposalReject,
+    kOpenPrPreflight,
+    kSeedCompleted,
+    kCount,
+};
+
+[[nodiscard]] std::span<const rl_statement_t> statements() noexcept;
+[[nodiscard]] const rl_statement_t &statement(Stmt s) noexcept;
+
+// Column counts of the shared layouts (see statements.cpp).
+inline constexpr int kConfigRepoCols = 10;
+inline constexpr int kClusterCols = 12;
+inline constexpr int kTemplateCols = 8;
+inline constexpr int kStudyCols = 24;  // 20 columns + trials_summary (4)
+inline constexpr int kTrialCols = 11;
+inline constexpr int kDigestCols = 8;
+inline constexpr int kProposalSummaryCols = 15;
+inline constexpr int kProposalDetailCols = 40;
+
+}  // namespace relyloop::core::db
