@@ -1,6 +1,7 @@
 #include "pipeline/chart.hpp"
 
 #include <cairo.h>
+#include <dlfcn.h>
 
 #include <algorithm>
 #include <cmath>
@@ -10,7 +11,6 @@
 #include <stdexcept>
 
 #include "common/raii.hpp"
-#include "pipeline/json_text.hpp"
 
 namespace relyloop::worker {
 
@@ -106,8 +106,8 @@ std::string render_importance_chart(const std::vector<std::pair<std::string, dou
     cairo_move_to(c, (kChartWidth - ext.x_advance) / 2, 42);
     cairo_show_text(c, title);
 
-    const double left = 210;    // labels end here, bars start
-    const double right = 700;   // bars end here at the maximum; values follow
+    const double left = 210;   // labels end here, bars start
+    const double right = 700;  // bars end here at the maximum; values follow
     const double top = 70;
     const double bottom = kChartHeight - (hidden > 0 ? 50.0 : 30.0);
     const double slot = (bottom - top) / static_cast<double>(bars.size());
@@ -159,6 +159,16 @@ std::string render_importance_chart(const std::vector<std::pair<std::string, dou
         throw std::runtime_error(std::string("cairo: ") + cairo_status_to_string(st));
     }
     return png;
+}
+
+void release_chart_caches() noexcept {
+    std::lock_guard<std::mutex> lock(chart_mutex());
+    cairo_debug_reset_static_data();
+    // fontconfig comes in through cairo and is not linked directly; look its
+    // FcFini up at run time rather than add a link dependency for one call.
+    if (void *fini = dlsym(RTLD_DEFAULT, "FcFini")) {
+        reinterpret_cast<void (*)()>(fini)();
+    }
 }
 
 std::pair<int, int> png_dimensions(const std::string &png) {

@@ -23,6 +23,11 @@ inline constexpr size_t kChartMaxBars = 20;
 [[nodiscard]] std::string render_importance_chart(
     const std::vector<std::pair<std::string, double>> &importance);
 
+// Frees cairo's and fontconfig's process-wide caches, which otherwise stay
+// allocated until exit (LeakSanitizer reports them). Call only when no thread
+// can be drawing: the pipeline does it in its destructor.
+void release_chart_caches() noexcept;
+
 // The image size recorded in a PNG's IHDR chunk; {0, 0} if `png` is not one.
 [[nodiscard]] std::pair<int, int> png_dimensions(const std::string &png);
 

@@ -45,12 +45,24 @@ void append_value(std::string &out, const json_t *v) {
         return;
     }
     switch (json_typeof(v)) {
-        case JSON_NULL: out += "null"; break;
-        case JSON_TRUE: out += "true"; break;
-        case JSON_FALSE: out += "false"; break;
-        case JSON_INTEGER: out += std::to_string(json_integer_value(v)); break;
-        case JSON_REAL: out += json_number_text(json_real_value(v)); break;
-        case JSON_STRING: append_string(out, json_string_value(v), json_string_length(v)); break;
+        case JSON_NULL:
+            out += "null";
+            break;
+        case JSON_TRUE:
+            out += "true";
+            break;
+        case JSON_FALSE:
+            out += "false";
+            break;
+        case JSON_INTEGER:
+            out += std::to_string(json_integer_value(v));
+            break;
+        case JSON_REAL:
+            out += json_number_text(json_real_value(v));
+            break;
+        case JSON_STRING:
+            append_string(out, json_string_value(v), json_string_length(v));
+            break;
         case JSON_ARRAY: {
             out += '[';
             for (size_t i = 0; i < json_array_size(v); i++) {

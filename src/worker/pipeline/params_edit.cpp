@@ -1,10 +1,7 @@
 #include "pipeline/params_edit.hpp"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <simdjson.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -12,7 +9,6 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
-#include <memory>
 
 #include "common/error.hpp"
 #include "common/raii.hpp"
@@ -22,8 +18,6 @@
 namespace relyloop::worker {
 
 namespace {
-
-constexpr size_t kMaxParamsFileBytes = 4 * 1024 * 1024;
 
 [[noreturn]] void fail(ErrorCode code, const std::string &message) { throw Error(code, message); }
 
@@ -62,8 +56,8 @@ void check_one(const std::string &param, const json_t *hint, const json_t *to) {
 
     auto mismatch = [&](const char *want) {
         fail(ErrorCode::kParamNotInTemplate, "param " + json_quote(param) + " is declared " + type +
-                                                 " but the proposal sets " + json_text(to) +
-                                                 " (" + want + " expected)");
+                                                 " but the proposal sets " + json_text(to) + " (" +
+                                                 want + " expected)");
     };
     if (type == "float") {
         if (!json_is_number(to)) mismatch("a number");
@@ -79,20 +73,21 @@ void check_one(const std::string &param, const json_t *hint, const json_t *to) {
             mismatch("a string, number or boolean");
         }
     } else {
-        fail(ErrorCode::kParamNotInTemplate,
-             "param " + json_quote(param) + " is declared with unsupported type " + json_quote(type));
+        fail(ErrorCode::kParamNotInTemplate, "param " + json_quote(param) +
+                                                 " is declared with unsupported type " +
+                                                 json_quote(type));
     }
 
     if (type == "float" || type == "int") {
         double v = json_number_value(to);
         if (min != nullptr && json_is_number(min) && v < json_number_value(min)) {
-            fail(ErrorCode::kParamNotInTemplate, "param " + json_quote(param) + " = " + json_text(to) +
-                                                     " is below the declared min " +
+            fail(ErrorCode::kParamNotInTemplate, "param " + json_quote(param) + " = " +
+                                                     json_text(to) + " is below the declared min " +
                                                      json_text(min));
         }
         if (max != nullptr && json_is_number(max) && v > json_number_value(max)) {
-            fail(ErrorCode::kParamNotInTemplate, "param " + json_quote(param) + " = " + json_text(to) +
-                                                     " is above the declared max " +
+            fail(ErrorCode::kParamNotInTemplate, "param " + json_quote(param) + " = " +
+                                                     json_text(to) + " is above the declared max " +
                                                      json_text(max));
         }
     }
@@ -106,9 +101,9 @@ void check_one(const std::string &param, const json_t *hint, const json_t *to) {
             found = json_same_value(json_array_get(values, i), to);
         }
         if (!found) {
-            fail(ErrorCode::kParamNotInTemplate, "param " + json_quote(param) + " = " + json_text(to) +
-                                                     " is not one of the declared values " +
-                                                     json_text(values));
+            fail(ErrorCode::kParamNotInTemplate,
+                 "param " + json_quote(param) + " = " + json_text(to) +
+                     " is not one of the declared values " + json_text(values));
         }
     }
 }
@@ -153,7 +148,7 @@ size_t key_end_from(const std::string &text, size_t quote) {
 }
 
 class Indexer {
-public:
+  public:
     Indexer(const std::string &text, const simdjson::padded_string &padded)
         : text_(text), base_(padded.data()) {}
 
@@ -218,7 +213,7 @@ public:
         return self;
     }
 
-private:
+  private:
     const std::string &text_;
     const char *base_;
 };
@@ -243,7 +238,8 @@ std::pair<std::string, bool> line_prefix(const std::string &text, size_t pos) {
         ls = nl == std::string::npos ? 0 : nl + 1;
     }
     std::string prefix = text.substr(ls, pos - ls);
-    bool own = std::all_of(prefix.begin(), prefix.end(), [](char c) { return c == ' ' || c == '\t'; });
+    bool own =
+        std::all_of(prefix.begin(), prefix.end(), [](char c) { return c == ' ' || c == '\t'; });
     return {prefix, own};
 }
 
@@ -352,7 +348,8 @@ std::string render_object(const std::vector<NewNode> &nodes, const std::string &
 void add_path(std::vector<NewNode> &nodes, const std::vector<std::string> &path, size_t from,
               const json_t *value, const std::string &param) {
     const std::string &key = path[from];
-    auto it = std::find_if(nodes.begin(), nodes.end(), [&](const NewNode &n) { return n.key == key; });
+    auto it =
+        std::find_if(nodes.begin(), nodes.end(), [&](const NewNode &n) { return n.key == key; });
     bool last = from + 1 == path.size();
     if (it == nodes.end()) {
         nodes.push_back(NewNode{key, nullptr, {}});
@@ -373,7 +370,8 @@ std::vector<std::string> split_dotted(const std::string &key) {
     size_t start = 0;
     for (;;) {
         size_t dot = key.find('.', start);
-        out.push_back(key.substr(start, dot == std::string::npos ? std::string::npos : dot - start));
+        out.push_back(
+            key.substr(start, dot == std::string::npos ? std::string::npos : dot - start));
         if (dot == std::string::npos) break;
         start = dot + 1;
     }
@@ -432,9 +430,9 @@ ParamsEdit apply_config_diff(std::string_view original, const json_t *declared_p
         fail(ErrorCode::kParamsFileNotFound, "is not valid JSON: " + why);
     }
     if (!json_is_object(doc.get())) {
-        fail(ErrorCode::kParamsFileNotFound,
-             std::string("holds a JSON ") + (json_is_array(doc.get()) ? "array" : "scalar") +
-                 ", not an object");
+        fail(ErrorCode::kParamsFileNotFound, std::string("holds a JSON ") +
+                                                 (json_is_array(doc.get()) ? "array" : "scalar") +
+                                                 ", not an object");
     }
 
     simdjson::padded_string padded(text);
@@ -525,8 +523,7 @@ ParamsEdit apply_config_diff(std::string_view original, const json_t *declared_p
     }
 
     if (result.changed.empty()) {
-        fail(ErrorCode::kNoChanges,
-             "the params file already holds every value of the proposal");
+        fail(ErrorCode::kNoChanges, "the params file already holds every value of the proposal");
     }
 
     for (const auto &[obj_index, nodes] : inserts) {
@@ -619,7 +616,8 @@ ParamsFilePath resolve_params_file(const std::string &workdir, std::string_view 
         size_t start = 0;
         for (;;) {
             size_t slash = cp.find('/', start);
-            std::string seg = cp.substr(start, slash == std::string::npos ? cp.npos : slash - start);
+            std::string seg =
+                cp.substr(start, slash == std::string::npos ? cp.npos : slash - start);
             if (seg == ".git") {
                 fail(ErrorCode::kConfigPathInvalid,
                      "config_path " + json_quote(cp) + " points into the .git directory");
@@ -644,8 +642,8 @@ ParamsFilePath resolve_params_file(const std::string &workdir, std::string_view 
     }
     std::string dir = real_path(root + "/" + cp, &err);
     if (dir.empty()) {
-        fail(ErrorCode::kParamsFileNotFound,
-             out.display + ": no such file (directory " + json_quote(cp) + " not in the repository)");
+        fail(ErrorCode::kParamsFileNotFound, out.display + ": no such file (directory " +
+                                                 json_quote(cp) + " not in the repository)");
     }
     if (!inside(dir, root)) {
         fail(ErrorCode::kConfigPathInvalid,
@@ -669,58 +667,6 @@ ParamsFilePath resolve_params_file(const std::string &workdir, std::string_view 
     }
     out.relative = out.absolute.substr(root.size() + 1);
     return out;
-}
-
-std::string read_params_file(const ParamsFilePath &path) {
-    int fd = open(path.absolute.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) {
-        fail(errno == ELOOP ? ErrorCode::kConfigPathInvalid : ErrorCode::kParamsFileNotFound,
-             path.display + ": cannot be opened (" + std::strerror(errno) + ")");
-    }
-    std::unique_ptr<int, void (*)(int *)> guard(&fd, [](int *f) { close(*f); });
-    struct stat st {};
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        fail(ErrorCode::kParamsFileNotFound, path.display + " is not a regular file");
-    }
-    if (static_cast<size_t>(st.st_size) > kMaxParamsFileBytes) {
-        fail(ErrorCode::kParamsFileNotFound, path.display + " is larger than 4 MiB");
-    }
-    std::string text;
-    char buf[65536];
-    for (;;) {
-        ssize_t n = read(fd, buf, sizeof buf);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) {
-            fail(ErrorCode::kParamsFileNotFound,
-                 path.display + ": read failed (" + std::strerror(errno) + ")");
-        }
-        if (n == 0) break;
-        text.append(buf, static_cast<size_t>(n));
-        if (text.size() > kMaxParamsFileBytes) {
-            fail(ErrorCode::kParamsFileNotFound, path.display + " is larger than 4 MiB");
-        }
-    }
-    return text;
-}
-
-void write_params_file(const ParamsFilePath &path, std::string_view text) {
-    // In place (O_TRUNC) so the file keeps its mode bits, which git records.
-    int fd = open(path.absolute.c_str(), O_WRONLY | O_TRUNC | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) {
-        fail(ErrorCode::kInternalError,
-             path.display + ": cannot be written (" + std::strerror(errno) + ")");
-    }
-    std::unique_ptr<int, void (*)(int *)> guard(&fd, [](int *f) { close(*f); });
-    size_t done = 0;
-    while (done < text.size()) {
-        ssize_t n = write(fd, text.data() + done, text.size() - done);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) {
-            fail(ErrorCode::kInternalError,
-                 path.display + ": write failed (" + std::strerror(errno) + ")");
-        }
-        done += static_cast<size_t>(n);
-    }
 }
 
 }  // namespace relyloop::worker

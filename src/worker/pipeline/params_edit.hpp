@@ -20,7 +20,7 @@
 //                         points: the rule is "regular file, not a symlink").
 //   PARAMS_FILE_NOT_FOUND no such file or directory, not a regular file, not
 //                         valid JSON, duplicate keys, top level not an object,
-//                         larger than 4 MiB.
+//                         larger than kMaxParamsFileBytes (4 MiB).
 //   PARAM_NOT_IN_TEMPLATE a diff key not declared by the template, without
 //                         `to`, or whose `to` does not fit the declared hint
 //                         (type, min/max, values); a dotted key whose parent in
@@ -65,8 +65,7 @@ void check_config_diff(const json_t *declared_params, const json_t *config_diff)
 // check_config_diff, then the splice. A key present literally at the top level
 // is set there; otherwise a dotted key walks nested objects, creating the
 // missing ones. Throws Error (codes above).
-[[nodiscard]] ParamsEdit apply_config_diff(std::string_view original,
-                                           const json_t *declared_params,
+[[nodiscard]] ParamsEdit apply_config_diff(std::string_view original, const json_t *declared_params,
                                            const json_t *config_diff);
 
 struct ParamsFilePath {
@@ -81,8 +80,8 @@ struct ParamsFilePath {
                                                  std::string_view config_path,
                                                  std::string_view template_name);
 
-// Reads / rewrites the resolved file without following a symlink swapped in.
-[[nodiscard]] std::string read_params_file(const ParamsFilePath &path);
-void write_params_file(const ParamsFilePath &path, std::string_view text);
+// The params file is read from the base commit's tree (the exact bytes git
+// stores, no checkout filters), never larger than this.
+inline constexpr size_t kMaxParamsFileBytes = 4 * 1024 * 1024;
 
 }  // namespace relyloop::worker

@@ -1,25 +1,427 @@
-// Placeholder until the PR pipeline lands (src/worker/pipeline/*).
+// The PR pipeline of SPEC §8 (steps 2 and 4–12; the runner did 1 and 3).
 #include "pipeline/pr_pipeline.hpp"
+
+#include <chrono>
+#include <exception>
+#include <optional>
+#include <string>
+
+#include "common/redact.hpp"
+#include "common/secret.hpp"
+#include "common/validate.hpp"
+#include "pipeline/cancel.hpp"
+#include "pipeline/chart.hpp"
+#include "pipeline/git_ops.hpp"
+#include "pipeline/github_client.hpp"
+#include "pipeline/params_edit.hpp"
+#include "pipeline/pipeline_db.hpp"
+#include "pipeline/pr_text.hpp"
 
 namespace relyloop::worker {
 
 namespace {
 
-class NotBuiltPipeline final : public Pipeline {
-public:
-    PipelineResult run(const JobContext &) noexcept override {
-        PipelineResult r;
-        r.outcome = PipelineOutcome::kFailed;
-        r.code = ErrorCode::kInternalError;
-        r.message = "the PR pipeline is not built yet";
-        return r;
+constexpr size_t kMaxErrorChars = 2000;
+
+// One run's identity for every event it logs, and where its time went
+// ("loading=4,cloning=52,..." in pr_open_complete's steps_ms).
+struct RunIds {
+    std::string job_id;
+    std::string proposal_id;
+    std::string study_id;
+    std::string config_repo_id;
+    std::string branch;
+    std::string steps_ms;
+    std::string step;
+    std::chrono::steady_clock::time_point step_start;
+
+    void enter(const JobContext &ctx, const char *next) {
+        auto now = std::chrono::steady_clock::now();
+        if (!step.empty()) {
+            auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now - step_start);
+            steps_ms += (steps_ms.empty() ? "" : ",") + step + "=" + std::to_string(ms.count());
+        }
+        step = next;
+        step_start = now;
+        if (*next != '\0') ctx.report(next);
     }
 };
 
+class PrPipeline final : public Pipeline {
+  public:
+    PrPipeline(const Settings &settings, EventLog &log) : settings_(settings), log_(log) {
+        git::configure_libgit2(settings_.ca_file);
+    }
+    ~PrPipeline() override { release_chart_caches(); }
+
+    PipelineResult run(const JobContext &ctx) noexcept override;
+
+  private:
+    PipelineResult run_steps(const JobContext &ctx, RunIds &ids, Secret &pat);
+    EventLog &log_for(const JobContext &ctx) const { return ctx.log != nullptr ? *ctx.log : log_; }
+
+    // Declared first: libgit2 and libcurl are initialised (both reference
+    // counted) on the constructing thread, before any job thread exists, and
+    // shut down after everything else.
+    git::Libgit2Runtime runtime_;
+    github::CurlGlobal curl_;
+    Settings settings_;
+    EventLog &log_;
+};
+
+void check_cancel(const JobContext &ctx) {
+    if (ctx.cancelled()) throw Cancelled();
+}
+
+std::string web_base(std::string url) {
+    while (!url.empty() && url.back() == '/') url.pop_back();
+    return url;
+}
+
+PipelineResult failed(ErrorCode code, const std::string &message, const Secret &pat,
+                      const RunIds &ids) {
+    PipelineResult r;
+    r.outcome = PipelineOutcome::kFailed;
+    r.code = code;
+    r.message = redact(message, pat.reveal());
+    if (r.message.size() > kMaxErrorChars) r.message.resize(kMaxErrorChars);
+    r.branch = ids.branch;
+    return r;
+}
+
+PipelineResult PrPipeline::run(const JobContext &ctx) noexcept {
+    auto t0 = std::chrono::steady_clock::now();
+    RunIds ids;
+    Secret pat;
+    try {
+        ids.job_id = ctx.job_id;
+        ids.proposal_id = ctx.proposal_id;
+        ids.config_repo_id = ctx.config_repo_id;
+        PipelineResult r = run_steps(ctx, ids, pat);
+        ids.enter(ctx, "");
+        if (r.outcome == PipelineOutcome::kOpened) {
+            auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::steady_clock::now() - t0)
+                          .count();
+            log_for(ctx).info("pr_open_complete", {{"job_id", ids.job_id},
+                                                   {"proposal_id", ids.proposal_id},
+                                                   {"study_id", ids.study_id},
+                                                   {"config_repo_id", ids.config_repo_id},
+                                                   {"branch", ids.branch},
+                                                   {"pr_url", r.pr_url},
+                                                   {"duration_ms", static_cast<long long>(ms)},
+                                                   {"steps_ms", ids.steps_ms}});
+        }
+        return r;
+    } catch (const Cancelled &) {
+        PipelineResult r;
+        r.outcome = PipelineOutcome::kCancelled;
+        r.branch = ids.branch;
+        return r;
+    } catch (const github::ApiError &e) {
+        return failed(ErrorCode::kGithubApiFailed, e.what(), pat, ids);
+    } catch (const Error &e) {
+        return failed(e.code(), e.what(), pat, ids);
+    } catch (const std::exception &e) {
+        return failed(ErrorCode::kInternalError, e.what(), pat, ids);
+    } catch (...) {
+        return failed(ErrorCode::kInternalError, "unexpected failure", pat, ids);
+    }
+}
+
+PipelineResult PrPipeline::run_steps(const JobContext &ctx, RunIds &ids, Secret &pat) {
+    EventLog &log = log_for(ctx);
+    PipelineDb db(ctx.db);
+    if (ctx.db == nullptr) {
+        throw Error(ErrorCode::kInternalError, "no database connection");
+    }
+
+    // Step 2 (and the re-read of step 3, inside the lock the runner holds).
+    ids.enter(ctx, "loading");
+    std::optional<ProposalRow> proposal = db.proposal(ctx.proposal_id);
+    if (!proposal || proposal->status != "pending") {
+        log.info("pr_open_proposal_no_longer_pending",
+                 {{"job_id", ids.job_id},
+                  {"proposal_id", ids.proposal_id},
+                  {"config_repo_id", ids.config_repo_id},
+                  {"message", proposal ? "status is " + proposal->status
+                                       : std::string("the proposal no longer exists")}});
+        PipelineResult r;
+        r.outcome = PipelineOutcome::kNotPending;
+        return r;
+    }
+    const bool manual = !proposal->study_id.has_value();
+    ids.study_id = proposal->study_id.value_or("");
+
+    std::optional<ClusterRow> cluster = db.cluster(proposal->cluster_id);
+    if (!cluster || !cluster->config_repo_id) {
+        throw Error(ErrorCode::kClusterHasNoConfigRepo,
+                    cluster ? "cluster '" + cluster->name + "' has no config repo"
+                            : std::string("the proposal's cluster no longer exists"));
+    }
+    std::optional<RepoRow> repo = db.config_repo(*cluster->config_repo_id);
+    if (!repo) {
+        throw Error(
+            ErrorCode::kClusterHasNoConfigRepo,
+            "cluster '" + cluster->name + "' points at a config repo that no longer exists");
+    }
+    if (!ctx.config_repo_id.empty() && repo->id != ctx.config_repo_id) {
+        throw Error(
+            ErrorCode::kInternalError,
+            "cluster '" + cluster->name +
+                "' was bound to another config repo while the job waited; open the PR again");
+    }
+    ids.config_repo_id = repo->id;
+    std::optional<TemplateRow> tmpl = db.query_template(proposal->template_id);
+    if (!tmpl) {
+        throw Error(ErrorCode::kInternalError, "the proposal's template no longer exists");
+    }
+    std::optional<StudyRows> study;
+    if (!manual) {
+        study = db.study(*proposal->study_id);
+        if (!study) {
+            throw Error(ErrorCode::kInternalError, "the proposal's study no longer exists");
+        }
+    }
+
+    // Re-check what the API checked at enqueue time: the PAT (read fresh, so a
+    // rotated token needs no restart) and the repo URL.
+    SecretStatus st = check_secret_file(settings_.secrets_dir, repo->auth_ref, &pat);
+    if (st != SecretStatus::kOk) {
+        throw Error(ErrorCode::kGithubNotConfigured,
+                    "the PAT file of auth_ref '" + repo->auth_ref +
+                        "' is unusable: " + secret_status_text(st));
+    }
+    std::optional<RepoCoordinates> coords =
+        parse_repo_url(repo->repo_url, settings_.github_web_url);
+    if (!coords) {
+        throw Error(ErrorCode::kUnsupportedProvider,
+                    "repo_url '" + repo->repo_url + "' is not a " +
+                        web_base(settings_.github_web_url) +
+                        "/<owner>/<repo> URL (GitLab and Bitbucket are not supported)");
+    }
+    if (!valid_branch_name(repo->pr_base_branch)) {
+        throw Error(ErrorCode::kCloneFailed,
+                    "pr_base_branch '" + repo->pr_base_branch + "' is not a valid branch name");
+    }
+    if (!cluster->config_path) {
+        throw Error(ErrorCode::kConfigPathInvalid,
+                    "cluster '" + cluster->name + "' has no config_path");
+    }
+    if (!valid_config_path(*cluster->config_path)) {
+        throw Error(ErrorCode::kConfigPathInvalid,
+                    "config_path '" + *cluster->config_path + "' is not a safe relative path");
+    }
+    if (!valid_template_name(tmpl->name)) {
+        throw Error(ErrorCode::kConfigPathInvalid,
+                    "template name '" + tmpl->name + "' cannot be used as a file name");
+    }
+    ids.branch = manual ? "relyloop/proposal-" + proposal->id : "relyloop/study-" + ids.study_id;
+    if (!valid_branch_name(ids.branch)) {
+        throw Error(ErrorCode::kInternalError, "branch name '" + ids.branch + "' is not valid");
+    }
+
+    PrText text;
+    text.proposal_id = proposal->id;
+    text.manual = manual;
+    text.cluster_name = cluster->name;
+    text.template_name = tmpl->name;
+    text.template_version = tmpl->version;
+    text.config_diff = Json(json_incref(proposal->config_diff.get()));
+    text.metric_delta = Json(json_incref(proposal->metric_delta.get()));
+    if (!manual) {
+        text.study_id = ids.study_id;
+        text.study_name = study->name;
+        text.base_url = settings_.base_url;
+        text.trial_count = study->trial_count;
+        text.best_trial_number = study->best_trial_number;
+        text.best_metric = study->best_metric;
+        text.top_trials = std::move(study->top_trials);
+        text.followups = study->followups;
+    }
+    const std::string chart_file = manual ? std::string() : chart_path(ids.study_id);
+    // pr_text already applies the token patterns; the literal PAT goes too, in
+    // case it turned up in stored text (a study name, a follow-up).
+    auto clean = [&](const std::string &s) { return redact(s, pat.reveal()); };
+    const git::Identity bot{settings_.git_author_name, settings_.git_author_email};
+
+    // Step 4.
+    check_cancel(ctx);
+    ids.enter(ctx, "cloning");
+    git::RepoSpec spec;
+    spec.clone_root = settings_.clone_root;
+    spec.repo_id = repo->id;
+    spec.url =
+        web_base(settings_.github_web_url) + "/" + coords->owner + "/" + coords->repo + ".git";
+    spec.base_branch = repo->pr_base_branch;
+    spec.branch = ids.branch;
+    git::Workspace ws(spec, pat, ctx.cancel);
+    if (!ws.reclone_reason().empty()) {
+        log.warn("pr_open_clone_reset", {{"job_id", ids.job_id},
+                                         {"proposal_id", ids.proposal_id},
+                                         {"config_repo_id", ids.config_repo_id},
+                                         {"message", ws.reclone_reason()}});
+    }
+
+    // Step 5.
+    git::RemoteBranch remote = ws.remote_branch(proposal->id, chart_file);
+    bool chart_committed = false;
+    if (remote.exists && !remote.ours) {
+        throw Error(ErrorCode::kBranchExists,
+                    "branch '" + ids.branch +
+                        "' already exists on the remote and was not made for "
+                        "this proposal; delete or rename it, then open the PR again");
+    }
+    if (remote.exists) {
+        chart_committed = remote.has_path;
+        log.info("pr_open_resume", {{"job_id", ids.job_id},
+                                    {"proposal_id", ids.proposal_id},
+                                    {"study_id", ids.study_id},
+                                    {"config_repo_id", ids.config_repo_id},
+                                    {"branch", ids.branch},
+                                    {"message",
+                                     "the branch of an earlier run exists; "
+                                     "opening its PR"}});
+    } else {
+        // Steps 6–7.
+        check_cancel(ctx);
+        ids.enter(ctx, "editing");
+        ParamsFilePath file = resolve_params_file(ws.workdir(), *cluster->config_path, tmpl->name);
+        std::optional<std::string> original = ws.read_base_file(file.relative, kMaxParamsFileBytes);
+        if (!original) {
+            throw Error(ErrorCode::kParamsFileNotFound,
+                        file.display + ": no such file in the repository");
+        }
+        ParamsEdit edit = [&] {
+            try {
+                return apply_config_diff(*original, tmpl->declared_params.get(),
+                                         proposal->config_diff.get());
+            } catch (const Error &e) {
+                if (e.code() == ErrorCode::kParamsFileNotFound) {
+                    throw Error(e.code(), file.display + " " + e.what());
+                }
+                throw;
+            }
+        }();
+        for (const ParamDrift &d : edit.drifts) {
+            log.warn("pr_open_param_drift",
+                     {{"job_id", ids.job_id},
+                      {"proposal_id", ids.proposal_id},
+                      {"config_repo_id", ids.config_repo_id},
+                      {"param", d.param},
+                      {"expected", d.expected},
+                      {"actual", d.actual},
+                      {"message", "the params file no longer holds the proposal's `from` value"}});
+        }
+
+        // Step 8.
+        check_cancel(ctx);
+        ids.enter(ctx, "committing");
+        (void)ws.commit_file(file.relative, edit.text, clean(commit_message(text)), bot);
+        if (!manual && study->importance_entries > 0) {
+            ids.enter(ctx, "rendering_chart");
+            try {
+                std::string png = render_importance_chart(study->importance);
+                (void)ws.commit_file(chart_file, png, clean(chart_commit_message(text)), bot);
+                chart_committed = true;
+            } catch (const Cancelled &) {
+                throw;
+            } catch (const std::exception &e) {
+                log.warn("pr_open_chart_failed", {{"job_id", ids.job_id},
+                                                  {"proposal_id", ids.proposal_id},
+                                                  {"study_id", ids.study_id},
+                                                  {"message", redact(e.what(), pat.reveal())}});
+            }
+        }
+
+        // Step 9.
+        check_cancel(ctx);
+        ids.enter(ctx, "pushing");
+        ws.push();
+    }
+
+    // Step 10.
+    check_cancel(ctx);
+    ids.enter(ctx, "opening_pr");
+    github::CurlOptions curl_options;
+    curl_options.ca_file = settings_.ca_file;
+    github::CurlTransport transport(curl_options, pat, ctx.cancel);
+    github::Client gh(settings_.github_api_url, transport, github::Timing::real(ctx.cancel));
+    gh.set_retry_listener([&](const github::RetryDecision &d, int attempt) {
+        log.warn("pr_open_github_retry", {{"job_id", ids.job_id},
+                                          {"proposal_id", ids.proposal_id},
+                                          {"attempt", attempt},
+                                          {"duration_ms", static_cast<long long>(d.delay.count())},
+                                          {"message", d.reason}});
+    });
+    github::Client::Opened opened =
+        gh.open_or_adopt_pull(coords->owner, coords->repo, clean(pr_title(text)), ids.branch,
+                              repo->pr_base_branch, clean(pr_body(text)));
+    if (opened.adopted) {
+        log.info("pr_open_adopted", {{"job_id", ids.job_id},
+                                     {"proposal_id", ids.proposal_id},
+                                     {"branch", ids.branch},
+                                     {"pr_url", opened.pr.html_url}});
+    }
+
+    // Step 11: never fatal.
+    if (!manual) {
+        ids.enter(ctx, "commenting");
+        auto post = [&](const std::string &body) {
+            try {
+                gh.create_issue_comment(coords->owner, coords->repo, opened.pr.number, body);
+                return true;
+            } catch (const Cancelled &) {
+                throw;
+            } catch (const std::exception &e) {
+                log.warn("pr_open_comment_failed", {{"job_id", ids.job_id},
+                                                    {"proposal_id", ids.proposal_id},
+                                                    {"pr_url", opened.pr.html_url},
+                                                    {"message", redact(e.what(), pat.reveal())}});
+                return false;
+            }
+        };
+        bool posted =
+            chart_committed && post(clean(chart_comment(settings_.github_web_url, coords->owner,
+                                                        coords->repo, ids.branch, chart_file)));
+        if (!posted) {
+            std::string table = clean(importance_table_comment(study->importance));
+            if (!post(table)) {
+                log.warn("pr_open_importance_table", {{"job_id", ids.job_id},
+                                                      {"proposal_id", ids.proposal_id},
+                                                      {"pr_url", opened.pr.html_url},
+                                                      {"message", table}});
+            }
+        }
+    }
+
+    // Step 12. After a cancel the row is left alone: the next run adopts the PR.
+    check_cancel(ctx);
+    ids.enter(ctx, "finalizing");
+    PipelineResult r;
+    r.branch = ids.branch;
+    r.pr_url = opened.pr.html_url;
+    if (!db.mark_pr_opened(proposal->id, opened.pr.html_url)) {
+        log.info("pr_open_proposal_no_longer_pending",
+                 {{"job_id", ids.job_id},
+                  {"proposal_id", ids.proposal_id},
+                  {"config_repo_id", ids.config_repo_id},
+                  {"branch", ids.branch},
+                  {"pr_url", opened.pr.html_url},
+                  {"message",
+                   "the proposal left pending while its PR was opened; the PR stays "
+                   "open for the operator to close"}});
+        r.outcome = PipelineOutcome::kNotPending;
+        return r;
+    }
+    r.outcome = PipelineOutcome::kOpened;
+    return r;
+}
+
 }  // namespace
 
-std::unique_ptr<Pipeline> make_pr_pipeline(const Settings &, EventLog &) {
-    return std::make_unique<NotBuiltPipeline>();
+std::unique_ptr<Pipeline> make_pr_pipeline(const Settings &settings, EventLog &log) {
+    return std::make_unique<PrPipeline>(settings, log);
 }
 
 }  // namespace relyloop::worker

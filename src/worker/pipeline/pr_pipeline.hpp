@@ -9,7 +9,9 @@
 namespace relyloop::worker {
 
 // The real PR pipeline of SPEC §8 (libgit2, libcurl, cairo). One instance is
-// shared by all job threads; run() is thread-safe.
+// shared by all job threads; run() is thread-safe. Destroy it only after every
+// run() has returned (its destructor frees cairo's process-wide caches).
+// Throws std::runtime_error when --ca-file cannot be used by libgit2.
 [[nodiscard]] std::unique_ptr<Pipeline> make_pr_pipeline(const Settings &settings, EventLog &log);
 
 }  // namespace relyloop::worker

@@ -528,6 +528,8 @@ sub psql_bg {
     close $fh;
     my $pid = fork // die "fork: $!";
     if ($pid == 0) {
+        # its session may be terminated on purpose: keep psql's complaint in a file
+        open STDERR, '>>', "$file.log" or POSIX::_exit(1);
         exec 'psql', '-X', '-q', '-At', '-h', '127.0.0.1', '-p', $t->pg_port, '-U', 'postgres',
             '-d', 'relyloop', '-f', $file, '-o', '/dev/null' or POSIX::_exit(1);
     }

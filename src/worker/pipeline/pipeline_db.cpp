@@ -1,0 +1,195 @@
+#include "pipeline/pipeline_db.hpp"
+
+#include <cstdlib>
+#include <vector>
+
+#include "common/error.hpp"
+#include "common/redact.hpp"
+#include "pipeline/json_text.hpp"
+
+namespace relyloop::worker {
+
+namespace {
+
+std::string text(const PGresult *r, int row, int col) {
+    return std::string(PQgetvalue(r, row, col), static_cast<size_t>(PQgetlength(r, row, col)));
+}
+
+std::optional<std::string> opt_text(const PGresult *r, int row, int col) {
+    if (PQgetisnull(r, row, col)) return std::nullopt;
+    return text(r, row, col);
+}
+
+std::optional<double> opt_double(const PGresult *r, int row, int col) {
+    if (PQgetisnull(r, row, col)) return std::nullopt;
+    return std::strtod(PQgetvalue(r, row, col), nullptr);
+}
+
+long long to_ll(const PGresult *r, int row, int col) {
+    return std::strtoll(PQgetvalue(r, row, col), nullptr, 10);
+}
+
+Json json_col(const PGresult *r, int row, int col) {
+    if (PQgetisnull(r, row, col)) return Json();
+    std::string why;
+    Json j = json_parse(text(r, row, col), &why);
+    if (!j) {
+        throw Error(ErrorCode::kInternalError, "database: unreadable JSON column: " + why);
+    }
+    return j;
+}
+
+}  // namespace
+
+PgResult PipelineDb::exec(const char *sql,
+                          std::initializer_list<std::optional<std::string_view>> params,
+                          ExecStatusType expect) {
+    std::vector<std::string> storage;
+    storage.reserve(params.size());
+    std::vector<const char *> values;
+    for (const auto &p : params) {
+        if (p) {
+            storage.emplace_back(*p);
+            values.push_back(storage.back().c_str());
+        } else {
+            values.push_back(nullptr);
+        }
+    }
+    PgResult res(PQexecParams(conn_, sql, static_cast<int>(values.size()), nullptr, values.data(),
+                              nullptr, nullptr, 0));
+    if (!res || PQresultStatus(res.get()) != expect) {
+        std::string msg = res ? PQresultErrorMessage(res.get()) : PQerrorMessage(conn_);
+        while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+        throw Error(ErrorCode::kInternalError, "database: " + redact(msg));
+    }
+    return res;
+}
+
+std::optional<ProposalRow> PipelineDb::proposal(std::string_view id) {
+    PgResult r = exec(
+        "SELECT id, study_id, cluster_id, template_id, status, config_diff::text, "
+        "metric_delta::text FROM proposals WHERE id = $1",
+        {id});
+    if (PQntuples(r.get()) == 0) return std::nullopt;
+    ProposalRow p;
+    p.id = text(r.get(), 0, 0);
+    p.study_id = opt_text(r.get(), 0, 1);
+    p.cluster_id = text(r.get(), 0, 2);
+    p.template_id = text(r.get(), 0, 3);
+    p.status = text(r.get(), 0, 4);
+    p.config_diff = json_col(r.get(), 0, 5);
+    p.metric_delta = json_col(r.get(), 0, 6);
+    return p;
+}
+
+std::optional<ClusterRow> PipelineDb::cluster(std::string_view id) {
+    PgResult r = exec(
+        "SELECT id, name, config_repo_id, config_path FROM clusters "
+        "WHERE id = $1 AND deleted_at IS NULL",
+        {id});
+    if (PQntuples(r.get()) == 0) return std::nullopt;
+    ClusterRow c;
+    c.id = text(r.get(), 0, 0);
+    c.name = text(r.get(), 0, 1);
+    c.config_repo_id = opt_text(r.get(), 0, 2);
+    c.config_path = opt_text(r.get(), 0, 3);
+    return c;
+}
+
+std::optional<RepoRow> PipelineDb::config_repo(std::string_view id) {
+    PgResult r =
+        exec("SELECT id, name, repo_url, pr_base_branch, auth_ref FROM config_repos WHERE id = $1",
+             {id});
+    if (PQntuples(r.get()) == 0) return std::nullopt;
+    return RepoRow{text(r.get(), 0, 0), text(r.get(), 0, 1), text(r.get(), 0, 2),
+                   text(r.get(), 0, 3), text(r.get(), 0, 4)};
+}
+
+std::optional<TemplateRow> PipelineDb::query_template(std::string_view id) {
+    PgResult r = exec(
+        "SELECT id, name, version, declared_params::text FROM query_templates WHERE id = $1", {id});
+    if (PQntuples(r.get()) == 0) return std::nullopt;
+    TemplateRow t;
+    t.id = text(r.get(), 0, 0);
+    t.name = text(r.get(), 0, 1);
+    t.version = to_ll(r.get(), 0, 2);
+    t.declared_params = json_col(r.get(), 0, 3);
+    return t;
+}
+
+std::optional<StudyRows> PipelineDb::study(std::string_view id) {
+    PgResult s = exec(
+        "SELECT name, best_trial_id, best_metric, "
+        "       coalesce(objective->>'direction', '') = 'minimize' "
+        "FROM studies WHERE id = $1",
+        {id});
+    if (PQntuples(s.get()) == 0) return std::nullopt;
+    StudyRows out;
+    out.name = text(s.get(), 0, 0);
+    std::optional<std::string> best_trial_id = opt_text(s.get(), 0, 1);
+    out.best_metric = opt_double(s.get(), 0, 2);
+    bool minimize = text(s.get(), 0, 3) == "t";
+
+    PgResult count = exec("SELECT count(*) FROM trials WHERE study_id = $1", {id});
+    out.trial_count = to_ll(count.get(), 0, 0);
+
+    if (best_trial_id) {
+        PgResult b = exec("SELECT optuna_trial_number, primary_metric FROM trials WHERE id = $1",
+                          {*best_trial_id});
+        if (PQntuples(b.get()) > 0) {
+            out.best_trial_number = to_ll(b.get(), 0, 0);
+            if (!out.best_metric) out.best_metric = opt_double(b.get(), 0, 1);
+        }
+    }
+
+    PgResult top = exec(
+        minimize ? "SELECT optuna_trial_number, params::text, primary_metric FROM trials "
+                   "WHERE study_id = $1 AND status = 'complete' AND primary_metric IS NOT NULL "
+                   "ORDER BY primary_metric ASC, optuna_trial_number ASC LIMIT 10"
+                 : "SELECT optuna_trial_number, params::text, primary_metric FROM trials "
+                   "WHERE study_id = $1 AND status = 'complete' AND primary_metric IS NOT NULL "
+                   "ORDER BY primary_metric DESC, optuna_trial_number ASC LIMIT 10",
+        {id});
+    for (int i = 0; i < PQntuples(top.get()); i++) {
+        TrialRow row;
+        row.number = to_ll(top.get(), i, 0);
+        row.params = json_col(top.get(), i, 1);
+        row.metric = opt_double(top.get(), i, 2);
+        out.top_trials.push_back(std::move(row));
+    }
+
+    PgResult d = exec(
+        "SELECT parameter_importance::text, array_to_json(suggested_followups)::text "
+        "FROM digests WHERE study_id = $1",
+        {id});
+    if (PQntuples(d.get()) > 0) {
+        out.has_digest = true;
+        Json imp = json_col(d.get(), 0, 0);
+        if (json_is_object(imp.get())) {
+            const char *key = nullptr;
+            json_t *value = nullptr;
+            json_object_foreach(imp.get(), key, value) {
+                out.importance_entries++;
+                if (json_is_number(value))
+                    out.importance.emplace_back(key, json_number_value(value));
+            }
+        }
+        Json followups = json_col(d.get(), 0, 1);
+        for (size_t i = 0; json_is_array(followups.get()) && i < json_array_size(followups.get());
+             i++) {
+            const json_t *f = json_array_get(followups.get(), i);
+            if (json_is_string(f)) out.followups.emplace_back(json_string_value(f));
+        }
+    }
+    return out;
+}
+
+bool PipelineDb::mark_pr_opened(std::string_view proposal_id, std::string_view pr_url) {
+    PgResult r = exec(
+        "UPDATE proposals SET status = 'pr_opened', pr_url = $2, pr_state = 'open', "
+        "pr_open_error = NULL WHERE id = $1 AND status = 'pending'",
+        {proposal_id, pr_url}, PGRES_COMMAND_OK);
+    return std::strtol(PQcmdTuples(r.get()), nullptr, 10) == 1;
+}
+
+}  // namespace relyloop::worker
