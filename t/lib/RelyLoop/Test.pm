@@ -60,6 +60,10 @@ sub new {
         %opts,
     }, $class;
     make_path("$dir/logs", "$dir/secrets", "$dir/clones");
+    # paths from the environment may be relative to where prove started
+    for my $k (qw(module worker_bin test_worker_bin)) {
+        $self->{$k} = abs_path($self->{$k}) // $self->{$k} if -e $self->{$k};
+    }
     push @INSTANCES, $self;
     return $self;
 }
