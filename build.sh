@@ -236,7 +236,9 @@ UP_PGDATA=""
 AS_PG=()
 
 stop_stack() {
-    trap - INT TERM EXIT
+    # a second Ctrl-C must not cut the cleanup short
+    trap '' INT TERM
+    trap - EXIT
     log "stopping"
     if [ ${#UP_PIDS[@]} -gt 0 ]; then
         kill -TERM "${UP_PIDS[@]}" 2>/dev/null || true
