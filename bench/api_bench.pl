@@ -16,11 +16,23 @@ my $build = $ENV{RELYLOOP_BUILD_DIR} || "$FindBin::Bin/../build";
 my $conc = $ENV{RELYLOOP_BENCH_CONCURRENCY} || 32;
 my $workers = $ENV{RELYLOOP_BENCH_NGINX_WORKERS} || 1;
 
+# Two configurations of the module: the defaults (relyloop_pg_pool_size 4,
+# relyloop_pg_pipeline_depth 8) and fewer, deeper pipelines (2 x 16), which
+# suit a small machine best (docs/directives.md). RELYLOOP_BENCH_POOL and
+# RELYLOOP_BENCH_DEPTH run one configuration of your own instead.
+my @configs = $ENV{RELYLOOP_BENCH_POOL} || $ENV{RELYLOOP_BENCH_DEPTH}
+    ? ([$ENV{RELYLOOP_BENCH_POOL} || 4, $ENV{RELYLOOP_BENCH_DEPTH} || 8])
+    : ([4, 8], [2, 16]);
+run_config(@$_) for @configs;
+
+sub run_config {
+my ($pool, $depth) = @_;
 my $t = RelyLoop::Test->new;
 $t->start_pg->migrate;
 $t->start_nginx(environment => 'production', workers => $workers,
     access_log => 0, log_level => 'warn',
-    directives => {relyloop_pg_timeout => '5s'});
+    directives => {relyloop_pg_timeout => '5s', relyloop_pg_pool_size => $pool,
+        relyloop_pg_pipeline_depth => $depth});
 
 # 1000 repos, spread over time, so the list has real pages.
 $t->psql(<<'SQL');
@@ -66,8 +78,8 @@ for my $k (qw(detail_module list_module)) {
 }
 
 my $secs = seconds();
-print "\n== API read path: module (nginx, $workers worker, wrk) vs pgbench -M prepared, "
-    . "c=$conc, ${secs}s each ==\n";
+print "\n== API read path: module (nginx, $workers worker, pool $pool x pipeline depth $depth, "
+    . "wrk) vs pgbench -M prepared, c=$conc, ${secs}s each ==\n";
 printf "%-34s %12s %10s %10s\n", '', 'req/s', 'p50', 'p99';
 for my $row (['GET /config-repos/{id}  module', 'detail_module', 'rps'],
              ['                        pgbench', 'detail_pg', 'tps'],
@@ -82,6 +94,7 @@ printf "ratio module/pgbench: detail %s (target >= 0.75), list %s\n",
     ratio($res{list_module}{rps}, $res{list_pg}{tps});
 
 $t->stop_all;
+}
 
 sub write_file {
     my ($f, $s) = @_;

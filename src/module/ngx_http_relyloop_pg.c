@@ -1012,9 +1012,8 @@ ngx_http_relyloop_pg_broken(ngx_http_relyloop_pg_conn_t *conn,
 
 
 /*
- * The ready connection with room and the fewest queries in flight, avoiding
- * one whose oldest query has been waiting long: everything behind a stalled
- * backend waits with it.
+ * A ready connection with room, avoiding one whose oldest query has been
+ * waiting long: everything behind a stalled backend waits with it.
  */
 
 static ngx_http_relyloop_pg_conn_t *
@@ -1041,9 +1040,18 @@ ngx_http_relyloop_pg_pick(ngx_http_relyloop_pg_pool_t *pool)
                   && ngx_current_msec - conn->slots[conn->head].sent
                      > NGX_HTTP_RELYLOOP_PG_STALL_MSEC;
 
+        /*
+         * Join the batch a connection is collecting in this event-loop
+         * iteration: one sync for many queries is what saves the server's
+         * wakeups. Otherwise, the connection with the fewest in flight.
+         */
+
         if (best == NULL
             || (best_stalled && !stalled)
-            || (best_stalled == stalled && conn->queries < best->queries))
+            || (best_stalled == stalled
+                && (conn->unsynced > best->unsynced
+                    || (conn->unsynced == best->unsynced
+                        && conn->queries < best->queries))))
         {
             best = conn;
             best_stalled = stalled;
