@@ -29,19 +29,26 @@ $t->start_worker(test_pipeline => 1, env => {RELYLOOP_TEST_PIPELINE_DIR => $ctl}
 $t->start_nginx(environment => 'production', access_log => 0, log_level => 'warn');
 $t->write_secret('bench-pat', "ghp_bench\n");
 
+# One config repo per proposal: the runner threads each hold one blocked job
+# and the rest wait in the queue, so the runners stay idle and the benchmark
+# measures the handoff (with every proposal on one repo, the runners would
+# keep claiming and deferring jobs on the busy repo's lock meanwhile).
 $t->psql(<<"SQL");
 INSERT INTO config_repos (id, name, provider, repo_url, auth_ref)
-VALUES ('r1', 'bench', 'github', 'https://github.com/acme/config', 'bench-pat');
+SELECT 'r' || g, 'bench-' || g, 'github', 'https://github.com/acme/config-' || g, 'bench-pat'
+FROM generate_series(1, $n) g;
 INSERT INTO clusters (id, name, engine_type, environment, base_url, auth_kind, credentials_ref,
                       config_repo_id, config_path)
-VALUES ('c1', 'bench', 'elasticsearch', 'prod', 'http://es:9200', 'es_basic', 'es', 'r1', 'search');
+SELECT 'c' || g, 'bench-' || g, 'elasticsearch', 'prod', 'http://es:9200', 'es_basic', 'es',
+       'r' || g, 'search'
+FROM generate_series(1, $n) g;
 INSERT INTO query_templates (id, name, engine_type, body, declared_params)
 VALUES ('t1', 'products', 'elasticsearch', '{}', '{"title.boost": "float"}');
 INSERT INTO proposals (id, cluster_id, template_id, config_diff, status)
-SELECT 'p-pending-' || g, 'c1', 't1', '{"title.boost": {"to": 2}}', 'pending'
+SELECT 'p-pending-' || g, 'c' || g, 't1', '{"title.boost": {"to": 2}}', 'pending'
 FROM generate_series(1, $n) g;
 INSERT INTO proposals (id, cluster_id, template_id, config_diff, status, pr_url)
-SELECT 'p-opened-' || g, 'c1', 't1', '{"title.boost": {"to": 2}}', 'pr_opened', 'x'
+SELECT 'p-opened-' || g, 'c' || g, 't1', '{"title.boost": {"to": 2}}', 'pr_opened', 'x'
 FROM generate_series(1, $n) g;
 SQL
 

@@ -55,17 +55,19 @@ PgConn connect(const std::string &conninfo, const char *application_name, EventL
     return conn;
 }
 
-PgResult exec(PGconn *conn, const char *sql, const std::vector<Param> &params) {
-    if (conn == nullptr) {
-        throw DbError("", "no database connection");
-    }
+namespace {
+
+std::vector<const char *> param_values(const std::vector<Param> &params) {
     std::vector<const char *> values;
     values.reserve(params.size());
     for (const Param &p : params) {
         values.push_back(p ? p->c_str() : nullptr);
     }
-    PgResult res(PQexecParams(conn, sql, static_cast<int>(values.size()), nullptr, values.data(),
-                              nullptr, nullptr, 0));
+    return values;
+}
+
+// The result, or DbError for a failed statement.
+PgResult checked(PGconn *conn, PgResult res) {
     ExecStatusType st = res ? PQresultStatus(res.get()) : PGRES_FATAL_ERROR;
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
         return res;
@@ -76,6 +78,39 @@ PgResult exec(PGconn *conn, const char *sql, const std::vector<Param> &params) {
         msg = trim_message(PQerrorMessage(conn));
     }
     throw DbError(state != nullptr ? state : "", redact(msg));
+}
+
+}  // namespace
+
+PgResult exec(PGconn *conn, const char *sql, const std::vector<Param> &params) {
+    if (conn == nullptr) {
+        throw DbError("", "no database connection");
+    }
+    std::vector<const char *> values = param_values(params);
+    return checked(conn, PgResult(PQexecParams(conn, sql, static_cast<int>(values.size()), nullptr,
+                                               values.data(), nullptr, nullptr, 0)));
+}
+
+PgResult exec_prepared(PGconn *conn, const char *name, const char *sql,
+                       const std::vector<Param> &params) {
+    if (conn == nullptr) {
+        throw DbError("", "no database connection");
+    }
+    std::vector<const char *> values = param_values(params);
+    auto run = [&] {
+        return PgResult(PQexecPrepared(conn, name, static_cast<int>(values.size()), values.data(),
+                                       nullptr, nullptr, 0));
+    };
+    PgResult res = run();
+    const char *state = res ? PQresultErrorField(res.get(), PG_DIAG_SQLSTATE) : nullptr;
+    // 26000 invalid_sql_statement_name: not prepared on this connection yet
+    // (a new or reconnected session). Prepare it and run it once more.
+    if (state != nullptr && std::string_view(state) == "26000") {
+        checked(conn, PgResult(PQprepare(conn, name, sql, static_cast<int>(values.size()),
+                                         nullptr)));
+        res = run();
+    }
+    return checked(conn, std::move(res));
 }
 
 bool is_connection_error(const DbError &e, PGconn *conn) noexcept {

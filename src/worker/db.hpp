@@ -35,6 +35,13 @@ using Param = std::optional<std::string>;
 // SQLSTATE and a CONNECTION_BAD handle when the connection is gone).
 PgResult exec(PGconn *conn, const char *sql, const std::vector<Param> &params = {});
 
+// As exec(), for a hot statement: runs the statement prepared as `name` on
+// this connection, preparing it from `sql` on first use (so the server plans
+// it once per session, not per call). Only outside an explicit transaction:
+// the first-use miss would abort one.
+PgResult exec_prepared(PGconn *conn, const char *name, const char *sql,
+                       const std::vector<Param> &params = {});
+
 // A DbError caused by a lost or unusable connection (reconnect and retry).
 [[nodiscard]] bool is_connection_error(const DbError &e, PGconn *conn) noexcept;
 

@@ -34,7 +34,7 @@ class IpcServer {
     // Clients beyond this are answered with an error and closed.
     static constexpr size_t kMaxClients = 1024;
     // DB threads serving enqueue and ping.
-    static constexpr int kDbThreads = 2;
+    static constexpr int kDbThreads = 4;
 
     IpcServer(const Settings &settings, EventLog &log);
     ~IpcServer();

@@ -8,23 +8,31 @@ namespace relyloop::worker::jobs {
 
 namespace {
 
-// Insert-if-absent against the partial unique index (the dedup key) and the
-// notification, in one statement so both commit together.
+// One round trip for every outcome: the live job if there is one (the
+// common case of a repeated click: a read, no speculative insertion), else
+// insert-if-absent against the partial unique index (the dedup key) and the
+// notification, in one statement so both commit together. Columns: inserted
+// id, live id, proposal exists. Both ids NULL with the proposal present means
+// a concurrent enqueue won the insert: look again.
 constexpr const char kEnqueueSql[] = R"SQL(
-WITH ins AS (
+WITH live AS (
+    SELECT id FROM pr_jobs WHERE proposal_id = $2 AND state IN ('queued', 'running')
+    ORDER BY created_at DESC LIMIT 1),
+ins AS (
     INSERT INTO pr_jobs (id, proposal_id, state, attempts, lock_waits, run_after, created_at)
-    SELECT $1, p.id, 'queued', 0, 0, now(), now() FROM proposals p WHERE p.id = $2
+    SELECT $1, p.id, 'queued', 0, 0, now(), now() FROM proposals p
+    WHERE p.id = $2 AND NOT EXISTS (SELECT 1 FROM live)
     ON CONFLICT (proposal_id) WHERE state IN ('queued', 'running') DO NOTHING
-    RETURNING id)
-SELECT id, pg_notify('relyloop_pr_jobs', id) FROM ins
+    RETURNING id),
+notified AS (SELECT pg_notify('relyloop_pr_jobs', id) FROM ins)
+SELECT (SELECT id FROM ins), (SELECT id FROM live),
+       EXISTS (SELECT 1 FROM proposals WHERE id = $2), (SELECT count(*) FROM notified)
 )SQL";
 
 constexpr const char kLiveJobSql[] = R"SQL(
 SELECT id FROM pr_jobs WHERE proposal_id = $1 AND state IN ('queued', 'running')
 ORDER BY created_at DESC LIMIT 1
 )SQL";
-
-constexpr const char kProposalExistsSql[] = "SELECT 1 FROM proposals WHERE id = $1";
 
 constexpr const char kCountsSql[] = R"SQL(
 SELECT count(*) FILTER (WHERE state = 'queued'), count(*) FILTER (WHERE state = 'running')
@@ -141,28 +149,30 @@ std::string truncate_utf8(std::string s, size_t max) {
 
 EnqueueResult enqueue(PGconn *conn, std::string_view proposal_id) {
     std::string pid(proposal_id);
-    // A live job may finish between our insert attempt and the lookup; then
-    // the next insert succeeds. Three rounds are plenty.
+    // A concurrent enqueue can win the insert after our snapshot saw no live
+    // job; the next round then sees it. Three rounds are plenty.
     for (int round = 0; round < 3; round++) {
         std::string id = uuid_v7();
-        PgResult ins = db::exec(conn, kEnqueueSql, {id, pid});
-        if (PQntuples(ins.get()) == 1) {
-            return {EnqueueResult::Status::kCreated, db::get_or(ins.get(), 0, 0)};
+        PgResult r = db::exec_prepared(conn, "relyloop_enqueue", kEnqueueSql, {id, pid});
+        if (!PQgetisnull(r.get(), 0, 0)) {
+            return {EnqueueResult::Status::kCreated, db::get_or(r.get(), 0, 0)};
+        }
+        if (!PQgetisnull(r.get(), 0, 1)) {
+            return {EnqueueResult::Status::kDeduplicated, db::get_or(r.get(), 0, 1)};
+        }
+        if (std::string_view(PQgetvalue(r.get(), 0, 2)) != "t") {
+            return {EnqueueResult::Status::kProposalNotFound, {}};
         }
         PgResult live = db::exec(conn, kLiveJobSql, {pid});
         if (PQntuples(live.get()) == 1) {
             return {EnqueueResult::Status::kDeduplicated, db::get_or(live.get(), 0, 0)};
-        }
-        PgResult exists = db::exec(conn, kProposalExistsSql, {pid});
-        if (PQntuples(exists.get()) == 0) {
-            return {EnqueueResult::Status::kProposalNotFound, {}};
         }
     }
     throw DbError("", "enqueue did not settle after 3 rounds");
 }
 
 Counts counts(PGconn *conn) {
-    PgResult r = db::exec(conn, kCountsSql);
+    PgResult r = db::exec_prepared(conn, "relyloop_job_counts", kCountsSql);
     return {db::get_int(r.get(), 0, 0), db::get_int(r.get(), 0, 1)};
 }
 
