@@ -33,6 +33,8 @@ static void ngx_http_relyloop_link_done(ngx_http_relyloop_link_t *link,
     ngx_str_t *reply, const char *error);
 static ngx_int_t ngx_http_relyloop_respond(ngx_http_relyloop_ctx_t *ctx,
     rl_step_t *step);
+static ngx_int_t ngx_http_relyloop_send(ngx_http_request_t *r, u_char *body,
+    size_t len);
 static ngx_int_t ngx_http_relyloop_internal_error(ngx_http_request_t *r);
 static void ngx_http_relyloop_cleanup(void *data);
 static void ngx_http_relyloop_log(rl_log_level_t level, const char *msg,
@@ -411,9 +413,6 @@ static ngx_int_t
 ngx_http_relyloop_respond(ngx_http_relyloop_ctx_t *ctx, rl_step_t *step)
 {
     size_t               i;
-    ngx_int_t            rc;
-    ngx_buf_t           *b;
-    ngx_chain_t          out;
     ngx_table_elt_t     *h;
     const rl_header_t   *hdr;
     ngx_http_request_t  *r;
@@ -456,6 +455,20 @@ ngx_http_relyloop_respond(ngx_http_relyloop_ctx_t *ctx, rl_step_t *step)
         r->header_only = 1;
     }
 
+    return ngx_http_relyloop_send(r, (u_char *) step->body.data,
+                                  step->body.len);
+}
+
+
+/* the header, then the body (memory that outlives the request's output) */
+
+static ngx_int_t
+ngx_http_relyloop_send(ngx_http_request_t *r, u_char *body, size_t len)
+{
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
+
     rc = ngx_http_send_header(r);
 
     if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
@@ -467,8 +480,8 @@ ngx_http_relyloop_respond(ngx_http_relyloop_ctx_t *ctx, rl_step_t *step)
         return NGX_ERROR;
     }
 
-    b->pos = (u_char *) step->body.data;
-    b->last = b->pos + step->body.len;
+    b->pos = body;
+    b->last = body + len;
     b->memory = 1;
     b->last_buf = (r == r->main) ? 1 : 0;
     b->last_in_chain = 1;
@@ -486,9 +499,6 @@ static ngx_int_t
 ngx_http_relyloop_internal_error(ngx_http_request_t *r)
 {
     size_t        len;
-    ngx_int_t     rc;
-    ngx_buf_t    *b;
-    ngx_chain_t   out;
     const char   *body;
 
     body = rl_internal_error_body(&len);
@@ -499,26 +509,7 @@ ngx_http_relyloop_internal_error(ngx_http_request_t *r)
     r->headers_out.content_type_len = r->headers_out.content_type.len;
     r->headers_out.content_type_lowcase = NULL;
 
-    rc = ngx_http_send_header(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    b = ngx_calloc_buf(r->pool);
-    if (b == NULL) {
-        return NGX_ERROR;
-    }
-
-    b->pos = (u_char *) body;
-    b->last = b->pos + len;
-    b->memory = 1;
-    b->last_buf = 1;
-
-    out.buf = b;
-    out.next = NULL;
-
-    return ngx_http_output_filter(r, &out);
+    return ngx_http_relyloop_send(r, (u_char *) body, len);
 }
 
 

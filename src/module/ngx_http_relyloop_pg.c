@@ -130,6 +130,7 @@ static ngx_int_t ngx_http_relyloop_pg_send_query(
     ngx_http_relyloop_pg_conn_t *conn, ngx_http_relyloop_pg_query_t *q);
 static ngx_int_t ngx_http_relyloop_pg_push(ngx_http_relyloop_pg_conn_t *conn,
     ngx_uint_t kind, ngx_http_relyloop_pg_query_t *q, int stmt);
+static ngx_int_t ngx_http_relyloop_pg_sync(ngx_http_relyloop_pg_conn_t *conn);
 static void ngx_http_relyloop_pg_dispatch(ngx_http_relyloop_pg_pool_t *pool);
 static void ngx_http_relyloop_pg_fail_waiting(
     ngx_http_relyloop_pg_pool_t *pool);
@@ -725,16 +726,10 @@ ngx_http_relyloop_pg_sync_handler(ngx_event_t *ev)
         return;
     }
 
-    if (PQpipelineSync(conn->pgconn) != 1
-        || ngx_http_relyloop_pg_push(conn, NGX_HTTP_RELYLOOP_SLOT_SYNC, NULL,
-                                     -1)
-           != NGX_OK)
-    {
+    if (ngx_http_relyloop_pg_sync(conn) != NGX_OK) {
         ngx_http_relyloop_pg_broken(conn, "sync failed");
         return;
     }
-
-    conn->unsynced = 0;
 
     if (ngx_http_relyloop_pg_flush(conn) != NGX_OK) {
         ngx_http_relyloop_pg_broken(conn, "send failed");
@@ -1093,6 +1088,25 @@ ngx_http_relyloop_pg_push(ngx_http_relyloop_pg_conn_t *conn, ngx_uint_t kind,
 }
 
 
+/* ends the batch: the server runs what came since the last sync */
+
+static ngx_int_t
+ngx_http_relyloop_pg_sync(ngx_http_relyloop_pg_conn_t *conn)
+{
+    if (PQpipelineSync(conn->pgconn) != 1
+        || ngx_http_relyloop_pg_push(conn, NGX_HTTP_RELYLOOP_SLOT_SYNC, NULL,
+                                     -1)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    conn->unsynced = 0;
+
+    return NGX_OK;
+}
+
+
 /*
  * Sends q on conn. On failure q is in no ring (the caller still owns it) and
  * the connection must be given up.
@@ -1126,16 +1140,10 @@ ngx_http_relyloop_pg_send_query(ngx_http_relyloop_pg_conn_t *conn,
     pg = conn->pgconn;
     st = &conn->pool->stmts[q->stmt];
 
-    if (q->isolated && conn->unsynced) {
-        if (PQpipelineSync(pg) != 1
-            || ngx_http_relyloop_pg_push(conn, NGX_HTTP_RELYLOOP_SLOT_SYNC,
-                                         NULL, -1)
-               != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-
-        conn->unsynced = 0;
+    if (q->isolated && conn->unsynced
+        && ngx_http_relyloop_pg_sync(conn) != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
     if (!conn->prepared[q->stmt]) {
@@ -1163,11 +1171,7 @@ ngx_http_relyloop_pg_send_query(ngx_http_relyloop_pg_conn_t *conn,
     q->conn = conn;
 
     if (q->isolated) {
-        if (PQpipelineSync(pg) != 1
-            || ngx_http_relyloop_pg_push(conn, NGX_HTTP_RELYLOOP_SLOT_SYNC,
-                                         NULL, -1)
-               != NGX_OK)
-        {
+        if (ngx_http_relyloop_pg_sync(conn) != NGX_OK) {
             return NGX_ERROR;
         }
 
