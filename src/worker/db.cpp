@@ -106,8 +106,8 @@ PgResult exec_prepared(PGconn *conn, const char *name, const char *sql,
     // 26000 invalid_sql_statement_name: not prepared on this connection yet
     // (a new or reconnected session). Prepare it and run it once more.
     if (state != nullptr && std::string_view(state) == "26000") {
-        checked(conn, PgResult(PQprepare(conn, name, sql, static_cast<int>(values.size()),
-                                         nullptr)));
+        checked(conn,
+                PgResult(PQprepare(conn, name, sql, static_cast<int>(values.size()), nullptr)));
         res = run();
     }
     return checked(conn, std::move(res));

@@ -69,8 +69,7 @@ class CreateHandler : public Handler {
             throw std::runtime_error("cluster insert returned no row");
         }
         if (!row.boolean_value(0)) {
-            return Action::error(ErrorCode::kConfigRepoNotFound,
-                                 "Config repo \"" + repo_id_ + "\" not found");
+            return Action::not_found(ErrorCode::kConfigRepoNotFound, "Config repo", repo_id_);
         }
         return Action::respond(object_response(201, render_cluster, res, 1));
     }
@@ -133,8 +132,7 @@ class PatchHandler : public Handler {
             return not_found(ctx);
         }
         if (!row.boolean_value(1)) {
-            return Action::error(ErrorCode::kConfigRepoNotFound,
-                                 "Config repo \"" + repo_id_ + "\" not found");
+            return Action::not_found(ErrorCode::kConfigRepoNotFound, "Config repo", repo_id_);
         }
         if (row.null(2)) {
             // The cluster was soft-deleted between the check and the update.
@@ -145,7 +143,7 @@ class PatchHandler : public Handler {
 
   private:
     static Action not_found(Context &ctx) {
-        return Action::error(ErrorCode::kClusterNotFound, "Cluster \"" + ctx.id() + "\" not found");
+        return Action::not_found(ErrorCode::kClusterNotFound, "Cluster", ctx.id());
     }
 
     bool read_only_ = false;

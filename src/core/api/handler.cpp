@@ -110,8 +110,7 @@ Action Handler::on_db_error(Context &ctx, const DbFailure &f) {
     line += " on " + json::quote(ctx.request_id()) + ": " + json::quote(f.detail);
     // During an outage every request fails the same way; the shim's pool logs
     // the cause once per burst at ERR, so the per-request line is a WARN.
-    bool outage = f.kind == DbFailure::Kind::kUnavailable ||
-                  f.kind == DbFailure::Kind::kOverloaded;
+    bool outage = f.kind == DbFailure::Kind::kUnavailable || f.kind == DbFailure::Kind::kOverloaded;
     ctx.log(outage ? RL_LOG_WARN : RL_LOG_ERR, line);
     if (code == ErrorCode::kDatabaseUnavailable) {
         return Action::error(code, "Database unavailable");

@@ -69,6 +69,15 @@ struct Action {
     [[nodiscard]] static Action error(ErrorCode code, std::string_view message) {
         return respond(error_response(code, message));
     }
+    // `<what> "<id>" not found`, e.g. not_found(kClusterNotFound, "Cluster", id).
+    [[nodiscard]] static Action not_found(ErrorCode code, std::string_view what,
+                                          std::string_view id) {
+        std::string message(what);
+        message += " \"";
+        message += id;
+        message += "\" not found";
+        return error(code, message);
+    }
 };
 
 // A failed statement: the shim could not run it, or PostgreSQL refused it.

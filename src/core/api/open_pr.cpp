@@ -37,8 +37,7 @@ class OpenPrHandler : public Handler {
     Action on_rows(Context &ctx, const PGresult *res) override {
         expect_columns(res, 5);
         if (PQntuples(res) == 0) {
-            return Action::error(ErrorCode::kProposalNotFound,
-                                 "Proposal \"" + ctx.id() + "\" not found");
+            return Action::not_found(ErrorCode::kProposalNotFound, "Proposal", ctx.id());
         }
         db::Row row(res, 0);
         if (row.text(0) != "pending") {

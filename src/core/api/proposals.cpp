@@ -65,12 +65,10 @@ class CreateHandler : public Handler {
         }
         db::Row row(res, 0);
         if (!row.boolean_value(0)) {
-            return Action::error(ErrorCode::kClusterNotFound,
-                                 "Cluster \"" + cluster_id_ + "\" not found");
+            return Action::not_found(ErrorCode::kClusterNotFound, "Cluster", cluster_id_);
         }
         if (!row.boolean_value(1)) {
-            return Action::error(ErrorCode::kTemplateNotFound,
-                                 "Template \"" + template_id_ + "\" not found");
+            return Action::not_found(ErrorCode::kTemplateNotFound, "Template", template_id_);
         }
         return Action::respond(object_response(201, render_proposal_detail, res, 2));
     }
@@ -100,8 +98,7 @@ class RejectHandler : public Handler {
         expect_columns(res, 1 + db::kProposalDetailCols);
         db::Row row(res, 0);
         if (PQntuples(res) == 0 || row.null(0)) {
-            return Action::error(ErrorCode::kProposalNotFound,
-                                 "Proposal \"" + ctx.id() + "\" not found");
+            return Action::not_found(ErrorCode::kProposalNotFound, "Proposal", ctx.id());
         }
         if (row.null(1)) {
             // "pending" here means a concurrent request changed it first.

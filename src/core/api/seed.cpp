@@ -56,20 +56,17 @@ class SeedHandler : public Handler {
         }
         db::Row row(res, 0);
         if (!row.boolean_value(0)) {
-            return Action::error(ErrorCode::kClusterNotFound,
-                                 "Cluster \"" + cluster_id_ + "\" not found");
+            return Action::not_found(ErrorCode::kClusterNotFound, "Cluster", cluster_id_);
         }
         if (!row.boolean_value(1)) {
-            return Action::error(ErrorCode::kTemplateNotFound,
-                                 "Template \"" + template_id_ + "\" not found");
+            return Action::not_found(ErrorCode::kTemplateNotFound, "Template", template_id_);
         }
         if (!row.boolean_value(2)) {
-            return Action::error(ErrorCode::kResourceNotFound,
-                                 "Query set \"" + query_set_id_ + "\" not found");
+            return Action::not_found(ErrorCode::kResourceNotFound, "Query set", query_set_id_);
         }
         if (!row.boolean_value(3)) {
-            return Action::error(ErrorCode::kResourceNotFound,
-                                 "Judgment list \"" + judgment_list_id_ + "\" not found");
+            return Action::not_found(ErrorCode::kResourceNotFound, "Judgment list",
+                                     judgment_list_id_);
         }
         Response resp;
         resp.status = 201;

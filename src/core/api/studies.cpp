@@ -18,7 +18,7 @@ std::vector<Param> list_filters(const QueryArgs &args, Problems &problems) {
 }
 
 Action study_not_found(const Context &ctx) {
-    return Action::error(ErrorCode::kStudyNotFound, "Study \"" + ctx.id() + "\" not found");
+    return Action::not_found(ErrorCode::kStudyNotFound, "Study", ctx.id());
 }
 
 db::Stmt trial_statement(TrialSort s) {

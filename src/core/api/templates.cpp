@@ -54,8 +54,7 @@ class CreateHandler : public Handler {
             throw std::runtime_error("template insert returned no row");
         }
         if (!db::Row(res, 0).boolean_value(0)) {
-            return Action::error(ErrorCode::kTemplateNotFound,
-                                 "Parent template \"" + parent_ + "\" not found");
+            return Action::not_found(ErrorCode::kTemplateNotFound, "Parent template", parent_);
         }
         return Action::respond(object_response(201, render_template, res, 1));
     }

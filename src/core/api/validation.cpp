@@ -161,13 +161,23 @@ bool ObjectReader::check_string(std::string_view name, std::string_view s, const
     return true;
 }
 
-std::optional<std::string> ObjectReader::string(const char *name, bool required,
-                                                const StringRule &rule) {
+// The field's value, or nullptr when it is absent (or null, for an optional
+// field); a missing required field is reported.
+const json_t *ObjectReader::present(const char *name, bool required) {
     const json_t *v = get(name);
     if (v == nullptr || (json_is_null(v) && !required)) {
         if (required) {
             problems_.add(path(name), "field required");
         }
+        return nullptr;
+    }
+    return v;
+}
+
+std::optional<std::string> ObjectReader::string(const char *name, bool required,
+                                                const StringRule &rule) {
+    const json_t *v = present(name, required);
+    if (v == nullptr) {
         return std::nullopt;
     }
     if (!json_is_string(v)) {
@@ -183,11 +193,8 @@ std::optional<std::string> ObjectReader::string(const char *name, bool required,
 
 std::optional<std::string> ObjectReader::one_of(const char *name, bool required,
                                                 std::span<const std::string_view> values) {
-    const json_t *v = get(name);
-    if (v == nullptr || (json_is_null(v) && !required)) {
-        if (required) {
-            problems_.add(path(name), "field required");
-        }
+    const json_t *v = present(name, required);
+    if (v == nullptr) {
         return std::nullopt;
     }
     if (!json_is_string(v)) {
@@ -204,11 +211,8 @@ std::optional<std::string> ObjectReader::one_of(const char *name, bool required,
 
 std::optional<long long> ObjectReader::integer(const char *name, bool required, long long min,
                                                long long max) {
-    const json_t *v = get(name);
-    if (v == nullptr || (json_is_null(v) && !required)) {
-        if (required) {
-            problems_.add(path(name), "field required");
-        }
+    const json_t *v = present(name, required);
+    if (v == nullptr) {
         return std::nullopt;
     }
     if (!json_is_integer(v)) {
@@ -228,11 +232,8 @@ std::optional<long long> ObjectReader::integer(const char *name, bool required, 
 }
 
 std::optional<bool> ObjectReader::boolean(const char *name, bool required) {
-    const json_t *v = get(name);
-    if (v == nullptr || (json_is_null(v) && !required)) {
-        if (required) {
-            problems_.add(path(name), "field required");
-        }
+    const json_t *v = present(name, required);
+    if (v == nullptr) {
         return std::nullopt;
     }
     if (!json_is_boolean(v)) {

@@ -79,6 +79,7 @@ class ObjectReader {
     [[nodiscard]] Problems &problems() noexcept { return problems_; }
 
   private:
+    const json_t *present(const char *name, bool required);
     bool check_string(std::string_view name, std::string_view s, const StringRule &rule);
 
     const json_t *obj_;
