@@ -30,10 +30,10 @@ static char *ngx_http_relyloop_web_url(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_relyloop_cors_origins(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
-static char *ngx_http_relyloop_check_positive(ngx_conf_t *cf, void *post,
-    void *data);
-static char *ngx_http_relyloop_check_timeout(ngx_conf_t *cf, void *post,
-    void *data);
+static char *ngx_http_relyloop_set_number(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_relyloop_set_msec(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 
 static ngx_int_t ngx_http_relyloop_build_conninfo(ngx_conf_t *cf,
     ngx_http_relyloop_main_conf_t *rmcf);
@@ -42,11 +42,14 @@ static ngx_int_t ngx_http_relyloop_init_process(ngx_cycle_t *cycle);
 static void ngx_http_relyloop_exit_process(ngx_cycle_t *cycle);
 
 
-static ngx_conf_post_handler_pt  ngx_http_relyloop_positive_p =
-    ngx_http_relyloop_check_positive;
+/* the accepted range of a number directive */
+typedef struct {
+    ngx_uint_t  min;
+    ngx_uint_t  max;
+} ngx_http_relyloop_bounds_t;
 
-static ngx_conf_post_handler_pt  ngx_http_relyloop_timeout_p =
-    ngx_http_relyloop_check_timeout;
+static ngx_http_relyloop_bounds_t  ngx_http_relyloop_positive = { 1, 65536 };
+static ngx_http_relyloop_bounds_t  ngx_http_relyloop_waiting = { 0, 1048576 };
 
 
 static ngx_command_t  ngx_http_relyloop_commands[] = {
@@ -67,31 +70,31 @@ static ngx_command_t  ngx_http_relyloop_commands[] = {
 
     { ngx_string("relyloop_pg_pool_size"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_num_slot,
+      ngx_http_relyloop_set_number,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_relyloop_main_conf_t, pg_pool_size),
-      &ngx_http_relyloop_positive_p },
+      &ngx_http_relyloop_positive },
 
     { ngx_string("relyloop_pg_max_waiting"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_num_slot,
+      ngx_http_relyloop_set_number,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_relyloop_main_conf_t, pg_max_waiting),
-      NULL },
+      &ngx_http_relyloop_waiting },
 
     { ngx_string("relyloop_pg_pipeline_depth"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_num_slot,
+      ngx_http_relyloop_set_number,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_relyloop_main_conf_t, pg_pipeline_depth),
-      &ngx_http_relyloop_positive_p },
+      &ngx_http_relyloop_positive },
 
     { ngx_string("relyloop_pg_timeout"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_msec_slot,
+      ngx_http_relyloop_set_msec,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_relyloop_main_conf_t, pg_timeout),
-      &ngx_http_relyloop_timeout_p },
+      NULL },
 
     { ngx_string("relyloop_worker_socket"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
@@ -102,10 +105,10 @@ static ngx_command_t  ngx_http_relyloop_commands[] = {
 
     { ngx_string("relyloop_worker_timeout"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_msec_slot,
+      ngx_http_relyloop_set_msec,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_relyloop_main_conf_t, worker_timeout),
-      &ngx_http_relyloop_timeout_p },
+      NULL },
 
     { ngx_string("relyloop_secrets_dir"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
@@ -510,27 +513,66 @@ ngx_http_relyloop_cors_origins(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
-static char *
-ngx_http_relyloop_check_positive(ngx_conf_t *cf, void *post, void *data)
-{
-    ngx_uint_t  *np = data;
+/* nginx's own number and time slots, with messages that quote the value */
 
-    if (*np == 0 || *np > 65536) {
-        return "must be between 1 and 65536";
+static char *
+ngx_http_relyloop_set_number(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_relyloop_bounds_t *bounds = cmd->post;
+
+    ngx_int_t    n;
+    ngx_str_t   *value;
+    ngx_uint_t  *np;
+
+    np = (ngx_uint_t *) ((char *) conf + cmd->offset);
+
+    if (*np != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
     }
+
+    value = cf->args->elts;
+    n = ngx_atoi(value[1].data, value[1].len);
+
+    if (n == NGX_ERROR || (ngx_uint_t) n < bounds->min
+        || (ngx_uint_t) n > bounds->max)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid \"%V\" value \"%V\", it must be a number "
+                           "from %ui to %ui", &cmd->name, &value[1],
+                           bounds->min, bounds->max);
+        return NGX_CONF_ERROR;
+    }
+
+    *np = (ngx_uint_t) n;
 
     return NGX_CONF_OK;
 }
 
 
 static char *
-ngx_http_relyloop_check_timeout(ngx_conf_t *cf, void *post, void *data)
+ngx_http_relyloop_set_msec(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    ngx_msec_t  *mp = data;
+    ngx_str_t   *value;
+    ngx_msec_t  *mp, ms;
 
-    if (*mp == 0) {
-        return "must be greater than zero";
+    mp = (ngx_msec_t *) ((char *) conf + cmd->offset);
+
+    if (*mp != NGX_CONF_UNSET_MSEC) {
+        return "is duplicate";
     }
+
+    value = cf->args->elts;
+    ms = ngx_parse_time(&value[1], 0);
+
+    if (ms == (ngx_msec_t) NGX_ERROR || ms == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid \"%V\" value \"%V\", it must be a time "
+                           "greater than zero, such as \"5s\" or \"500ms\"",
+                           &cmd->name, &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    *mp = ms;
 
     return NGX_CONF_OK;
 }

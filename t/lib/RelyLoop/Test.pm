@@ -211,6 +211,21 @@ sub _san_env {
     );
 }
 
+# nginx itself is not instrumented: the sanitizer runtimes of the ASan module
+# are preloaded, and leak checking is off (nginx frees its pools at exit only
+# in part, by design).
+sub _nginx_env {
+    my ($self, $name) = @_;
+    my %env = $self->_san_env($name, leaks => 0);
+    if ($self->asan) {
+        my $asan = qx{gcc -print-file-name=libasan.so};
+        my $ubsan = qx{gcc -print-file-name=libubsan.so};
+        chomp($asan, $ubsan);
+        $env{LD_PRELOAD} = "$asan $ubsan";
+    }
+    return %env;
+}
+
 # --- the worker -------------------------------------------------------------
 
 # start_worker(name => 'w1', test_pipeline => 1, args => [...], env => {...})
@@ -313,13 +328,7 @@ sub start_nginx {
     $self->{nginx_opts} = \%opts;
     $self->write_nginx_conf(%opts);
     my $conf = "$n/conf/nginx.conf";
-    my %env = $self->_san_env('nginx', leaks => 0);
-    if ($self->asan) {
-        my $asan = qx{gcc -print-file-name=libasan.so};
-        my $ubsan = qx{gcc -print-file-name=libubsan.so};
-        chomp($asan, $ubsan);
-        $env{LD_PRELOAD} = "$asan $ubsan";
-    }
+    my %env = $self->_nginx_env('nginx');
     {
         local %ENV = (%ENV, %env);
         my $out = qx{nginx -t -p $n -c $conf -e $n/logs/error.log 2>&1};
@@ -399,6 +408,30 @@ EOF
     close $fh;
     return "$n/conf/nginx.conf";
 }
+
+# nginx -t on a configuration written like start_nginx's (with `conf` given,
+# that text verbatim): (exit status, output).
+sub nginx_t {
+    my ($self, %opts) = @_;
+    my $n = "$self->{dir}/nginx";
+    make_path("$n/conf", "$n/logs", "$n/tmp");
+    $self->{nginx_port} //= free_port();
+    my $conf = "$n/conf/nginx-t.conf";
+    if (defined $opts{conf}) {
+        open my $fh, '>', $conf or die;
+        print $fh $opts{conf};
+        close $fh;
+    } else {
+        my $written = $self->write_nginx_conf(%opts);
+        rename $written, $conf or die;
+    }
+    my %env = $self->_nginx_env('nginx-t');
+    local %ENV = (%ENV, %env);
+    my $out = qx{nginx -t -p $n -c $conf -e $n/logs/error-t.log 2>&1};
+    return ($? >> 8, $out);
+}
+
+sub module_path { $_[0]{module} }
 
 sub nginx_port { $_[0]{nginx_port} }
 sub nginx_pid { $_[0]{nginx_pid} }

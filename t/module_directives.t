@@ -1,0 +1,81 @@
+#!/usr/bin/env perl
+# The module's directives at `nginx -t` (SPEC §3.1): valid configurations
+# pass; each invalid value fails with a message naming the directive and the
+# value; a missing relyloop_pg_conninfo is caught; host names are resolved at
+# configuration time; and the module loads into the stock /usr/sbin/nginx.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::Bin/lib";
+
+use Test::More;
+
+use RelyLoop::Test;
+
+my $t = RelyLoop::Test->new;
+$t->start_pg;
+
+my ($rc, $out) = $t->nginx_t;
+is($rc, 0, 'the harness configuration passes nginx -t') or diag($out);
+
+($rc, $out) = $t->nginx_t(directives => {
+    relyloop_pg_pool_size => 2, relyloop_pg_max_waiting => 0, relyloop_pg_timeout => '750ms',
+    relyloop_pg_pipeline_depth => 1, relyloop_worker_timeout => '1m',
+    relyloop_environment => 'staging', relyloop_github_web_url => 'https://ghe.example.com/',
+    relyloop_pg_conninfo => '"host=localhost port=' . $t->pg_port . ' dbname=relyloop"'},
+    cors => ['https://ui.example.com', 'http://localhost:5173']);
+is($rc, 0, 'every directive with a valid value passes (localhost resolved at -t)') or diag($out);
+
+my @bad = (
+    [relyloop_pg_pool_size => '0', qr/"relyloop_pg_pool_size" value "0"/],
+    [relyloop_pg_pool_size => 'four', qr/"relyloop_pg_pool_size" value "four"/],
+    [relyloop_pg_max_waiting => '-1', qr/"relyloop_pg_max_waiting" value "-1"/],
+    [relyloop_pg_pipeline_depth => '100000', qr/"relyloop_pg_pipeline_depth" value "100000"/],
+    [relyloop_pg_timeout => '0', qr/"relyloop_pg_timeout" value "0"/],
+    [relyloop_pg_timeout => '5x', qr/"relyloop_pg_timeout" value "5x"/],
+    [relyloop_worker_timeout => 'soon', qr/"relyloop_worker_timeout" value "soon"/],
+    [relyloop_environment => 'prod', qr/"relyloop_environment" value "prod"/],
+    [relyloop_github_web_url => 'ftp://github.com', qr/"relyloop_github_web_url" value "ftp:\/\/github.com"/],
+    [relyloop_github_web_url => 'https://user:pw@github.com',
+        qr/"relyloop_github_web_url" value "https:\/\/user:pw\@github.com"/],
+    [relyloop_worker_socket => '/tmp/' . ('s' x 120), qr/"relyloop_worker_socket" path "\/tmp\/s+"/],
+    [relyloop_pg_conninfo => '"host=db.invalid dbname=x"', qr/"relyloop_pg_conninfo": host "db.invalid" not found/],
+    [relyloop_pg_conninfo => '"nonsense"', qr/invalid "relyloop_pg_conninfo"/],
+);
+for my $case (@bad) {
+    my ($name, $value, $re) = @$case;
+    my ($rc, $out) = $t->nginx_t(directives => {$name => $value});
+    isnt($rc, 0, "$name $value: nginx -t fails");
+    like($out, $re, "$name $value: the message names the directive and the value");
+    like($out, qr/\[emerg\]/, "$name $value: at emerg");
+}
+
+($rc, $out) = $t->nginx_t(cors => ['https://ui.example.com/path']);
+isnt($rc, 0, 'a CORS origin with a path fails');
+like($out, qr{"relyloop_cors_origins" value "https://ui.example.com/path"}, 'and says which');
+
+($rc, $out) = $t->nginx_t(directives => {relyloop_pg_conninfo => undef});
+isnt($rc, 0, 'relyloop_api without relyloop_pg_conninfo fails');
+like($out, qr/"relyloop_pg_conninfo" is required/, 'with a message saying so');
+
+($rc, $out) = $t->nginx_t(directives => {relyloop_pg_pool_size => "2;\n    relyloop_pg_pool_size 3"});
+isnt($rc, 0, 'a duplicate directive fails');
+like($out, qr/"relyloop_pg_pool_size" directive is duplicate/, 'as a duplicate');
+
+($rc, $out) = $t->nginx_t(location => 'relyloop_pg_pool_size 2;');
+isnt($rc, 0, 'an http-level directive inside a location fails');
+like($out, qr/"relyloop_pg_pool_size" directive is not allowed here/, 'not allowed here');
+
+# no relyloop_api anywhere: the module loads and asks for nothing
+my $module = $t->module_path;
+($rc, $out) = $t->nginx_t(conf => <<"EOF");
+load_module $module;
+events {}
+http { server { listen 127.0.0.1:@{[ RelyLoop::Test::free_port() ]}; } }
+pid @{[ $t->dir ]}/nginx/logs/t.pid;
+EOF
+is($rc, 0, 'the module loads into the stock nginx without relyloop_api') or diag($out);
+
+$t->done;
