@@ -20,6 +20,8 @@ use JSON::PP;
 use POSIX qw(:sys_wait_h);
 use Time::HiRes qw(sleep time);
 
+use RelyLoop::Proc qw(slurp stop_pid);
+
 my $TOOL = dirname(__FILE__) . '/../../tools/fake_github.py';
 my $JSON = JSON::PP->new->canonical->allow_nonref;
 
@@ -43,11 +45,11 @@ sub start {
         ua => HTTP::Tiny->new(timeout => 30, keep_alive => 0)}, $class;
     my $deadline = time + 15;
     while (!-s $port_file && time < $deadline) {
-        die "fake_github exited: " . _slurp("$dir/stderr.log") if waitpid($pid, WNOHANG) == $pid;
+        die "fake_github exited: " . slurp("$dir/stderr.log") if waitpid($pid, WNOHANG) == $pid;
         sleep 0.05;
     }
     die "fake_github did not start" unless -s $port_file;
-    $self->{port} = _slurp($port_file) + 0;
+    $self->{port} = slurp($port_file) + 0;
     $self->config(token => $o{token} // '', ($o{git_root} ? (git_root => $o{git_root}) : ()));
     return $self;
 }
@@ -105,24 +107,9 @@ sub stop {
     my ($self) = @_;
     my $pid = delete $self->{pid} or return;
     return if $self->{owner_pid} != $$;
-    kill 'TERM', $pid;
-    my $deadline = time + 5;
-    while (time < $deadline) {
-        return if waitpid($pid, WNOHANG) == $pid;
-        sleep 0.05;
-    }
-    kill 'KILL', $pid;
-    waitpid($pid, 0);
+    stop_pid($pid, 'TERM');
 }
 
 sub DESTROY { $_[0]->stop }
-
-sub _slurp {
-    my ($f) = @_;
-    open my $fh, '<', $f or return '';
-    local $/;
-    my $s = <$fh>;
-    return $s // '';
-}
 
 1;

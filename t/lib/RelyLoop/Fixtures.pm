@@ -23,6 +23,7 @@ use POSIX ();
 use Test::More;
 use Time::HiRes qw(sleep time);
 
+use RelyLoop::Proc qw(wait_pid);
 use RelyLoop::Test qw(json_encode json_decode);
 
 our @EXPORT = qw(
@@ -534,18 +535,6 @@ sub psql_bg {
             '-d', 'relyloop', '-f', $file, '-o', '/dev/null' or POSIX::_exit(1);
     }
     return $pid;
-}
-
-sub wait_pid {
-    my ($pid, $timeout) = @_;
-    my $deadline = time + ($timeout // 30);
-    while (time < $deadline) {
-        return 1 if waitpid($pid, POSIX::WNOHANG()) == $pid;
-        sleep 0.05;
-    }
-    kill 'KILL', $pid;
-    waitpid($pid, 0);
-    return 0;
 }
 
 # True once an ACCESS EXCLUSIVE lock on TABLE is granted.

@@ -30,6 +30,8 @@ use IO::Socket::INET;
 use POSIX qw(:sys_wait_h setsid);
 use Time::HiRes qw(sleep time);
 
+use RelyLoop::Proc qw(slurp stop_pid);
+
 my $IS_ROOT = $> == 0;
 my $GIT = 'git -c user.name=Seeder -c user.email=seeder@example.com -c init.defaultBranch=main '
     . '-c core.autocrlf=false -c protocol.file.allow=always';
@@ -68,7 +70,7 @@ sub start {
     $deadline = time + 10;
     while (time < $deadline) {
         last if IO::Socket::INET->new(PeerAddr => "127.0.0.1:$self->{port}", Timeout => 1);
-        die "git nginx exited: " . _slurp("$dir/logs/error.log")
+        die "git nginx exited: " . slurp("$dir/logs/error.log")
             if waitpid($npid, WNOHANG) == $npid;
         sleep 0.05;
     }
@@ -165,8 +167,8 @@ sub web_url { "http://127.0.0.1:$_[0]{port}/git" }
 sub repo_url { $_[0]->web_url . "/$_[1]" }
 sub repos { "$_[0]{dir}/repos" }
 sub bare { "$_[0]{dir}/repos/$_[1].git" }
-sub access_log { _slurp("$_[0]{dir}/logs/access.log") }
-sub error_log { _slurp("$_[0]{dir}/logs/error.log") }
+sub access_log { slurp("$_[0]{dir}/logs/access.log") }
+sub error_log { slurp("$_[0]{dir}/logs/error.log") }
 
 # create_repo('owner/name', files => {path => content}, symlinks => {path => target},
 #             bulk_files => N, base => 'main', branches => {name => {files, symlinks, message}})
@@ -288,39 +290,17 @@ sub stop {
     my ($self) = @_;
     return if $self->{owner_pid} != $$;
     if (my $sp = delete $self->{silent_pid}) {
-        kill 'TERM', $sp;
-        _reap($sp);
+        stop_pid($sp, 'TERM');
     }
     if (my $n = delete $self->{nginx_pid}) {
-        kill 'TERM', $n;
-        _reap($n);
+        stop_pid($n, 'TERM');
     }
     if (my $f = delete $self->{fcgi_pid}) {
-        kill 'TERM', -$f;    # the whole session: fcgiwrap -c N preforks
-        _reap($f);
+        stop_pid(-$f, 'TERM');    # the whole session: fcgiwrap -c N preforks
         kill 'KILL', -$f;
     }
 }
 
-sub _reap {
-    my ($pid) = @_;
-    my $deadline = time + 5;
-    while (time < $deadline) {
-        return if waitpid($pid, WNOHANG) == $pid;
-        sleep 0.05;
-    }
-    kill 'KILL', $pid;
-    waitpid($pid, 0);
-}
-
 sub DESTROY { $_[0]->stop }
-
-sub _slurp {
-    my ($f) = @_;
-    open my $fh, '<', $f or return '';
-    local $/;
-    my $s = <$fh>;
-    return $s // '';
-}
 
 1;

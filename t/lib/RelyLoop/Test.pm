@@ -32,6 +32,8 @@ use POSIX qw(:sys_wait_h);
 use Test::More;
 use Time::HiRes qw(sleep time);
 
+use RelyLoop::Proc qw(stop_pid);
+
 our @EXPORT_OK = qw(json_encode json_decode);
 
 my $ROOT = abs_path(dirname(__FILE__) . '/../../..');
@@ -192,7 +194,7 @@ sub migrate {
     my $cmd = "$self->{worker_bin} migrate --pg-conninfo " . quotemeta($self->conninfo)
         . " >>$self->{dir}/logs/migrate.log 2>&1";
     local %ENV = (%ENV, $self->_san_env('migrate'));
-    system($cmd) == 0 or die "migrate failed: " . _slurp("$self->{dir}/logs/migrate.log");
+    system($cmd) == 0 or die "migrate failed: " . RelyLoop::Proc::slurp("$self->{dir}/logs/migrate.log");
     return $self;
 }
 
@@ -254,7 +256,7 @@ sub start_worker {
     $self->{workers}{$name} = {pid => $pid, log => $log, socket => $socket};
     unless ($opts{no_wait}) {
         my $up = wait_for { $self->worker_ping($socket) } 15;
-        die "worker $name did not come up:\n" . _slurp($log) unless $up;
+        die "worker $name did not come up:\n" . RelyLoop::Proc::slurp($log) unless $up;
     }
     return $self;
 }
@@ -272,7 +274,7 @@ sub worker_pid {
     my $w = $self->{workers}{$name // 'worker'};
     return $w ? $w->{pid} : undef;
 }
-sub worker_log { _slurp($_[0]{dir} . '/logs/' . ($_[1] // 'worker') . '.log') }
+sub worker_log { RelyLoop::Proc::slurp($_[0]{dir} . '/logs/' . ($_[1] // 'worker') . '.log') }
 
 sub worker_ping {
     my ($self, $socket) = @_;
@@ -298,19 +300,7 @@ sub stop_worker {
     my ($self, $name, $signal, $timeout) = @_;
     $name //= 'worker';
     my $w = delete $self->{workers}{$name} or return $self;
-    kill($signal // 'TERM', $w->{pid});
-    my $deadline = time + ($timeout // 30);
-    while (time < $deadline) {
-        if (waitpid($w->{pid}, WNOHANG) == $w->{pid}) {
-            $w->{status} = $?;
-            last;
-        }
-        sleep 0.05;
-    }
-    if (!defined $w->{status}) {
-        kill 'KILL', $w->{pid};
-        waitpid($w->{pid}, 0);
-    }
+    $w->{status} = stop_pid($w->{pid}, $signal // 'TERM', $timeout // 30);
     $self->{stopped_workers}{$name} = $w;
     return $self;
 }
@@ -346,7 +336,7 @@ sub start_nginx {
         my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$self->{nginx_port}", Timeout => 1);
         $s ? 1 : 0;
     } 10;
-    die "nginx did not come up: " . _slurp("$n/logs/error.log") unless $up;
+    die "nginx did not come up: " . RelyLoop::Proc::slurp("$n/logs/error.log") unless $up;
     # the workers connect their pools asynchronously: wait until one answers
     wait_for { my $r = $self->http(GET => '/api/v1/health'); $r->{status} != 599 } 5;
     return $self;
@@ -435,7 +425,7 @@ sub module_path { $_[0]{module} }
 
 sub nginx_port { $_[0]{nginx_port} }
 sub nginx_pid { $_[0]{nginx_pid} }
-sub nginx_error_log { _slurp("$_[0]{dir}/nginx/logs/error.log") }
+sub nginx_error_log { RelyLoop::Proc::slurp("$_[0]{dir}/nginx/logs/error.log") }
 
 sub reload_nginx {
     my ($self, %opts) = @_;
@@ -447,16 +437,7 @@ sub reload_nginx {
 sub stop_nginx {
     my ($self, $signal) = @_;
     my $pid = delete $self->{nginx_pid} or return $self;
-    kill($signal // 'QUIT', $pid);
-    my $deadline = time + 20;
-    while (time < $deadline) {
-        last if waitpid($pid, WNOHANG) == $pid;
-        sleep 0.05;
-    }
-    if (kill 0, $pid) {
-        kill 'KILL', $pid;
-        waitpid($pid, 0);
-    }
+    stop_pid($pid, $signal // 'QUIT', 20);
     return $self;
 }
 
@@ -556,16 +537,7 @@ sub write_secret {
     return $f;
 }
 
-sub _slurp {
-    my ($f) = @_;
-    open my $fh, '<', $f or return '';
-    local $/;
-    my $s = <$fh>;
-    close $fh;
-    return $s // '';
-}
-
-sub slurp { _slurp($_[1]) }
+sub slurp { RelyLoop::Proc::slurp($_[1]) }
 
 # --- checks and cleanup -----------------------------------------------------
 
@@ -573,7 +545,7 @@ sub slurp { _slurp($_[1]) }
 sub check_logs {
     my ($self) = @_;
     my $d = $self->{dir};
-    my $nginx = _slurp("$d/nginx/logs/error.log") . _slurp("$d/nginx/logs/stderr.log");
+    my $nginx = RelyLoop::Proc::slurp("$d/nginx/logs/error.log") . RelyLoop::Proc::slurp("$d/nginx/logs/stderr.log");
     my @bad = grep { /\[(alert|emerg)\]/ } split /\n/, $nginx;
     ok(!@bad, 'no [alert] or [emerg] in the nginx error log')
         or diag(join "\n", @bad[0 .. ($#bad > 9 ? 9 : $#bad)]);
@@ -581,7 +553,7 @@ sub check_logs {
     opendir(my $dh, "$d/logs") or die;
     for my $f (sort readdir $dh) {
         next if $f =~ /^\./;
-        my $text = _slurp("$d/logs/$f");
+        my $text = RelyLoop::Proc::slurp("$d/logs/$f");
         if ($f =~ /^(asan|ubsan)-/ || $text =~ /ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:/) {
             push @reports, "$f:\n" . substr($text, 0, 4000);
         }
