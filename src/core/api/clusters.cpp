@@ -19,7 +19,6 @@ bool http_url(std::string_view s) {
 constexpr StringRule kNameRule{128, 1};
 constexpr StringRule kBaseUrlRule{512, 1, http_url, "must be an http:// or https:// URL"};
 constexpr StringRule kRefRule{128, 1};
-constexpr StringRule kIdRule{128, 1, valid_id_text, "must be at most 128 characters"};
 constexpr StringRule kConfigPathRule{
     512, 1, valid_config_path,
     "must be a relative path of [A-Za-z0-9_./-] characters without '..' segments"};

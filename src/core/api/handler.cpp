@@ -82,14 +82,8 @@ std::string Handler::conflict_message(ErrorCode code) {
             return "Cluster name is already taken";
         case ErrorCode::kTemplateNameTaken:
             return "Template name and version are already taken";
-        case ErrorCode::kConfigRepoNotFound:
-            return "Config repo not found";
-        case ErrorCode::kClusterNotFound:
-            return "Cluster not found";
-        case ErrorCode::kTemplateNotFound:
-            return "Template not found";
         default:
-            return "Resource not found";
+            return std::string(not_found_message(code));
     }
 }
 

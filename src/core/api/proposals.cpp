@@ -10,7 +10,6 @@ namespace relyloop::core {
 
 namespace {
 
-constexpr StringRule kIdRule{128, 1, valid_id_text, "must be at most 128 characters"};
 constexpr StringRule kReasonRule{500, 0};
 
 constexpr int kCreatedCol = 14;

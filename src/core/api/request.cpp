@@ -30,23 +30,6 @@ bool plain_token(std::string_view s) {
     return true;
 }
 
-std::string message_for_not_found(ErrorCode code) {
-    switch (code) {
-        case ErrorCode::kConfigRepoNotFound:
-            return "Config repo not found";
-        case ErrorCode::kClusterNotFound:
-            return "Cluster not found";
-        case ErrorCode::kTemplateNotFound:
-            return "Template not found";
-        case ErrorCode::kStudyNotFound:
-            return "Study not found";
-        case ErrorCode::kProposalNotFound:
-            return "Proposal not found";
-        default:
-            return "Resource not found";
-    }
-}
-
 }  // namespace
 
 Request::Request(const CoreConf &conf, const rl_http_request_t &in, rl_log_cb log, void *log_data)
@@ -86,7 +69,7 @@ Request::Request(const CoreConf &conf, const rl_http_request_t &in, rl_log_cb lo
         }
         case RouteMatch::Kind::kBadId:
             respond_early(
-                error_response(m.route->not_found, message_for_not_found(m.route->not_found)));
+                error_response(m.route->not_found, not_found_message(m.route->not_found)));
             return;
         case RouteMatch::Kind::kEndpoint:
             break;

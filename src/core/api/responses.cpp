@@ -39,6 +39,23 @@ Response error_response(int status, std::string_view code, std::string_view mess
     return r;
 }
 
+std::string_view not_found_message(ErrorCode code) noexcept {
+    switch (code) {
+        case ErrorCode::kConfigRepoNotFound:
+            return "Config repo not found";
+        case ErrorCode::kClusterNotFound:
+            return "Cluster not found";
+        case ErrorCode::kTemplateNotFound:
+            return "Template not found";
+        case ErrorCode::kStudyNotFound:
+            return "Study not found";
+        case ErrorCode::kProposalNotFound:
+            return "Proposal not found";
+        default:
+            return "Resource not found";
+    }
+}
+
 Response body_read_error_response(int status) {
     switch (status) {
         case 413:

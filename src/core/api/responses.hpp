@@ -36,6 +36,9 @@ struct Response {
 [[nodiscard]] Response error_response(int status, std::string_view code, std::string_view message,
                                       bool retryable);
 
+// "Cluster not found" etc. for a *_NOT_FOUND code; "Resource not found" otherwise.
+[[nodiscard]] std::string_view not_found_message(ErrorCode code) noexcept;
+
 // A body-read failure reported by the shim (rl_request_set_http_error).
 [[nodiscard]] Response body_read_error_response(int status);
 

@@ -10,8 +10,6 @@ namespace relyloop::core {
 
 namespace {
 
-constexpr StringRule kIdRule{128, 1, valid_id_text, "must be at most 128 characters"};
-
 class SeedHandler : public Handler {
   public:
     SeedHandler() : Handler(Endpoint::kSeed) {}

@@ -15,7 +15,6 @@ namespace {
 constexpr StringRule kNameRule{128, 1, valid_template_name,
                                "must match ^[A-Za-z0-9][A-Za-z0-9._-]*$"};
 constexpr StringRule kBodyRule{std::numeric_limits<size_t>::max(), 1};
-constexpr StringRule kIdRule{128, 1, valid_id_text, "must be at most 128 characters"};
 
 constexpr int kCreatedCol = 7;
 

@@ -115,4 +115,7 @@ inline constexpr std::string_view kParamTypes[] = {"float", "int", "bool", "stri
 // code points of valid UTF-8 without NUL, so that it is safe as a text param.
 [[nodiscard]] bool valid_id_text(std::string_view s) noexcept;
 
+// An {id} given in a body: a reference checked by the database, not parsed here.
+inline constexpr StringRule kIdRule{128, 1, valid_id_text, "must be at most 128 characters"};
+
 }  // namespace relyloop::core
