@@ -30,6 +30,38 @@ void check_name_key(std::string_view key, const std::string &location, const std
     }
 }
 
+// Calls fn(loc, value) for every member of a name-keyed object (parameters,
+// metrics), after checking the name.
+template <typename F>
+void each_named(const json_t *obj, const std::string &location, std::string_view what,
+                Problems &problems, F &&fn) {
+    const char *key;
+    size_t key_len;
+    json_t *value;
+    json_object_keylen_foreach(const_cast<json_t *>(obj), key, key_len, value) {
+        std::string_view k = key_of(key, key_len);
+        std::string loc = location + "." + std::string(k);
+        check_name_key(k, location, loc, what, problems);
+        fn(loc, value);
+    }
+}
+
+// The same for members that must be objects: fn(reader), then unread fields
+// are reported.
+template <typename F>
+void each_named_object(const json_t *obj, const std::string &location, std::string_view what,
+                       Problems &problems, F &&fn) {
+    each_named(obj, location, what, problems, [&](const std::string &loc, const json_t *value) {
+        if (!json_is_object(value)) {
+            problems.add(loc, type_reason(JSON_OBJECT));
+            return;
+        }
+        ObjectReader r(value, loc, problems);
+        fn(r);
+        r.finish();
+    });
+}
+
 void optional_number(ObjectReader &r, const char *name) {
     const json_t *v = r.get(name);
     if (v != nullptr && !json_is_null(v) && !json_is_number(v)) {
@@ -291,47 +323,42 @@ void ObjectReader::finish() {
 
 void validate_declared_params(const json_t *params, const std::string &location,
                               Problems &problems) {
-    const char *key;
-    size_t key_len;
-    json_t *hint;
-    json_object_keylen_foreach(const_cast<json_t *>(params), key, key_len, hint) {
-        std::string_view k = key_of(key, key_len);
-        std::string loc = location + "." + std::string(k);
-        check_name_key(k, location, loc, "parameter", problems);
-        if (json_is_string(hint)) {
-            std::string_view t(json_string_value(hint), json_string_length(hint));
-            if (!contains(kParamTypes, t)) {
-                problems.add(loc, one_of_reason(kParamTypes));
-            }
-            continue;
-        }
-        if (!json_is_object(hint)) {
-            problems.add(loc, "must be a type name or an object");
-            continue;
-        }
-        ObjectReader r(hint, loc, problems);
-        auto type = r.one_of("type", true, kParamTypes);
-        optional_number(r, "min");
-        optional_number(r, "max");
-        const json_t *values = r.get("values");
-        bool has_values = values != nullptr && !json_is_null(values);
-        if (has_values && !json_is_array(values)) {
-            problems.add(r.path("values"), type_reason(JSON_ARRAY));
-        } else if (type == "categorical") {
-            if (!has_values) {
-                problems.add(r.path("values"), "field required");
-            } else if (json_array_size(values) == 0) {
-                problems.add(r.path("values"), "must not be empty");
-            }
-        }
-        const json_t *mn = json_object_get(hint, "min");
-        const json_t *mx = json_object_get(hint, "max");
-        if (mn != nullptr && mx != nullptr && json_is_number(mn) && json_is_number(mx) &&
-            json_number_value(mn) > json_number_value(mx)) {
-            problems.add(loc, "min must not be greater than max");
-        }
-        r.finish();
-    }
+    each_named(params, location, "parameter", problems,
+               [&](const std::string &loc, const json_t *hint) {
+                   if (json_is_string(hint)) {
+                       std::string_view t(json_string_value(hint), json_string_length(hint));
+                       if (!contains(kParamTypes, t)) {
+                           problems.add(loc, one_of_reason(kParamTypes));
+                       }
+                       return;
+                   }
+                   if (!json_is_object(hint)) {
+                       problems.add(loc, "must be a type name or an object");
+                       return;
+                   }
+                   ObjectReader r(hint, loc, problems);
+                   auto type = r.one_of("type", true, kParamTypes);
+                   optional_number(r, "min");
+                   optional_number(r, "max");
+                   const json_t *values = r.get("values");
+                   bool has_values = values != nullptr && !json_is_null(values);
+                   if (has_values && !json_is_array(values)) {
+                       problems.add(r.path("values"), type_reason(JSON_ARRAY));
+                   } else if (type == "categorical") {
+                       if (!has_values) {
+                           problems.add(r.path("values"), "field required");
+                       } else if (json_array_size(values) == 0) {
+                           problems.add(r.path("values"), "must not be empty");
+                       }
+                   }
+                   const json_t *mn = json_object_get(hint, "min");
+                   const json_t *mx = json_object_get(hint, "max");
+                   if (mn != nullptr && mx != nullptr && json_is_number(mn) && json_is_number(mx) &&
+                       json_number_value(mn) > json_number_value(mx)) {
+                       problems.add(loc, "min must not be greater than max");
+                   }
+                   r.finish();
+               });
 }
 
 void validate_config_diff(const json_t *diff, const std::string &location, Problems &problems) {
@@ -339,39 +366,16 @@ void validate_config_diff(const json_t *diff, const std::string &location, Probl
         problems.add(location, "must not be empty");
         return;
     }
-    const char *key;
-    size_t key_len;
-    json_t *change;
-    json_object_keylen_foreach(const_cast<json_t *>(diff), key, key_len, change) {
-        std::string_view k = key_of(key, key_len);
-        std::string loc = location + "." + std::string(k);
-        check_name_key(k, location, loc, "parameter", problems);
-        if (!json_is_object(change)) {
-            problems.add(loc, type_reason(JSON_OBJECT));
-            continue;
-        }
-        ObjectReader r(change, loc, problems);
+    each_named_object(diff, location, "parameter", problems, [&](ObjectReader &r) {
         r.get("from");
         if (r.get("to") == nullptr) {
             problems.add(r.path("to"), "field required");
         }
-        r.finish();
-    }
+    });
 }
 
 void validate_metric_delta(const json_t *delta, const std::string &location, Problems &problems) {
-    const char *key;
-    size_t key_len;
-    json_t *m;
-    json_object_keylen_foreach(const_cast<json_t *>(delta), key, key_len, m) {
-        std::string_view k = key_of(key, key_len);
-        std::string loc = location + "." + std::string(k);
-        check_name_key(k, location, loc, "metric", problems);
-        if (!json_is_object(m)) {
-            problems.add(loc, type_reason(JSON_OBJECT));
-            continue;
-        }
-        ObjectReader r(m, loc, problems);
+    each_named_object(delta, location, "metric", problems, [&](ObjectReader &r) {
         optional_number(r, "baseline");
         const json_t *achieved = r.get("achieved");
         if (achieved == nullptr) {
@@ -380,8 +384,7 @@ void validate_metric_delta(const json_t *delta, const std::string &location, Pro
             problems.add(r.path("achieved"), "must be a number");
         }
         optional_number(r, "delta_pct");
-        r.finish();
-    }
+    });
 }
 
 }  // namespace relyloop::core
