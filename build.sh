@@ -198,11 +198,11 @@ http {
     server {
         listen 127.0.0.1:$port reuseport;
         $cors
+        error_page 400 413 414 494 /.relyloop/error;
+        location = /.relyloop/error { internal; relyloop_api; }
         location /api/ {
             relyloop_api;
-            error_page 400 413 414 @relyloop;
         }
-        location @relyloop { relyloop_api; }
     }
 }
 EOF

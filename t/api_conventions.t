@@ -10,6 +10,7 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 
 use Test::More;
+use IO::Socket::INET;
 use Time::HiRes qw(time);
 use RelyLoop::Test;
 use RelyLoop::Fixtures;
@@ -29,6 +30,18 @@ sub method_set {
     my ($v) = @_;
     return join ',', sort grep { $_ ne 'HEAD' && $_ ne 'OPTIONS' }
         map { uc } grep { length } split /\s*,\s*/, $v // '';
+}
+# envelope_ok(raw_http result, status, code, message, what): the error
+# envelope as JSON with an X-Request-ID.
+sub envelope_ok {
+    my ($res, $status, $code, $message, $what) = @_;
+    my $h = raw_headers($res->{raw});
+    my $d = ref $res->{json} eq 'HASH' && ref $res->{json}{detail} eq 'HASH' ? $res->{json}{detail} : {};
+    is($res->{status}, $status, "$what → $status") or diag(substr($res->{raw} // '', 0, 300));
+    like($h->{'content-type'} // '', qr{^application/json}, "$what: application/json");
+    is($d->{error_code}, $code, "$what: $code");
+    is($d->{message}, $message, "$what: \"$message\"");
+    ok(defined $h->{'x-request-id'}, "$what: X-Request-ID");
 }
 sub raw_headers {
     my ($raw) = @_;
@@ -445,6 +458,49 @@ is($raw->{status}, 413, 'a 3k chunked body → 413');
 is(ref $raw->{json} eq 'HASH' && ref $raw->{json}{detail} eq 'HASH'
     ? $raw->{json}{detail}{error_code} : undef, 'PAYLOAD_TOO_LARGE', '... with the envelope')
     or diag(substr($raw->{raw}, 0, 400));
+# An unknown route with a body over client_max_body_size: nginx's 413 wins
+# over routing (the envelope used to say RESOURCE_NOT_FOUND under a 413).
+$raw = $t->raw_http("POST /api/v2/elsewhere HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    . "Content-Length: " . length($over) . "\r\nConnection: close\r\n\r\n$over");
+envelope_ok($raw, 413, 'PAYLOAD_TOO_LARGE', 'Request body too large',
+    'a 3k body for an unknown route → 413');
+
+# --- nginx's own errors before any location (server-level error_page) ----------------------
+
+# Requests nginx rejects while reading the request line or headers: they never
+# reach a location, and still get the envelope (a URI error_page: nginx answers
+# 500 when told to send such a request to a @named location).
+my $long_header = 'X-Big: ' . ('h' x 9000);
+my $long_uri = '/api/v1/config-repos/' . ('u' x 9000);
+for my $case (
+    ["GARBAGE\r\n\r\n", 400, 'Malformed request', 'a malformed request line'],
+    ["GET /api/v1/health HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", 400, 'Malformed request',
+        'a duplicate Host header'],
+    ["GET /api/v1/health HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n", 400, 'Malformed request',
+        'a header line without a colon'],
+    ["GET /api/v1/health HTTP/1.1\r\nHost: x\r\n$long_header\r\n\r\n", 400,
+        'Malformed request', 'a 9k header (nginx 494, sent as 400)'],
+    ["GET /ui/page HTTP/1.1\r\nHost: x\r\n$long_header\r\n\r\n", 400,
+        'Malformed request', 'a 9k header outside /api/'],
+    ["GET $long_uri HTTP/1.1\r\nHost: x\r\n\r\n", 414, 'Request URI too long', 'a 9k URI'],
+) {
+    my ($req, $status, $message, $what) = @$case;
+    my $res = eval { $t->raw_http($req) } // {status => 0, raw => "not JSON: $@"};
+    envelope_ok($res, $status, 'BAD_REQUEST', $message, $what);
+}
+like($t->nginx_error_log, qr/client sent invalid method/, "nginx logged the malformed request line itself");
+unlike($t->nginx_error_log, qr/empty URI in redirect/, 'no redirect of a URI-less request to a named location');
+{
+    # the error location is internal: a client asking for it gets nginx's own
+    # 404 page (HTML, which raw_http would not decode)
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1:' . $t->nginx_port, Timeout => 10)
+        or die "connect: $!";
+    print $s "GET /.relyloop/error HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    my $text = do { local $/; <$s> } // '';
+    like($text, qr{^HTTP/1\.1 404 }, 'GET /.relyloop/error directly → 404 (internal location)');
+    unlike($text, qr/error_code/, '... from nginx, not the module');
+}
+
 $r = api($t, GET => '/api/v1/health');
 is($r->{status}, 200, 'still serving after the oversized bodies');
 is($t->psql("SELECT count(*) FROM config_repos WHERE name = 'big-body'"), 0, 'nothing created');

@@ -112,6 +112,10 @@ ngx_http_relyloop_handler(ngx_http_request_t *r)
         in.origin.len = h->value.len;
     }
 
+    /* an error_page redirect of one of nginx's own errors */
+
+    in.http_error = (int) r->err_status;
+
     in.cors_enabled = (rlcf->cors_origins != NULL);
     in.cors_allowed = ngx_http_relyloop_cors_allowed(rlcf, h);
 
@@ -135,9 +139,7 @@ ngx_http_relyloop_handler(ngx_http_request_t *r)
 
     if (r->err_status) {
 
-        /* an error_page redirect here: answer with the envelope */
-
-        rl_request_set_http_error(ctx->core, (int) r->err_status);
+        /* an error_page redirect: the core answers with the envelope */
 
     } else if (rl_request_wants_body(ctx->core)) {
 

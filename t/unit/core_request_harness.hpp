@@ -166,6 +166,7 @@ struct Options {
     std::string origin;
     bool cors_enabled = false;
     bool cors_allowed = false;
+    int http_error = 0;  // reached through error_page
 };
 
 // One request in flight.
@@ -182,6 +183,7 @@ class Call {
         in.origin = {opts_.origin.data(), opts_.origin.size()};
         in.cors_enabled = opts_.cors_enabled ? 1 : 0;
         in.cors_allowed = opts_.cors_allowed ? 1 : 0;
+        in.http_error = opts_.http_error;
         EXPECT_EQ(rl_request_new(&req_, core.get(), &in, &Call::log_cb, this), RL_OK);
         wants_body_ = rl_request_wants_body(req_) != 0;
         if (wants_body_ && opts_.body) {

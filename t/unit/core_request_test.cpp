@@ -185,6 +185,37 @@ TEST(RequestBody, ReadFailuresBecomeEnvelopes) {
     EXPECT_EQ(big.expect_response().message(), "Request body too large");
 }
 
+// An error_page redirect answers with the envelope of nginx's error whatever
+// the path: none (a malformed request line), an unknown route, a known one.
+TEST(RequestErrorPage, NginxErrorWinsOverRouting) {
+    Core core;
+    struct Case {
+        const char *method;
+        const char *path;
+        int error;
+        int status;
+        const char *code;
+        const char *message;
+    };
+    for (Case k :
+         {Case{"", "", 400, 400, "BAD_REQUEST", "Malformed request"},
+          Case{"GET", "/api/v2/nowhere", 413, 413, "PAYLOAD_TOO_LARGE", "Request body too large"},
+          Case{"POST", "/api/v1/config-repos", 413, 413, "PAYLOAD_TOO_LARGE",
+               "Request body too large"},
+          Case{"DELETE", "/api/v1/health", 414, 414, "BAD_REQUEST", "Request URI too long"},
+          Case{"OPTIONS", "/api/v1/health", 494, 400, "BAD_REQUEST", "Malformed request"}}) {
+        Options o;
+        o.http_error = k.error;
+        o.body = std::string("{}");
+        Call c(core, k.method, k.path, o);
+        EXPECT_FALSE(c.wants_body()) << k.path;
+        Response r = c.expect_response();
+        EXPECT_EQ(r.status, k.status) << k.path;
+        EXPECT_EQ(r.code(), k.code) << k.path;
+        EXPECT_EQ(r.message(), k.message) << k.path;
+    }
+}
+
 TEST(RequestBody, GetIgnoresBodyAndContentType) {
     Core core;
     Call c(core, "GET", "/api/v1/proposals", body("garbage"));
@@ -205,8 +236,8 @@ TEST(RequestDatabase, ShimFailuresAre503Retryable) {
         EXPECT_TRUE(r.retryable());
         // An outage fails every request alike: WARN per request (the pool
         // logs the cause at ERR once per burst); a timeout is an ERR.
-        EXPECT_TRUE(c.logged(why == RL_DB_TIMEOUT ? RL_LOG_ERR : RL_LOG_WARN,
-                             "connection refused"));
+        EXPECT_TRUE(
+            c.logged(why == RL_DB_TIMEOUT ? RL_LOG_ERR : RL_LOG_WARN, "connection refused"));
     }
 }
 

@@ -40,27 +40,39 @@ TEST(ErrorEnvelope, StatusAndRetryableFollowTheCode) {
     EXPECT_EQ(error_response(ErrorCode::kMethodNotAllowed, "m").status, 405);
 }
 
-TEST(BodyReadErrors, MappedToEnvelopes) {
-    Response r = body_read_error_response(413);
+TEST(NginxErrors, MappedToEnvelopes) {
+    Response r = http_error_response(413);
     EXPECT_EQ(r.status, 413);
     EXPECT_EQ(
         r.body,
         R"({"detail":{"error_code":"PAYLOAD_TOO_LARGE","message":"Request body too large","retryable":false}})");
-    r = body_read_error_response(408);
+    r = http_error_response(408);
     EXPECT_EQ(r.status, 408);
     EXPECT_EQ(r.error_code, "REQUEST_TIMEOUT");
-    r = body_read_error_response(411);
+    r = http_error_response(411);
     EXPECT_EQ(r.error_code, "LENGTH_REQUIRED");
-    r = body_read_error_response(400);
+    r = http_error_response(400);
     EXPECT_EQ(r.status, 400);
     EXPECT_EQ(r.error_code, "BAD_REQUEST");
-    r = body_read_error_response(415);
+    EXPECT_EQ(r.message, "Malformed request");
+    r = http_error_response(414);
+    EXPECT_EQ(r.status, 414);
+    EXPECT_EQ(r.message, "Request URI too long");
+    r = http_error_response(494);
+    EXPECT_EQ(r.status, 400);
+    EXPECT_EQ(r.error_code, "BAD_REQUEST");
+    EXPECT_EQ(r.message, "Malformed request");
+    r = http_error_response(497);
+    EXPECT_EQ(r.status, 400);
+    r = http_error_response(499);
+    EXPECT_EQ(r.status, 400);
+    r = http_error_response(415);
     EXPECT_EQ(r.status, 415);
     EXPECT_EQ(r.error_code, "BAD_REQUEST");
-    r = body_read_error_response(500);
+    r = http_error_response(500);
     EXPECT_EQ(r.status, 500);
     EXPECT_EQ(r.error_code, "INTERNAL_ERROR");
-    r = body_read_error_response(0);
+    r = http_error_response(0);
     EXPECT_EQ(r.status, 500);
 }
 

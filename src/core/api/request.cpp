@@ -40,6 +40,11 @@ Request::Request(const CoreConf &conf, const rl_http_request_t &in, rl_log_cb lo
     if (cors_.allowed) {
         cors_.origin.assign(view(in.origin));
     }
+    if (in.http_error != 0) {
+        // an error_page redirect: the path may be any URI, or none at all
+        respond_early(http_error_response(in.http_error));
+        return;
+    }
     if (method_ == "OPTIONS" && cors_.allowed) {
         Response r;
         r.status = 204;
@@ -156,7 +161,7 @@ void Request::run(F &&next) {
 void Request::step(rl_step_t *out) {
     if (phase_ == Phase::kNotStarted) {
         if (http_error_ != 0) {
-            adopt(Action::respond(body_read_error_response(http_error_)));
+            adopt(Action::respond(http_error_response(http_error_)));
         } else {
             run([&] { return handler_->start(ctx_); });
         }

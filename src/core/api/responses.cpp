@@ -56,20 +56,26 @@ std::string_view not_found_message(ErrorCode code) noexcept {
     }
 }
 
-Response body_read_error_response(int status) {
+Response http_error_response(int status) {
     switch (status) {
         case 413:
             return error_response(ErrorCode::kPayloadTooLarge, "Request body too large");
         case 408:
-            return error_response(408, "REQUEST_TIMEOUT", "Timed out reading the request body",
-                                  false);
+            return error_response(408, "REQUEST_TIMEOUT", "Timed out reading the request", false);
         case 411:
             return error_response(411, "LENGTH_REQUIRED", "Content-Length required", false);
+        case 414:
+            return error_response(414, "BAD_REQUEST", "Request URI too long", false);
         default:
             break;
     }
-    if (status >= 400 && status < 500) {
-        return error_response(status, "BAD_REQUEST", "Malformed request body", false);
+    if (status >= 400 && status < 494) {
+        return error_response(status, "BAD_REQUEST", "Malformed request", false);
+    }
+    if (status >= 494 && status < 500) {
+        // nginx's private codes (header too large, TLS client certificate
+        // problems, plain HTTP on an HTTPS port), which it sends as 400
+        return error_response(400, "BAD_REQUEST", "Malformed request", false);
     }
     return error_response(ErrorCode::kInternalError, "Internal server error");
 }

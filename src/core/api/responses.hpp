@@ -39,8 +39,12 @@ struct Response {
 // "Cluster not found" etc. for a *_NOT_FOUND code; "Resource not found" otherwise.
 [[nodiscard]] std::string_view not_found_message(ErrorCode code) noexcept;
 
-// A body-read failure reported by the shim (rl_request_set_http_error).
-[[nodiscard]] Response body_read_error_response(int status);
+// An error nginx raised and the shim reported (rl_request_set_http_error):
+// a failed body read, or an error_page redirect of one of nginx's own
+// errors (malformed request line, header too large, URI too long, ...).
+// nginx's private 494-499 become 400, as nginx itself answers them (its
+// error_page already turns them into 400 unless told otherwise).
+[[nodiscard]] Response http_error_response(int status);
 
 // X-Request-ID: the client's value is echoed when it is 1..128 characters of
 // [A-Za-z0-9._:-] — enough for UUIDs, ULIDs and "svc:trace.span" forms, and

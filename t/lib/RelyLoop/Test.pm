@@ -381,13 +381,14 @@ $directives
     server {
         listen 127.0.0.1:$self->{nginx_port}@{[ $workers > 1 ? ' reuseport' : '' ]};
 $cors
+        error_page 400 413 414 494 /.relyloop/error;
+        location = /.relyloop/error {
+            internal;
+            relyloop_api;
+        }
         location /api/ {
             relyloop_api;
-            error_page 400 413 414 \@relyloop;
 @{[ $opts{location} // '' ]}
-        }
-        location \@relyloop {
-            relyloop_api;
         }
 @{[ $opts{server} // '' ]}
     }

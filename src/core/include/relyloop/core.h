@@ -100,6 +100,9 @@ typedef struct {
     rl_str_t origin;        /* Origin header, may be empty */
     int cors_enabled;       /* the location has relyloop_cors_origins */
     int cors_allowed;       /* ... and origin is one of them */
+    int http_error;         /* nginx's own error status when an error_page
+                               redirect brought the request here, else 0:
+                               answered with its envelope, before routing */
 } rl_http_request_t;
 
 RL_API rl_status_t rl_request_new(rl_request_t **out, rl_core_t *core,
