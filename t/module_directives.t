@@ -20,6 +20,24 @@ $t->start_pg;
 my ($rc, $out) = $t->nginx_t;
 is($rc, 0, 'the harness configuration passes nginx -t') or diag($out);
 
+{
+    # nginx.conf.example as shipped, with only what this machine lacks swapped
+    # out: the module's path, the database host, TLS and the listen port.
+    my $example = RelyLoop::Test->slurp("$FindBin::Bin/../nginx.conf.example");
+    my $module = $t->module_path;
+    my $port = $t->pg_port;
+    my $n = 0;
+    $n += $example =~ s{^load_module \S+;}{load_module $module;}m;
+    $n += $example =~ s{host=db\.internal port=5432}{host=127.0.0.1 port=$port};
+    $n += $example =~ s{listen 443 ssl http2;}{listen 127.0.0.1:1;};
+    $n += $example =~ s{^\s*ssl_certificate(_key)? .*\n}{}mg;
+    $example =~ s{^user .*\n}{}m if $> != 0;
+    is($n, 5, 'nginx.conf.example: the lines this test swaps are still there');
+    ($rc, $out) = $t->nginx_t(conf => $example);
+    is($rc, 0, 'nginx.conf.example passes nginx -t') or diag($out);
+    unlike($out, qr/\[(emerg|alert|warn)\]/, '... without warnings') or diag($out);
+}
+
 ($rc, $out) = $t->nginx_t(directives => {
     relyloop_pg_pool_size => 2, relyloop_pg_max_waiting => 0, relyloop_pg_timeout => '750ms',
     relyloop_pg_pipeline_depth => 1, relyloop_worker_timeout => '1m',
