@@ -31,9 +31,7 @@ class CreateHandler : public Handler {
     CreateHandler() : Handler(Endpoint::kClusterCreate) {}
 
     Action start(Context &ctx) override {
-        Json body = parse_body_object(ctx.body(), true);
-        Problems problems;
-        ObjectReader r(body.get(), "body", problems);
+        BodyReader r(ctx.body(), true);
         auto name = r.string("name", true, kNameRule);
         auto engine = r.one_of("engine_type", true, kEngineTypes);
         auto env = r.one_of("environment", true, kEnvironments);
@@ -44,8 +42,7 @@ class CreateHandler : public Handler {
         auto path = r.string("config_path", false, kConfigPathRule);
         const json_t *engine_config = r.object("engine_config", false);
         auto notes = r.string("notes", false, kNotesRule);
-        r.finish();
-        problems.raise_if_any();
+        r.done();
 
         name_ = *name;
         repo_id_ = repo_id.value_or("");
@@ -93,14 +90,11 @@ class PatchHandler : public Handler {
     PatchHandler() : Handler(Endpoint::kClusterPatch) {}
 
     Action start(Context &ctx) override {
-        Json body = parse_body_object(ctx.body(), false);
-        Problems problems;
-        ObjectReader r(body.get(), "body", problems);
+        BodyReader r(ctx.body(), false);
         Patch repo = r.patch_string("config_repo_id", kIdRule);
         Patch path = r.patch_string("config_path", kConfigPathRule);
         Patch notes = r.patch_string("notes", kNotesRule);
-        r.finish();
-        problems.raise_if_any();
+        r.done();
 
         if (!repo.present && !path.present && !notes.present) {
             read_only_ = true;

@@ -26,17 +26,14 @@ class CreateHandler : public Handler {
     CreateHandler() : Handler(Endpoint::kConfigRepoCreate) {}
 
     Action start(Context &ctx) override {
-        Json body = parse_body_object(ctx.body(), true);
-        Problems problems;
-        ObjectReader r(body.get(), "body", problems);
+        BodyReader r(ctx.body(), true);
         auto name = r.string("name", true, kNameRule);
         auto url = r.string("repo_url", true, kUrlRule);
         auto default_branch = r.string("default_branch", false, kBranchRule);
         auto base_branch = r.string("pr_base_branch", false, kBranchRule);
         auto auth_ref = r.string("auth_ref", true, kRefRule);
         auto webhook_ref = r.string("webhook_secret_ref", false, kRefRule);
-        r.finish();
-        problems.raise_if_any();
+        r.done();
 
         const CoreConf &conf = ctx.conf();
         if (!parse_repo_url(*url, conf.github_web_url)) {

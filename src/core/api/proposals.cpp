@@ -29,21 +29,18 @@ class CreateHandler : public Handler {
     CreateHandler() : Handler(Endpoint::kProposalCreate) {}
 
     Action start(Context &ctx) override {
-        Json body = parse_body_object(ctx.body(), true);
-        Problems problems;
-        ObjectReader r(body.get(), "body", problems);
+        BodyReader r(ctx.body(), true);
         auto cluster = r.string("cluster_id", true, kIdRule);
         auto tmpl = r.string("template_id", true, kIdRule);
         const json_t *diff = r.object("config_diff", true);
         if (diff != nullptr) {
-            validate_config_diff(diff, r.path("config_diff"), problems);
+            validate_config_diff(diff, r.path("config_diff"), r.problems());
         }
         const json_t *delta = r.object("metric_delta", false);
         if (delta != nullptr) {
-            validate_metric_delta(delta, r.path("metric_delta"), problems);
+            validate_metric_delta(delta, r.path("metric_delta"), r.problems());
         }
-        r.finish();
-        problems.raise_if_any();
+        r.done();
 
         cluster_id_ = *cluster;
         template_id_ = *tmpl;
@@ -83,12 +80,9 @@ class RejectHandler : public Handler {
     RejectHandler() : Handler(Endpoint::kProposalReject) {}
 
     Action start(Context &ctx) override {
-        Json body = parse_body_object(ctx.body(), false);
-        Problems problems;
-        ObjectReader r(body.get(), "body", problems);
+        BodyReader r(ctx.body(), false);
         auto reason = r.string("reason", false, kReasonRule);
-        r.finish();
-        problems.raise_if_any();
+        r.done();
         return Action::write(db::Stmt::kProposalReject, {ctx.id(), std::move(reason)});
     }
 

@@ -15,16 +15,13 @@ class SeedHandler : public Handler {
     SeedHandler() : Handler(Endpoint::kSeed) {}
 
     Action start(Context &ctx) override {
-        Json body = parse_body_object(ctx.body(), true);
-        Problems problems;
-        ObjectReader r(body.get(), "body", problems);
+        BodyReader r(ctx.body(), true);
         auto cluster = r.string("cluster_id", true, kIdRule);
         auto tmpl = r.string("template_id", true, kIdRule);
         auto query_set = r.string("query_set_id", false, kIdRule);
         auto judgments = r.string("judgment_list_id", false, kIdRule);
         auto with_proposal = r.boolean("with_pending_proposal", false);
-        r.finish();
-        problems.raise_if_any();
+        r.done();
 
         cluster_id_ = *cluster;
         template_id_ = *tmpl;

@@ -23,20 +23,17 @@ class CreateHandler : public Handler {
     CreateHandler() : Handler(Endpoint::kTemplateCreate) {}
 
     Action start(Context &ctx) override {
-        Json body = parse_body_object(ctx.body(), true);
-        Problems problems;
-        ObjectReader r(body.get(), "body", problems);
+        BodyReader r(ctx.body(), true);
         auto name = r.string("name", true, kNameRule);
         auto engine = r.one_of("engine_type", true, kEngineTypes);
         auto text = r.string("body", true, kBodyRule);
         const json_t *params = r.object("declared_params", true);
         if (params != nullptr) {
-            validate_declared_params(params, r.path("declared_params"), problems);
+            validate_declared_params(params, r.path("declared_params"), r.problems());
         }
         auto version = r.integer("version", false, 1, std::numeric_limits<int32_t>::max());
         auto parent = r.string("parent_id", false, kIdRule);
-        r.finish();
-        problems.raise_if_any();
+        r.done();
 
         name_ = *name;
         version_ = version.value_or(1);

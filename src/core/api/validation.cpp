@@ -193,9 +193,10 @@ bool ObjectReader::check_string(std::string_view name, std::string_view s, const
     return true;
 }
 
-// The field's value, or nullptr when it is absent (or null, for an optional
-// field); a missing required field is reported.
-const json_t *ObjectReader::present(const char *name, bool required) {
+// The field's value when it is there and of the expected type; nullptr when
+// it is absent (or null, for an optional field), with a missing required
+// field or a wrong type reported.
+const json_t *ObjectReader::present(const char *name, bool required, json_type type) {
     const json_t *v = get(name);
     if (v == nullptr || (json_is_null(v) && !required)) {
         if (required) {
@@ -203,17 +204,18 @@ const json_t *ObjectReader::present(const char *name, bool required) {
         }
         return nullptr;
     }
+    bool ok = type == JSON_TRUE ? json_is_boolean(v) : json_typeof(v) == type;
+    if (!ok) {
+        problems_.add(path(name), type_reason(type));
+        return nullptr;
+    }
     return v;
 }
 
 std::optional<std::string> ObjectReader::string(const char *name, bool required,
                                                 const StringRule &rule) {
-    const json_t *v = present(name, required);
+    const json_t *v = present(name, required, JSON_STRING);
     if (v == nullptr) {
-        return std::nullopt;
-    }
-    if (!json_is_string(v)) {
-        problems_.add(path(name), type_reason(JSON_STRING));
         return std::nullopt;
     }
     std::string_view s(json_string_value(v), json_string_length(v));
@@ -225,12 +227,8 @@ std::optional<std::string> ObjectReader::string(const char *name, bool required,
 
 std::optional<std::string> ObjectReader::one_of(const char *name, bool required,
                                                 std::span<const std::string_view> values) {
-    const json_t *v = present(name, required);
+    const json_t *v = present(name, required, JSON_STRING);
     if (v == nullptr) {
-        return std::nullopt;
-    }
-    if (!json_is_string(v)) {
-        problems_.add(path(name), type_reason(JSON_STRING));
         return std::nullopt;
     }
     std::string_view s(json_string_value(v), json_string_length(v));
@@ -243,12 +241,8 @@ std::optional<std::string> ObjectReader::one_of(const char *name, bool required,
 
 std::optional<long long> ObjectReader::integer(const char *name, bool required, long long min,
                                                long long max) {
-    const json_t *v = present(name, required);
+    const json_t *v = present(name, required, JSON_INTEGER);
     if (v == nullptr) {
-        return std::nullopt;
-    }
-    if (!json_is_integer(v)) {
-        problems_.add(path(name), type_reason(JSON_INTEGER));
         return std::nullopt;
     }
     long long n = json_integer_value(v);
@@ -264,30 +258,15 @@ std::optional<long long> ObjectReader::integer(const char *name, bool required, 
 }
 
 std::optional<bool> ObjectReader::boolean(const char *name, bool required) {
-    const json_t *v = present(name, required);
+    const json_t *v = present(name, required, JSON_TRUE);
     if (v == nullptr) {
-        return std::nullopt;
-    }
-    if (!json_is_boolean(v)) {
-        problems_.add(path(name), type_reason(JSON_TRUE));
         return std::nullopt;
     }
     return json_is_true(v);
 }
 
 const json_t *ObjectReader::object(const char *name, bool required) {
-    const json_t *v = get(name);
-    if (v == nullptr || (json_is_null(v) && !required)) {
-        if (required) {
-            problems_.add(path(name), "field required");
-        }
-        return nullptr;
-    }
-    if (!json_is_object(v)) {
-        problems_.add(path(name), type_reason(JSON_OBJECT));
-        return nullptr;
-    }
-    return v;
+    return present(name, required, JSON_OBJECT);
 }
 
 Patch ObjectReader::patch_string(const char *name, const StringRule &rule) {

@@ -79,13 +79,36 @@ class ObjectReader {
     [[nodiscard]] Problems &problems() noexcept { return problems_; }
 
   private:
-    const json_t *present(const char *name, bool required);
+    // JSON_TRUE stands for either boolean.
+    const json_t *present(const char *name, bool required, json_type type);
     bool check_string(std::string_view name, std::string_view s, const StringRule &rule);
 
     const json_t *obj_;
     std::string location_;
     Problems &problems_;
     std::vector<std::string> known_;
+};
+
+namespace detail {
+struct BodyParts {
+    Json parsed;
+    Problems found;
+};
+}  // namespace detail
+
+// A request body under validation: parse_body_object(), then an ObjectReader
+// over "body" collecting into its own Problems. done() reports the unread
+// fields and throws one VALIDATION_ERROR naming every problem found.
+class BodyReader : private detail::BodyParts, public ObjectReader {
+  public:
+    BodyReader(std::string_view body, bool required)
+        : detail::BodyParts{parse_body_object(body, required), {}},
+          ObjectReader(parsed.get(), "body", found) {}
+
+    void done() {
+        finish();
+        found.raise_if_any();
+    }
 };
 
 // Reason text for a value of the wrong JSON type, e.g. "must be a string".
