@@ -489,6 +489,11 @@ for my $case (
     envelope_ok($res, $status, 'BAD_REQUEST', $message, $what);
 }
 like($t->nginx_error_log, qr/client sent invalid method/, "nginx logged the malformed request line itself");
+like($t->nginx_error_log, qr/client error 400 "BAD_REQUEST": "Malformed request" \(method "GARBAGE", path ""/,
+    "the module's log line names what the client sent, not the redirect's GET");
+like($t->nginx_error_log,
+    qr{client error 413 "PAYLOAD_TOO_LARGE": "Request body too large" \(method "POST", path "/api/v2/elsewhere"},
+    '... for the 413 on an unknown route too');
 unlike($t->nginx_error_log, qr/empty URI in redirect/, 'no redirect of a URI-less request to a named location');
 {
     # the error location is internal: a client asking for it gets nginx's own

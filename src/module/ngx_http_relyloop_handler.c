@@ -77,6 +77,24 @@ ngx_http_relyloop_handler(ngx_http_request_t *r)
     in.method.data = (const char *) r->method_name.data;
     in.method.len = r->method_name.len;
 
+    if (r->err_status && r->request_line.len) {
+
+        /*
+         * an error_page redirect to a URI has made the method GET:
+         * report the one the client sent, as the request line has it
+         */
+
+        p = r->request_line.data;
+        last = p + r->request_line.len;
+
+        while (p < last && *p != ' ') {
+            p++;
+        }
+
+        in.method.data = (const char *) r->request_line.data;
+        in.method.len = p - r->request_line.data;
+    }
+
     /* route on the path as sent: ids are opaque and may hold "%2F" */
 
     p = r->unparsed_uri.data;
