@@ -30,8 +30,10 @@ void fill_random(unsigned char *out, size_t n) {
 
 // The kernel's CSPRNG, read 4 KiB at a time: one getrandom() per 256 ids
 // instead of one per id (it showed in the profile of every API request,
-// which mints an X-Request-ID). Per thread, and refilled after a fork(), so
-// two processes never hand out the same bytes.
+// which mints an X-Request-ID). Per thread, and per process: nginx's master
+// loads the core and then starts its worker processes as copies of itself,
+// so a pool filled in the master is dropped when the pid changes and no two
+// processes hand out the same bytes. (The product itself starts no process.)
 void random_bytes(unsigned char *out, size_t n) {
     struct Pool {
         unsigned char buf[4096];
