@@ -111,12 +111,6 @@ ngx_http_relyloop_handler(ngx_http_request_t *r)
     in.args.data = (const char *) r->args.data;
     in.args.len = r->args.len;
 
-    if (r->headers_in.content_type) {
-        in.content_type.data =
-                       (const char *) r->headers_in.content_type->value.data;
-        in.content_type.len = r->headers_in.content_type->value.len;
-    }
-
     h = ngx_http_relyloop_find_header(r, "x-request-id",
                                       sizeof("x-request-id") - 1);
     if (h) {

@@ -178,7 +178,6 @@ class Call {
         in.method = {method_.data(), method_.size()};
         in.raw_path = {path_.data(), path_.size()};
         in.args = {opts_.args.data(), opts_.args.size()};
-        in.content_type = {"application/json", 16};
         in.request_id = {opts_.request_id.data(), opts_.request_id.size()};
         in.origin = {opts_.origin.data(), opts_.origin.size()};
         in.cors_enabled = opts_.cors_enabled ? 1 : 0;

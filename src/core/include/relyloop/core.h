@@ -95,7 +95,6 @@ typedef struct {
     rl_str_t method;        /* "GET", "POST", ... */
     rl_str_t raw_path;      /* the path as sent (not decoded), no query */
     rl_str_t args;          /* raw query string without '?', may be empty */
-    rl_str_t content_type;  /* Content-Type header, may be empty */
     rl_str_t request_id;    /* X-Request-ID header, may be empty */
     rl_str_t origin;        /* Origin header, may be empty */
     int cors_enabled;       /* the location has relyloop_cors_origins */
