@@ -66,13 +66,11 @@ rl_status_t rl_core_new(rl_core_t **out, const rl_core_conf_t *conf) {
     *out = nullptr;
     try {
         auto core = std::make_unique<rl_core_s>();
-        if (conf != nullptr) {
-            core->conf.environment = conf_string(conf->environment, "production");
-            core->conf.secrets_dir = conf_string(conf->secrets_dir, "/etc/relyloop/secrets");
-            core->conf.github_web_url = conf_string(conf->github_web_url, "https://github.com");
-        } else {
-            core->conf = {"production", "/etc/relyloop/secrets", "https://github.com"};
-        }
+        static constexpr rl_core_conf_t kDefaults{};
+        const rl_core_conf_t &c = conf != nullptr ? *conf : kDefaults;
+        core->conf.environment = conf_string(c.environment, "production");
+        core->conf.secrets_dir = conf_string(c.secrets_dir, "/etc/relyloop/secrets");
+        core->conf.github_web_url = conf_string(c.github_web_url, "https://github.com");
         while (core->conf.github_web_url.size() > 1 && core->conf.github_web_url.back() == '/') {
             core->conf.github_web_url.pop_back();
         }

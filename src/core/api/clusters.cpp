@@ -59,11 +59,8 @@ class CreateHandler : public Handler {
 
     // repo_ok, Cluster
     Action on_rows(Context &, const PGresult *res) override {
-        expect_columns(res, 1 + db::kClusterCols);
+        expect_one_row(res, 1 + db::kClusterCols, "cluster insert");
         db::Row row(res, 0);
-        if (PQntuples(res) != 1) {
-            throw std::runtime_error("cluster insert returned no row");
-        }
         if (!row.boolean_value(0)) {
             return Action::not_found(ErrorCode::kConfigRepoNotFound, "Config repo", repo_id_);
         }
@@ -116,10 +113,7 @@ class PatchHandler : public Handler {
             }
             return Action::respond(object_response(200, render_cluster, res, 0));
         }
-        expect_columns(res, 2 + db::kClusterCols);
-        if (PQntuples(res) != 1) {
-            throw std::runtime_error("cluster patch returned no row");
-        }
+        expect_one_row(res, 2 + db::kClusterCols, "cluster patch");
         db::Row row(res, 0);
         if (!row.boolean_value(0)) {
             return not_found(ctx);

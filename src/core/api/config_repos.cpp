@@ -57,10 +57,7 @@ class CreateHandler : public Handler {
     }
 
     Action on_rows(Context &, const PGresult *res) override {
-        expect_columns(res, db::kConfigRepoCols);
-        if (PQntuples(res) != 1) {
-            throw std::runtime_error("config repo insert returned no row");
-        }
+        expect_one_row(res, db::kConfigRepoCols, "config repo insert");
         return Action::respond(object_response(201, render_config_repo, res, 0));
     }
 

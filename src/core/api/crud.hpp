@@ -31,8 +31,7 @@ class GetByIdHandler : public Handler {
     Action on_rows(Context &ctx, const PGresult *res) override {
         expect_columns(res, ncols_);
         if (PQntuples(res) == 0) {
-            return Action::error(not_found_,
-                                 std::string(what_) + " \"" + ctx.id() + "\" not found");
+            return Action::not_found(not_found_, what_, ctx.id());
         }
         return Action::respond(object_response(200, render_, res, 0));
     }

@@ -74,17 +74,10 @@ Action Handler::on_worker(Context &, const std::string *, std::string_view) {
     throw std::logic_error("unexpected worker reply");
 }
 
+// The create handlers name their own conflicts; what is left are the 404s of
+// a referenced row.
 std::string Handler::conflict_message(ErrorCode code) {
-    switch (code) {
-        case ErrorCode::kConfigRepoNameTaken:
-            return "Config repo name is already taken";
-        case ErrorCode::kClusterNameTaken:
-            return "Cluster name is already taken";
-        case ErrorCode::kTemplateNameTaken:
-            return "Template name and version are already taken";
-        default:
-            return std::string(not_found_message(code));
-    }
+    return std::string(not_found_message(code));
 }
 
 Action Handler::on_db_error(Context &ctx, const DbFailure &f) {
@@ -180,6 +173,13 @@ void expect_columns(const PGresult *res, int ncols) {
     if (PQnfields(res) < ncols) {
         throw std::runtime_error("unexpected result shape: " + std::to_string(PQnfields(res)) +
                                  " columns, expected " + std::to_string(ncols));
+    }
+}
+
+void expect_one_row(const PGresult *res, int ncols, const char *what) {
+    expect_columns(res, ncols);
+    if (PQntuples(res) != 1) {
+        throw std::runtime_error(std::string(what) + " returned no row");
     }
 }
 

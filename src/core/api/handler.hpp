@@ -131,8 +131,6 @@ class Handler {
     Handler(const Handler &) = delete;
     Handler &operator=(const Handler &) = delete;
 
-    [[nodiscard]] Endpoint endpoint() const noexcept { return endpoint_; }
-
     // The first step, after the body (if any) arrived.
     virtual Action start(Context &ctx) = 0;
     // The rows of the last statement (PGRES_TUPLES_OK or PGRES_COMMAND_OK).
@@ -179,5 +177,8 @@ class Handler {
 
 // Fails with INTERNAL_ERROR unless res has at least ncols columns.
 void expect_columns(const PGresult *res, int ncols);
+// The same, and exactly one row (an INSERT ... RETURNING and the like); `what`
+// names the statement in the error.
+void expect_one_row(const PGresult *res, int ncols, const char *what);
 
 }  // namespace relyloop::core

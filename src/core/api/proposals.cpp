@@ -55,10 +55,7 @@ class CreateHandler : public Handler {
 
     // cluster_ok, template_ok, ProposalDetail
     Action on_rows(Context &, const PGresult *res) override {
-        expect_columns(res, 2 + db::kProposalDetailCols);
-        if (PQntuples(res) != 1) {
-            throw std::runtime_error("proposal insert returned no row");
-        }
+        expect_one_row(res, 2 + db::kProposalDetailCols, "proposal insert");
         db::Row row(res, 0);
         if (!row.boolean_value(0)) {
             return Action::not_found(ErrorCode::kClusterNotFound, "Cluster", cluster_id_);

@@ -53,10 +53,6 @@ struct RouteDef {
 // Every route, in a fixed order (the OpenAPI test walks them).
 [[nodiscard]] std::span<const RouteDef> routes() noexcept;
 
-// Longest id accepted in a path, in code points; longer ids are a 404
-// without a query.
-inline constexpr size_t kMaxIdChars = 128;
-
 struct RouteMatch {
     enum class Kind {
         kNoRoute,           // 404 RESOURCE_NOT_FOUND

@@ -45,10 +45,7 @@ class SeedHandler : public Handler {
     // cluster_ok, template_ok, query_set_ok, judgment_list_ok, study id,
     // digest id, proposal id, trial count
     Action on_rows(Context &, const PGresult *res) override {
-        expect_columns(res, 8);
-        if (PQntuples(res) != 1) {
-            throw std::runtime_error("seed returned no row");
-        }
+        expect_one_row(res, 8, "seed");
         db::Row row(res, 0);
         if (!row.boolean_value(0)) {
             return Action::not_found(ErrorCode::kClusterNotFound, "Cluster", cluster_id_);

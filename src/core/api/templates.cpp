@@ -45,10 +45,7 @@ class CreateHandler : public Handler {
 
     // parent_ok, Template
     Action on_rows(Context &, const PGresult *res) override {
-        expect_columns(res, 1 + db::kTemplateCols);
-        if (PQntuples(res) != 1) {
-            throw std::runtime_error("template insert returned no row");
-        }
+        expect_one_row(res, 1 + db::kTemplateCols, "template insert");
         if (!db::Row(res, 0).boolean_value(0)) {
             return Action::not_found(ErrorCode::kTemplateNotFound, "Parent template", parent_);
         }

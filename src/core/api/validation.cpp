@@ -62,11 +62,13 @@ void each_named_object(const json_t *obj, const std::string &location, std::stri
     });
 }
 
-void optional_number(ObjectReader &r, const char *name) {
+// The member when it is a number, else nullptr (a non-number is reported).
+const json_t *optional_number(ObjectReader &r, const char *name) {
     const json_t *v = r.get(name);
     if (v != nullptr && !json_is_null(v) && !json_is_number(v)) {
         r.problems().add(r.path(name), "must be a number");
     }
+    return v != nullptr && json_is_number(v) ? v : nullptr;
 }
 
 }  // namespace
@@ -153,8 +155,8 @@ std::string one_of_reason(std::span<const std::string_view> values) {
 }
 
 bool valid_id_text(std::string_view s) noexcept {
-    return !s.empty() && s.size() <= 4 * 128 && s.find('\0') == std::string_view::npos &&
-           json::valid_utf8(s) && json::utf8_length(s) <= 128;
+    return !s.empty() && s.size() <= 4 * kMaxIdChars && s.find('\0') == std::string_view::npos &&
+           json::valid_utf8(s) && json::utf8_length(s) <= kMaxIdChars;
 }
 
 ObjectReader::ObjectReader(const json_t *obj, std::string location, Problems &problems)
@@ -302,42 +304,39 @@ void ObjectReader::finish() {
 
 void validate_declared_params(const json_t *params, const std::string &location,
                               Problems &problems) {
-    each_named(params, location, "parameter", problems,
-               [&](const std::string &loc, const json_t *hint) {
-                   if (json_is_string(hint)) {
-                       std::string_view t(json_string_value(hint), json_string_length(hint));
-                       if (!contains(kParamTypes, t)) {
-                           problems.add(loc, one_of_reason(kParamTypes));
-                       }
-                       return;
-                   }
-                   if (!json_is_object(hint)) {
-                       problems.add(loc, "must be a type name or an object");
-                       return;
-                   }
-                   ObjectReader r(hint, loc, problems);
-                   auto type = r.one_of("type", true, kParamTypes);
-                   optional_number(r, "min");
-                   optional_number(r, "max");
-                   const json_t *values = r.get("values");
-                   bool has_values = values != nullptr && !json_is_null(values);
-                   if (has_values && !json_is_array(values)) {
-                       problems.add(r.path("values"), type_reason(JSON_ARRAY));
-                   } else if (type == "categorical") {
-                       if (!has_values) {
-                           problems.add(r.path("values"), "field required");
-                       } else if (json_array_size(values) == 0) {
-                           problems.add(r.path("values"), "must not be empty");
-                       }
-                   }
-                   const json_t *mn = json_object_get(hint, "min");
-                   const json_t *mx = json_object_get(hint, "max");
-                   if (mn != nullptr && mx != nullptr && json_is_number(mn) && json_is_number(mx) &&
-                       json_number_value(mn) > json_number_value(mx)) {
-                       problems.add(loc, "min must not be greater than max");
-                   }
-                   r.finish();
-               });
+    each_named(
+        params, location, "parameter", problems, [&](const std::string &loc, const json_t *hint) {
+            if (json_is_string(hint)) {
+                std::string_view t(json_string_value(hint), json_string_length(hint));
+                if (!contains(kParamTypes, t)) {
+                    problems.add(loc, one_of_reason(kParamTypes));
+                }
+                return;
+            }
+            if (!json_is_object(hint)) {
+                problems.add(loc, "must be a type name or an object");
+                return;
+            }
+            ObjectReader r(hint, loc, problems);
+            auto type = r.one_of("type", true, kParamTypes);
+            const json_t *mn = optional_number(r, "min");
+            const json_t *mx = optional_number(r, "max");
+            const json_t *values = r.get("values");
+            bool has_values = values != nullptr && !json_is_null(values);
+            if (has_values && !json_is_array(values)) {
+                problems.add(r.path("values"), type_reason(JSON_ARRAY));
+            } else if (type == "categorical") {
+                if (!has_values) {
+                    problems.add(r.path("values"), "field required");
+                } else if (json_array_size(values) == 0) {
+                    problems.add(r.path("values"), "must not be empty");
+                }
+            }
+            if (mn != nullptr && mx != nullptr && json_number_value(mn) > json_number_value(mx)) {
+                problems.add(loc, "min must not be greater than max");
+            }
+            r.finish();
+        });
 }
 
 void validate_config_diff(const json_t *diff, const std::string &location, Problems &problems) {

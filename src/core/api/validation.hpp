@@ -134,11 +134,15 @@ inline constexpr std::string_view kProposalStatuses[] = {"pending", "pr_opened",
                                                          "rejected"};
 inline constexpr std::string_view kParamTypes[] = {"float", "int", "bool", "string", "categorical"};
 
+// Longest id accepted, in code points (a longer path id is a 404 without a query).
+inline constexpr size_t kMaxIdChars = 128;
+
 // An id given as text (path segment, query filter, body reference): 1..128
 // code points of valid UTF-8 without NUL, so that it is safe as a text param.
 [[nodiscard]] bool valid_id_text(std::string_view s) noexcept;
 
 // An {id} given in a body: a reference checked by the database, not parsed here.
-inline constexpr StringRule kIdRule{128, 1, valid_id_text, "must be at most 128 characters"};
+inline constexpr StringRule kIdRule{kMaxIdChars, 1, valid_id_text,
+                                    "must be at most 128 characters"};
 
 }  // namespace relyloop::core
