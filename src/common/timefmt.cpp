@@ -42,49 +42,59 @@ bool valid_date_time(std::string_view s) {
 
 // "YYYY-MM-DD?HH:MM:SS" at the start of s.
 bool date_time_prefix(std::string_view s) {
-    return digits(s, 0, 4) && s[4] == '-' && digits(s, 5, 2) && s[7] == '-' &&
-           digits(s, 8, 2) && digits(s, 11, 2) && s[13] == ':' && digits(s, 14, 2) &&
-           s[16] == ':' && digits(s, 17, 2);
+    return digits(s, 0, 4) && s[4] == '-' && digits(s, 5, 2) && s[7] == '-' && digits(s, 8, 2) &&
+           digits(s, 11, 2) && s[13] == ':' && digits(s, 14, 2) && s[16] == ':' && digits(s, 17, 2);
 }
 
 }  // namespace
 
-std::string pg_timestamp_to_rfc3339(std::string_view pg) {
+bool append_pg_timestamp_rfc3339(std::string &out, std::string_view pg) {
     if (pg.size() < 22 || pg[10] != ' ' || !date_time_prefix(pg)) {
-        return std::string(pg);
+        return false;
     }
-    std::string out(pg.substr(0, 19));
-    out[10] = 'T';
     size_t pos = 19;
-    std::string frac;
-    if (pos < pg.size() && pg[pos] == '.') {
+    size_t frac = 0;
+    if (pg[pos] == '.') {
         pos++;
         while (pos < pg.size() && std::isdigit(static_cast<unsigned char>(pg[pos]))) {
-            frac.push_back(pg[pos++]);
+            pos++;
         }
+        frac = pos - 20;
     }
-    if (frac.size() > 6) {
-        return std::string(pg);
+    if (frac > 6) {
+        return false;
     }
-    frac.resize(6, '0');
     // Offset: "+00", "+05:30" or "+05:30:15"; UTC sessions print "+00".
     if (pos >= pg.size() || (pg[pos] != '+' && pg[pos] != '-') || !digits(pg, pos + 1, 2)) {
-        return std::string(pg);
+        return false;
     }
-    std::string off(pg.substr(pos, 3));
+    size_t off = pos;
     pos += 3;
-    if (pos < pg.size() && pg[pos] == ':' && digits(pg, pos + 1, 2)) {
-        off += pg.substr(pos, 3);
+    bool off_minutes = pos < pg.size() && pg[pos] == ':' && digits(pg, pos + 1, 2);
+    if (off_minutes) {
         pos += 3;
-    } else {
-        off += ":00";
     }
     if (pos != pg.size()) {
-        return std::string(pg);
+        return false;
     }
-    out += '.';
-    out += frac;
-    out += off;
+    out.append(pg.data(), 10);
+    out.push_back('T');
+    out.append(pg.data() + 11, 8);
+    out.push_back('.');
+    out.append(pg.data() + 20, frac);
+    out.append(6 - frac, '0');
+    out.append(pg.data() + off, off_minutes ? 6 : 3);
+    if (!off_minutes) {
+        out += ":00";
+    }
+    return true;
+}
+
+std::string pg_timestamp_to_rfc3339(std::string_view pg) {
+    std::string out;
+    if (!append_pg_timestamp_rfc3339(out, pg)) {
+        out.assign(pg);
+    }
     return out;
 }
 

@@ -11,6 +11,9 @@ namespace relyloop {
 // the API's RFC 3339 form with microseconds ("2026-05-11T20:13:43.123400+00:00").
 // Anything that does not look like that text is returned unchanged.
 [[nodiscard]] std::string pg_timestamp_to_rfc3339(std::string_view pg);
+// The same, appended to out without allocating; false (and out untouched)
+// when pg does not look like that text.
+bool append_pg_timestamp_rfc3339(std::string &out, std::string_view pg);
 
 // Parses a client-supplied RFC 3339 timestamp ("YYYY-MM-DDTHH:MM:SS[.f{1,9}](Z|±HH:MM)",
 // 'T' or a space between date and time; a space in place of '+' is accepted

@@ -19,8 +19,6 @@ json_t *checked(json_t *v) {
     return v;
 }
 
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
-
 // Replaces every byte that does not start a valid UTF-8 sequence by U+FFFD,
 // so a response stays valid JSON whatever the database holds.
 std::string sanitize_utf8(std::string_view s) {
@@ -59,38 +57,13 @@ void append_text(std::string &out, std::string_view s) {
 }  // namespace
 
 void append_timestamp(std::string &out, std::string_view pg) {
-    // Fast path: "YYYY-MM-DD HH:MM:SS[.f{1,6}]+00", what a UTC session prints.
-    bool fast = pg.size() >= 22 && pg[4] == '-' && pg[7] == '-' && pg[10] == ' ' && pg[13] == ':' &&
-                pg[16] == ':' && pg.ends_with("+00");
-    size_t frac_end = 19;
-    if (fast) {
-        for (size_t i : {0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18}) {
-            fast = fast && is_digit(pg[i]);
-        }
-        if (fast && pg[19] == '.') {
-            frac_end = 20;
-            while (frac_end < pg.size() && is_digit(pg[frac_end])) {
-                frac_end++;
-            }
-            fast = frac_end > 20 && frac_end <= 26;
-        }
-        fast = fast && frac_end + 3 == pg.size();
-    }
-    if (!fast) {
-        append_text(out, pg_timestamp_to_rfc3339(pg));
+    out.push_back('"');
+    if (append_pg_timestamp_rfc3339(out, pg)) {
+        out.push_back('"');  // digits and separators only: nothing to escape
         return;
     }
-    out.push_back('"');
-    out.append(pg.data(), 10);
-    out.push_back('T');
-    out.append(pg.data() + 11, 8);
-    out.push_back('.');
-    size_t digits = frac_end > 19 ? frac_end - 20 : 0;
-    if (digits > 0) {
-        out.append(pg.data() + 20, digits);
-    }
-    out.append(6 - digits, '0');
-    out += "+00:00\"";
+    out.pop_back();
+    append_text(out, pg);
 }
 
 std::string_view Row::text(int col) const noexcept {
