@@ -7,7 +7,7 @@
 #include "common/raii.hpp"
 #include "common/timefmt.hpp"
 #include "db/rows.hpp"
-#include "json/writer.hpp"
+#include "common/json_writer.hpp"
 
 using namespace relyloop;
 using namespace relyloop::core;

@@ -5,7 +5,7 @@
 #include "api/validation.hpp"
 #include "common/uuid.hpp"
 #include "common/validate.hpp"
-#include "json/writer.hpp"
+#include "common/json_writer.hpp"
 
 namespace relyloop::core {
 

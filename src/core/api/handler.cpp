@@ -3,7 +3,7 @@
 #include <stdexcept>
 
 #include "common/redact.hpp"
-#include "json/writer.hpp"
+#include "common/json_writer.hpp"
 
 namespace relyloop::core {
 

@@ -3,7 +3,7 @@
 
 #include "api/crud.hpp"
 #include "api/responses.hpp"
-#include "json/writer.hpp"
+#include "common/json_writer.hpp"
 
 namespace relyloop::core {
 

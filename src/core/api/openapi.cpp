@@ -5,7 +5,7 @@
 #include <stdexcept>
 
 #include "api/crud.hpp"
-#include "json/writer.hpp"
+#include "common/json_writer.hpp"
 #include "relyloop/version.hpp"
 
 namespace relyloop::core {

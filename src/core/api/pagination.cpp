@@ -8,7 +8,7 @@
 
 #include "common/raii.hpp"
 #include "common/timefmt.hpp"
-#include "json/writer.hpp"
+#include "common/json_writer.hpp"
 
 namespace relyloop::core {
 

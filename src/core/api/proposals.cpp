@@ -4,7 +4,7 @@
 #include "api/crud.hpp"
 #include "api/validation.hpp"
 #include "common/uuid.hpp"
-#include "json/writer.hpp"
+#include "common/json_writer.hpp"
 
 namespace relyloop::core {
 

@@ -9,7 +9,7 @@
 
 #include "api/responses.hpp"
 #include "db/rows.hpp"
-#include "json/writer.hpp"
+#include "common/json_writer.hpp"
 
 namespace relyloop::core {
 

@@ -6,7 +6,7 @@
 
 #include "api/router.hpp"
 #include "common/raii.hpp"
-#include "json/writer.hpp"
+#include "common/json_writer.hpp"
 
 namespace relyloop::core {
 

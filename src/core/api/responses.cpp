@@ -1,7 +1,7 @@
 #include "api/responses.hpp"
 
 #include "common/uuid.hpp"
-#include "json/writer.hpp"
+#include "common/json_writer.hpp"
 
 namespace relyloop::core {
 

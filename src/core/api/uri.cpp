@@ -1,7 +1,7 @@
 #include "api/uri.hpp"
 
 #include "api/validation.hpp"
-#include "json/writer.hpp"
+#include "common/json_writer.hpp"
 
 namespace relyloop::core {
 

@@ -3,7 +3,7 @@
 #include <algorithm>
 
 #include "common/error.hpp"
-#include "json/writer.hpp"
+#include "common/json_writer.hpp"
 
 namespace relyloop::core {
 

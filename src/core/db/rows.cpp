@@ -6,7 +6,7 @@
 #include <string>
 
 #include "common/timefmt.hpp"
-#include "json/writer.hpp"
+#include "common/json_writer.hpp"
 
 namespace relyloop::core::db {
 

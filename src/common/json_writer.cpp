@@ -1,10 +1,10 @@
-#include "json/writer.hpp"
+#include "common/json_writer.hpp"
 
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
 
-namespace relyloop::core::json {
+namespace relyloop::json {
 
 namespace {
 
@@ -272,4 +272,4 @@ size_t utf8_length(std::string_view s) noexcept {
     return n;
 }
 
-}  // namespace relyloop::core::json
+}  // namespace relyloop::json

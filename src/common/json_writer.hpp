@@ -12,7 +12,7 @@
 #include <string>
 #include <string_view>
 
-namespace relyloop::core::json {
+namespace relyloop::json {
 
 // Appends the compact JSON text of v (object keys in insertion order).
 void write(std::string &out, const json_t *v);
@@ -43,4 +43,4 @@ void write_double(std::string &out, double v);
 // Number of code points of a valid UTF-8 string.
 [[nodiscard]] size_t utf8_length(std::string_view s) noexcept;
 
-}  // namespace relyloop::core::json
+}  // namespace relyloop::json
