@@ -59,6 +59,10 @@ TEST(JsonNumberText, ShortestRoundTrip) {
     EXPECT_EQ(json_number_text(123456789.0), "123456789.0");
     EXPECT_EQ(json_number_text(1e-7), "1e-07");
     EXPECT_EQ(json_number_text(0.487), "0.487");
+    // integral reals stay positional below 1e16, as the API spells them
+    EXPECT_EQ(json_number_text(10.0), "10.0");
+    EXPECT_EQ(json_number_text(1500.0), "1500.0");
+    EXPECT_EQ(json_number_text(1e16), "1e+16");
     for (double d : {0.1, 1.0 / 3, 2.0 / 3, 1e300, 5e-324, 12345.678901234567}) {
         EXPECT_EQ(std::strtod(json_number_text(d).c_str(), nullptr), d);
     }

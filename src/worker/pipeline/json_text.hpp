@@ -13,13 +13,13 @@
 
 namespace relyloop::worker {
 
-// The shortest "%.{1..17}g" spelling of `d` that strtod reads back exactly,
-// always marked as a real ("1.0", "1e+20", "2.5"). Non-finite → "null" (JSON
-// has no spelling for them).
+// The shortest spelling of `d` that reads back exactly, always marked as a
+// real and laid out as Python's repr() does ("1.0", "10.0", "1e+20", "2.5"):
+// json::write_double, shared with the API. Non-finite → "null".
 [[nodiscard]] std::string json_number_text(double d);
 
-// Compact JSON text of any value (JSON_ENCODE_ANY|JSON_COMPACT semantics; key
-// order as stored), with reals spelled by json_number_text. nullptr → "null".
+// Compact JSON text of any value (key order as stored), with reals spelled by
+// json_number_text: json::dump, shared with the API. nullptr → "null".
 [[nodiscard]] std::string json_text(const json_t *value);
 
 // Structural equality where numbers compare by value, whatever their type

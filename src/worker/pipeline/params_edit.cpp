@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "common/error.hpp"
+#include "common/json_writer.hpp"
 #include "common/raii.hpp"
 #include "common/validate.hpp"
 #include "pipeline/json_text.hpp"
@@ -20,11 +21,6 @@ namespace relyloop::worker {
 namespace {
 
 [[noreturn]] void fail(ErrorCode code, const std::string &message) { throw Error(code, message); }
-
-std::string json_quote(std::string_view s) {
-    Json j(json_stringn(s.data(), s.size()));
-    return json_text(j.get());
-}
 
 // ---------------------------------------------------------------------------
 // Type checks (step 7)
@@ -40,7 +36,7 @@ void check_one(const std::string &param, const json_t *hint, const json_t *to) {
         const json_t *t = json_object_get(hint, "type");
         if (!json_is_string(t)) {
             fail(ErrorCode::kParamNotInTemplate,
-                 "param " + json_quote(param) + " is declared without a type");
+                 "param " + json::quote(param) + " is declared without a type");
         }
         type = json_string_value(t);
         min = json_object_get(hint, "min");
@@ -51,13 +47,13 @@ void check_one(const std::string &param, const json_t *hint, const json_t *to) {
         if (values != nullptr && json_is_null(values)) values = nullptr;
     } else {
         fail(ErrorCode::kParamNotInTemplate,
-             "param " + json_quote(param) + " has an unusable declaration " + json_text(hint));
+             "param " + json::quote(param) + " has an unusable declaration " + json_text(hint));
     }
 
     auto mismatch = [&](const char *want) {
-        fail(ErrorCode::kParamNotInTemplate, "param " + json_quote(param) + " is declared " + type +
-                                                 " but the proposal sets " + json_text(to) + " (" +
-                                                 want + " expected)");
+        fail(ErrorCode::kParamNotInTemplate, "param " + json::quote(param) + " is declared " +
+                                                 type + " but the proposal sets " + json_text(to) +
+                                                 " (" + want + " expected)");
     };
     if (type == "float") {
         if (!json_is_number(to)) mismatch("a number");
@@ -73,20 +69,20 @@ void check_one(const std::string &param, const json_t *hint, const json_t *to) {
             mismatch("a string, number or boolean");
         }
     } else {
-        fail(ErrorCode::kParamNotInTemplate, "param " + json_quote(param) +
+        fail(ErrorCode::kParamNotInTemplate, "param " + json::quote(param) +
                                                  " is declared with unsupported type " +
-                                                 json_quote(type));
+                                                 json::quote(type));
     }
 
     if (type == "float" || type == "int") {
         double v = json_number_value(to);
         if (min != nullptr && json_is_number(min) && v < json_number_value(min)) {
-            fail(ErrorCode::kParamNotInTemplate, "param " + json_quote(param) + " = " +
+            fail(ErrorCode::kParamNotInTemplate, "param " + json::quote(param) + " = " +
                                                      json_text(to) + " is below the declared min " +
                                                      json_text(min));
         }
         if (max != nullptr && json_is_number(max) && v > json_number_value(max)) {
-            fail(ErrorCode::kParamNotInTemplate, "param " + json_quote(param) + " = " +
+            fail(ErrorCode::kParamNotInTemplate, "param " + json::quote(param) + " = " +
                                                      json_text(to) + " is above the declared max " +
                                                      json_text(max));
         }
@@ -94,7 +90,7 @@ void check_one(const std::string &param, const json_t *hint, const json_t *to) {
     if (values != nullptr) {
         if (!json_is_array(values)) {
             fail(ErrorCode::kParamNotInTemplate,
-                 "param " + json_quote(param) + " declares `values` that are not a list");
+                 "param " + json::quote(param) + " declares `values` that are not a list");
         }
         bool found = false;
         for (size_t i = 0; i < json_array_size(values) && !found; i++) {
@@ -102,7 +98,7 @@ void check_one(const std::string &param, const json_t *hint, const json_t *to) {
         }
         if (!found) {
             fail(ErrorCode::kParamNotInTemplate,
-                 "param " + json_quote(param) + " = " + json_text(to) +
+                 "param " + json::quote(param) + " = " + json_text(to) +
                      " is not one of the declared values " + json_text(values));
         }
     }
@@ -322,7 +318,7 @@ std::string render_object(const std::vector<NewNode> &nodes, const std::string &
                           const Style &style);
 
 std::string render_member(const NewNode &n, const std::string &indent, const Style &style) {
-    std::string out = json_quote(n.key) + style.colon;
+    std::string out = json::quote(n.key) + style.colon;
     out += n.value != nullptr ? json_text(n.value) : render_object(n.children, indent, style);
     return out;
 }
@@ -360,7 +356,7 @@ void add_path(std::vector<NewNode> &nodes, const std::vector<std::string> &path,
         }
     } else if (last || it->value != nullptr) {
         fail(ErrorCode::kParamNotInTemplate,
-             "param " + json_quote(param) + " overlaps another param of the proposal");
+             "param " + json::quote(param) + " overlaps another param of the proposal");
     }
     add_path(it->children, path, from + 1, value, param);
 }
@@ -408,12 +404,12 @@ void check_config_diff(const json_t *declared_params, const json_t *config_diff)
         const json_t *hint = json_object_get(declared_params, param);
         if (hint == nullptr) {
             fail(ErrorCode::kParamNotInTemplate,
-                 "param " + json_quote(param) + " is not declared by the template");
+                 "param " + json::quote(param) + " is not declared by the template");
         }
         const json_t *to = json_is_object(entry) ? json_object_get(entry, "to") : nullptr;
         if (to == nullptr) {
             fail(ErrorCode::kParamNotInTemplate,
-                 "param " + json_quote(param) + " has no `to` value in config_diff");
+                 "param " + json::quote(param) + " has no `to` value in config_diff");
         }
         check_one(param, hint, to);
     }
@@ -472,7 +468,7 @@ ParamsEdit apply_config_diff(std::string_view original, const json_t *declared_p
         for (const auto &other : targets) {
             if (is_prefix(other, path) || is_prefix(path, other)) {
                 fail(ErrorCode::kParamNotInTemplate,
-                     "param " + json_quote(key) + " overlaps another param of the proposal");
+                     "param " + json::quote(key) + " overlaps another param of the proposal");
             }
         }
         targets.push_back(path);
@@ -493,7 +489,7 @@ ParamsEdit apply_config_diff(std::string_view original, const json_t *declared_p
             }
             if (m->child < 0 || !json_is_object(val)) {
                 fail(ErrorCode::kParamNotInTemplate,
-                     "param " + json_quote(key) + " cannot be set: " + json_quote(path[depth]) +
+                     "param " + json::quote(key) + " cannot be set: " + json::quote(path[depth]) +
                          " in the params file is not an object");
             }
             obj = m->child;
@@ -610,7 +606,7 @@ ParamsFilePath resolve_params_file(const std::string &workdir, std::string_view 
     std::string cp(config_path);
     if (!valid_config_path(config_path)) {
         fail(ErrorCode::kConfigPathInvalid,
-             "config_path " + json_quote(cp) + " is not a safe relative path");
+             "config_path " + json::quote(cp) + " is not a safe relative path");
     }
     {
         size_t start = 0;
@@ -620,7 +616,7 @@ ParamsFilePath resolve_params_file(const std::string &workdir, std::string_view 
                 cp.substr(start, slash == std::string::npos ? cp.npos : slash - start);
             if (seg == ".git") {
                 fail(ErrorCode::kConfigPathInvalid,
-                     "config_path " + json_quote(cp) + " points into the .git directory");
+                     "config_path " + json::quote(cp) + " points into the .git directory");
             }
             if (slash == std::string::npos) break;
             start = slash + 1;
@@ -628,7 +624,7 @@ ParamsFilePath resolve_params_file(const std::string &workdir, std::string_view 
     }
     if (!valid_template_name(template_name)) {
         fail(ErrorCode::kConfigPathInvalid,
-             "template name " + json_quote(template_name) + " cannot be used as a file name");
+             "template name " + json::quote(template_name) + " cannot be used as a file name");
     }
     ParamsFilePath out;
     std::string display_dir = cp;
@@ -643,15 +639,15 @@ ParamsFilePath resolve_params_file(const std::string &workdir, std::string_view 
     std::string dir = real_path(root + "/" + cp, &err);
     if (dir.empty()) {
         fail(ErrorCode::kParamsFileNotFound, out.display + ": no such file (directory " +
-                                                 json_quote(cp) + " not in the repository)");
+                                                 json::quote(cp) + " not in the repository)");
     }
     if (!inside(dir, root)) {
         fail(ErrorCode::kConfigPathInvalid,
-             "config_path " + json_quote(cp) + " resolves outside the repository (symlink?)");
+             "config_path " + json::quote(cp) + " resolves outside the repository (symlink?)");
     }
     if (inside(dir, root + "/.git")) {
         fail(ErrorCode::kConfigPathInvalid,
-             "config_path " + json_quote(cp) + " points into the .git directory");
+             "config_path " + json::quote(cp) + " points into the .git directory");
     }
     out.absolute = dir + "/" + std::string(template_name) + ".params.json";
     struct stat st {};
