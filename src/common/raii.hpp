@@ -24,8 +24,6 @@ struct c_free {
 // libpq
 using PgConn = std::unique_ptr<PGconn, c_free<PQfinish>>;
 using PgResult = std::unique_ptr<PGresult, c_free<PQclear>>;
-using PgBuffer = std::unique_ptr<unsigned char, c_free<PQfreemem>>;
-using PgCancel = std::unique_ptr<PGcancel, c_free<PQfreeCancel>>;
 
 // jansson: json_decref is inline, hence the lambda.
 inline void json_release(json_t *j) noexcept { json_decref(j); }

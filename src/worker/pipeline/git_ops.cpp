@@ -24,9 +24,7 @@ namespace relyloop::git {
 
 namespace {
 
-using GitRepository = std::unique_ptr<git_repository, c_free<git_repository_free>>;
 using GitRemote = std::unique_ptr<git_remote, c_free<git_remote_free>>;
-using GitReference = std::unique_ptr<git_reference, c_free<git_reference_free>>;
 using GitCommit = std::unique_ptr<git_commit, c_free<git_commit_free>>;
 using GitTree = std::unique_ptr<git_tree, c_free<git_tree_free>>;
 using GitTreeEntry = std::unique_ptr<git_tree_entry, c_free<git_tree_entry_free>>;
@@ -133,12 +131,6 @@ bool valid_repo_id(std::string_view id) {
     return true;
 }
 
-std::string hex(const git_oid &oid) {
-    char buf[GIT_OID_HEXSZ + 1];
-    git_oid_tostr(buf, sizeof buf, &oid);
-    return buf;
-}
-
 constexpr char kFetchSpec[] = "+refs/heads/*:refs/remotes/origin/*";
 
 // An in-memory remote for the clone's URL. Not git_remote_lookup("origin"):
@@ -230,15 +222,8 @@ Workspace::Workspace(RepoSpec spec, const Secret &pat, const std::atomic<bool> *
         for (const std::string &name : stale) wipe(name);
     }
 
-    try {
-        StreamCancelScope scope(cancel_);
-        prepare();
-    } catch (...) {
-        // No destructor runs for a throwing constructor.
-        git_repository_free(repo_);
-        repo_ = nullptr;
-        throw;
-    }
+    StreamCancelScope scope(cancel_);
+    prepare();
 }
 
 void Workspace::prepare() {
@@ -252,8 +237,7 @@ void Workspace::prepare() {
             throw Error(ErrorCode::kCloneFailed, e.what());
         }
         reclone_reason_ = e.what();
-        git_repository_free(repo_);
-        repo_ = nullptr;
+        repo_.reset();
         wipe(spec_.repo_id);
         try {
             clone_fresh();
@@ -264,13 +248,12 @@ void Workspace::prepare() {
 }
 
 Workspace::~Workspace() {
-    if (repo_ != nullptr && !spec_.branch.empty()) {
+    if (repo_ && !spec_.branch.empty()) {
         for (const std::string &ref :
              {"refs/heads/" + spec_.branch, "refs/remotes/origin/" + spec_.branch}) {
-            (void)git_reference_remove(repo_, ref.c_str());
+            (void)git_reference_remove(repo_.get(), ref.c_str());
         }
     }
-    git_repository_free(repo_);
 }
 
 void Workspace::wipe(const std::string &name) {
@@ -292,22 +275,24 @@ void Workspace::open_or_clone() {
     struct stat st {};
     if (lstat(workdir_.c_str(), &st) == 0) {
         std::string why;
-        git_repository *repo = nullptr;
+        git_repository *raw = nullptr;
         if (!S_ISDIR(st.st_mode)) {
             why = "the clone path is not a directory";
-        } else if (git_repository_open_ext(&repo, workdir_.c_str(), GIT_REPOSITORY_OPEN_NO_SEARCH,
+        } else if (git_repository_open_ext(&raw, workdir_.c_str(), GIT_REPOSITORY_OPEN_NO_SEARCH,
                                            nullptr) < 0) {
             why = "the cached clone does not open: " + git_message(pat_);
-        } else if (git_repository_is_bare(repo)) {
-            why = "the cached clone is bare";
-        } else if (origin_url(repo) != spec_.url) {
-            why = "the cached clone's origin URL differs from the config repo's";
+        } else {
+            repo_.reset(raw);
+            if (git_repository_is_bare(repo_.get())) {
+                why = "the cached clone is bare";
+            } else if (origin_url(repo_.get()) != spec_.url) {
+                why = "the cached clone's origin URL differs from the config repo's";
+            }
         }
         if (why.empty()) {
-            repo_ = repo;
             return;
         }
-        git_repository_free(repo);
+        repo_.reset();
         reclone_reason_ = why;
         wipe(spec_.repo_id);
     }
@@ -327,11 +312,13 @@ void Workspace::clone_fresh() {
         git_repository_init_options_init(&io, GIT_REPOSITORY_INIT_OPTIONS_VERSION);
         io.flags = GIT_REPOSITORY_INIT_MKPATH | GIT_REPOSITORY_INIT_NO_REINIT;
         io.mode = GIT_REPOSITORY_INIT_SHARED_UMASK;
-        if (git_repository_init_ext(&repo_, tmp.c_str(), &io) < 0) {
+        git_repository *raw_repo = nullptr;
+        if (git_repository_init_ext(&raw_repo, tmp.c_str(), &io) < 0) {
             throw Error(ErrorCode::kCloneFailed, "cannot create the clone: " + git_message(pat_));
         }
+        repo_.reset(raw_repo);
         git_config *raw = nullptr;
-        if (git_repository_config(&raw, repo_) < 0) {
+        if (git_repository_config(&raw, repo_.get()) < 0) {
             throw Error(ErrorCode::kCloneFailed,
                         "cannot configure the clone: " + git_message(pat_));
         }
@@ -343,24 +330,24 @@ void Workspace::clone_fresh() {
         }
         cfg.reset();
         sync();
-        git_repository_free(repo_);
-        repo_ = nullptr;
+        repo_.reset();
         if (rename(tmp.c_str(), workdir_.c_str()) != 0) {
             throw Error(
                 ErrorCode::kCloneFailed,
                 std::string("cannot move the new clone into place: ") + std::strerror(errno));
         }
     } catch (...) {
-        git_repository_free(repo_);
-        repo_ = nullptr;
+        repo_.reset();
         std::error_code ec;
         std::filesystem::remove_all(tmp, ec);
         throw;
     }
-    if (git_repository_open_ext(&repo_, workdir_.c_str(), GIT_REPOSITORY_OPEN_NO_SEARCH, nullptr) <
+    git_repository *raw = nullptr;
+    if (git_repository_open_ext(&raw, workdir_.c_str(), GIT_REPOSITORY_OPEN_NO_SEARCH, nullptr) <
         0) {
         throw Error(ErrorCode::kCloneFailed, "the new clone does not open: " + git_message(pat_));
     }
+    repo_.reset(raw);
     cloned_ = true;
 }
 
@@ -368,13 +355,13 @@ void Workspace::sync() {
     CallbackState state{cancel_, &pat_};
 
     if (cancel_ != nullptr && cancel_->load()) throw worker::Cancelled();
-    GitRemote origin = memory_remote(repo_, spec_.url, pat_);
+    GitRemote origin = memory_remote(repo_.get(), spec_.url, pat_);
     {
         std::vector<std::string> specs = {"+refs/heads/" + spec_.base_branch +
                                           ":refs/remotes/origin/" + spec_.base_branch};
         if (!spec_.branch.empty()) {
             std::string tracking = "refs/remotes/origin/" + spec_.branch;
-            int rc = git_reference_remove(repo_, tracking.c_str());
+            int rc = git_reference_remove(repo_.get(), tracking.c_str());
             if (rc < 0 && rc != GIT_ENOTFOUND) {
                 throw LocalProblem("cannot reset " + tracking + ": " + git_message(pat_));
             }
@@ -409,7 +396,7 @@ void Workspace::sync() {
 
     std::string ref = "refs/remotes/origin/" + spec_.base_branch;
     git_oid oid;
-    int rc = git_reference_name_to_id(&oid, repo_, ref.c_str());
+    int rc = git_reference_name_to_id(&oid, repo_.get(), ref.c_str());
     if (rc == GIT_ENOTFOUND) {
         throw Error(ErrorCode::kCloneFailed,
                     "base branch '" + spec_.base_branch + "' does not exist on the remote");
@@ -418,7 +405,7 @@ void Workspace::sync() {
         throw LocalProblem("cannot read " + ref + ": " + git_message(pat_));
     }
     git_commit *raw_commit = nullptr;
-    if (git_commit_lookup(&raw_commit, repo_, &oid) < 0) {
+    if (git_commit_lookup(&raw_commit, repo_.get(), &oid) < 0) {
         throw LocalProblem("cannot read the base commit: " + git_message(pat_));
     }
     GitCommit commit(raw_commit);
@@ -432,10 +419,11 @@ void Workspace::sync() {
     // without filters libgit2 skips a .gitattributes lookup — two realpath()
     // calls — per file written, which tripled the time of a first checkout.
     co.disable_filters = 1;
-    if (git_checkout_tree(repo_, reinterpret_cast<const git_object *>(commit.get()), &co) < 0) {
+    if (git_checkout_tree(repo_.get(), reinterpret_cast<const git_object *>(commit.get()), &co) <
+        0) {
         throw LocalProblem("checkout of " + spec_.base_branch + " failed: " + git_message(pat_));
     }
-    if (git_repository_set_head_detached(repo_, &oid) < 0) {
+    if (git_repository_set_head_detached(repo_.get(), &oid) < 0) {
         throw LocalProblem("cannot move HEAD: " + git_message(pat_));
     }
     git_oid_cpy(&base_, &oid);
@@ -449,7 +437,7 @@ RemoteBranch Workspace::remote_branch(std::string_view proposal_id, std::string_
     }
     std::string ref = "refs/remotes/origin/" + spec_.branch;
     git_oid oid;
-    int rc = git_reference_name_to_id(&oid, repo_, ref.c_str());
+    int rc = git_reference_name_to_id(&oid, repo_.get(), ref.c_str());
     if (rc == GIT_ENOTFOUND) {
         return out;
     }
@@ -457,9 +445,8 @@ RemoteBranch Workspace::remote_branch(std::string_view proposal_id, std::string_
         throw Error(ErrorCode::kCloneFailed, "cannot read " + ref + ": " + git_message(pat_));
     }
     out.exists = true;
-    out.tip = hex(oid);
     git_commit *raw = nullptr;
-    if (git_commit_lookup(&raw, repo_, &oid) < 0) {
+    if (git_commit_lookup(&raw, repo_.get(), &oid) < 0) {
         return out;  // not a commit: certainly not ours
     }
     GitCommit commit(raw);
@@ -479,7 +466,7 @@ RemoteBranch Workspace::remote_branch(std::string_view proposal_id, std::string_
 
 std::optional<std::string> Workspace::read_base_file(std::string_view path, size_t max_bytes) {
     git_commit *raw = nullptr;
-    if (git_commit_lookup(&raw, repo_, &base_) < 0) {
+    if (git_commit_lookup(&raw, repo_.get(), &base_) < 0) {
         throw Error(ErrorCode::kCloneFailed, "cannot read the base commit: " + git_message(pat_));
     }
     GitCommit commit(raw);
@@ -502,7 +489,7 @@ std::optional<std::string> Workspace::read_base_file(std::string_view path, size
         throw Error(ErrorCode::kParamsFileNotFound, std::string(path) + " is not a regular file");
     }
     git_blob *raw_blob = nullptr;
-    if (git_blob_lookup(&raw_blob, repo_, git_tree_entry_id(entry.get())) < 0) {
+    if (git_blob_lookup(&raw_blob, repo_.get(), git_tree_entry_id(entry.get())) < 0) {
         throw Error(ErrorCode::kCloneFailed,
                     "cannot read " + std::string(path) + ": " + git_message(pat_));
     }
@@ -515,13 +502,14 @@ std::optional<std::string> Workspace::read_base_file(std::string_view path, size
     return std::string(static_cast<const char *>(git_blob_rawcontent(blob.get())), size);
 }
 
-std::string Workspace::commit_file(std::string_view path, std::string_view content,
-                                   std::string_view message, const Identity &who) {
+void Workspace::commit_file(std::string_view path, std::string_view content,
+                            std::string_view message, const Identity &who) {
     auto fail = [&](const char *what) {
         throw Error(ErrorCode::kInternalError, std::string(what) + ": " + git_message(pat_));
     };
     git_commit *raw_parent = nullptr;
-    if (git_commit_lookup(&raw_parent, repo_, &tip_) < 0) fail("cannot read the parent commit");
+    if (git_commit_lookup(&raw_parent, repo_.get(), &tip_) < 0)
+        fail("cannot read the parent commit");
     GitCommit parent(raw_parent);
     git_tree *raw_tree = nullptr;
     if (git_commit_tree(&raw_tree, parent.get()) < 0) fail("cannot read the parent tree");
@@ -542,14 +530,16 @@ std::string Workspace::commit_file(std::string_view path, std::string_view conte
     entry.path = p.c_str();
     entry.mode = mode;
     entry.file_size = static_cast<uint32_t>(content.size());
-    if (git_blob_create_from_buffer(&entry.id, repo_, content.data(), content.size()) < 0) {
+    if (git_blob_create_from_buffer(&entry.id, repo_.get(), content.data(), content.size()) < 0) {
         fail("cannot write the blob");
     }
     if (git_index_add(index.get(), &entry) < 0) fail("cannot stage the file");
     git_oid tree_oid;
-    if (git_index_write_tree_to(&tree_oid, index.get(), repo_) < 0) fail("cannot write the tree");
+    if (git_index_write_tree_to(&tree_oid, index.get(), repo_.get()) < 0)
+        fail("cannot write the tree");
     git_tree *raw_new_tree = nullptr;
-    if (git_tree_lookup(&raw_new_tree, repo_, &tree_oid) < 0) fail("cannot read the new tree");
+    if (git_tree_lookup(&raw_new_tree, repo_.get(), &tree_oid) < 0)
+        fail("cannot read the new tree");
     GitTree tree(raw_new_tree);
 
     git_signature *raw_sig = nullptr;
@@ -560,12 +550,11 @@ std::string Workspace::commit_file(std::string_view path, std::string_view conte
     std::string msg(message);
     const git_commit *parents[] = {parent.get()};
     git_oid commit_oid;
-    if (git_commit_create(&commit_oid, repo_, nullptr, sig.get(), sig.get(), nullptr, msg.c_str(),
-                          tree.get(), 1, parents) < 0) {
+    if (git_commit_create(&commit_oid, repo_.get(), nullptr, sig.get(), sig.get(), nullptr,
+                          msg.c_str(), tree.get(), 1, parents) < 0) {
         fail("cannot create the commit");
     }
     git_oid_cpy(&tip_, &commit_oid);
-    return hex(commit_oid);
 }
 
 void Workspace::push() {
@@ -575,13 +564,14 @@ void Workspace::push() {
     const std::string &branch = spec_.branch;
     std::string refname = "refs/heads/" + branch;
     git_reference *raw_ref = nullptr;
-    if (git_reference_create(&raw_ref, repo_, refname.c_str(), &tip_, 1, "relyloop: push") < 0) {
+    if (git_reference_create(&raw_ref, repo_.get(), refname.c_str(), &tip_, 1, "relyloop: push") <
+        0) {
         throw Error(ErrorCode::kPushFailed,
                     "cannot create the local branch " + branch + ": " + git_message(pat_));
     }
     git_reference_free(raw_ref);
 
-    GitRemote origin = memory_remote(repo_, spec_.url, pat_);
+    GitRemote origin = memory_remote(repo_.get(), spec_.url, pat_);
 
     CallbackState state{cancel_, &pat_};
     git_push_options po;

@@ -26,10 +26,12 @@
 #include <git2.h>
 
 #include <atomic>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 
+#include "common/raii.hpp"
 #include "common/secret.hpp"
 
 namespace relyloop::git {
@@ -66,7 +68,6 @@ struct RemoteBranch {
     bool exists = false;
     bool ours = false;      // its tip carries "Relyloop-Proposal: <this id>"
     bool has_path = false;  // its tip tree contains the probed path
-    std::string tip;        // hex commit id
 };
 
 class Workspace {
@@ -95,9 +96,9 @@ class Workspace {
 
     // A commit on top of the current tip (the base, then each commit made
     // here) that sets `path` to `content` (keeping the file's mode when it
-    // exists). Author = committer = who. Returns the commit id.
-    std::string commit_file(std::string_view path, std::string_view content,
-                            std::string_view message, const Identity &who);
+    // exists). Author = committer = who.
+    void commit_file(std::string_view path, std::string_view content, std::string_view message,
+                     const Identity &who);
 
     // Creates refs/heads/<spec.branch> at the tip and pushes it without
     // force. A rejected ref or a failed push → Error(kPushFailed). Cancelled.
@@ -118,7 +119,7 @@ class Workspace {
     bool cloned_ = false;
     bool cloning_ = false;
     std::string reclone_reason_;
-    git_repository *repo_ = nullptr;
+    std::unique_ptr<git_repository, c_free<git_repository_free>> repo_;
     git_oid base_{};
     git_oid tip_{};
 };

@@ -168,7 +168,6 @@ std::optional<PullRequest> pull_from_json(const json_t *obj) {
     pr.html_url = json_string_value(url);
     pr.state = str_field(obj, "state");
     pr.head_ref = str_field(json_object_get(obj, "head"), "ref");
-    pr.base_ref = str_field(json_object_get(obj, "base"), "ref");
     return pr;
 }
 

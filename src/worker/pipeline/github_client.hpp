@@ -109,7 +109,6 @@ struct PullRequest {
     std::string html_url;
     std::string state;
     std::string head_ref;
-    std::string base_ref;
 };
 
 class Client {

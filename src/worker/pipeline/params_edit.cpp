@@ -589,14 +589,9 @@ bool inside(const std::string &path, const std::string &root) {
                             path[root.size()] == '/');
 }
 
-std::string real_path(const std::string &p, int *err) {
+std::string real_path(const std::string &p) {
     char buf[PATH_MAX];
-    if (realpath(p.c_str(), buf) == nullptr) {
-        *err = errno;
-        return {};
-    }
-    *err = 0;
-    return buf;
+    return realpath(p.c_str(), buf) != nullptr ? std::string(buf) : std::string();
 }
 
 }  // namespace
@@ -631,12 +626,11 @@ ParamsFilePath resolve_params_file(const std::string &workdir, std::string_view 
     while (display_dir.size() > 1 && display_dir.back() == '/') display_dir.pop_back();
     out.display = display_dir + "/" + std::string(template_name) + ".params.json";
 
-    int err = 0;
-    std::string root = real_path(workdir, &err);
+    std::string root = real_path(workdir);
     if (root.empty()) {
         fail(ErrorCode::kInternalError, "the clone directory is missing");
     }
-    std::string dir = real_path(root + "/" + cp, &err);
+    std::string dir = real_path(root + "/" + cp);
     if (dir.empty()) {
         fail(ErrorCode::kParamsFileNotFound, out.display + ": no such file (directory " +
                                                  json::quote(cp) + " not in the repository)");

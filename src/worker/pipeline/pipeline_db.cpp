@@ -4,35 +4,22 @@
 #include <vector>
 
 #include "common/error.hpp"
-#include "common/redact.hpp"
+#include "db.hpp"
 #include "pipeline/json_text.hpp"
 
 namespace relyloop::worker {
 
 namespace {
 
-std::string text(const PGresult *r, int row, int col) {
-    return std::string(PQgetvalue(r, row, col), static_cast<size_t>(PQgetlength(r, row, col)));
-}
-
-std::optional<std::string> opt_text(const PGresult *r, int row, int col) {
-    if (PQgetisnull(r, row, col)) return std::nullopt;
-    return text(r, row, col);
-}
-
 std::optional<double> opt_double(const PGresult *r, int row, int col) {
     if (PQgetisnull(r, row, col)) return std::nullopt;
     return std::strtod(PQgetvalue(r, row, col), nullptr);
 }
 
-long long to_ll(const PGresult *r, int row, int col) {
-    return std::strtoll(PQgetvalue(r, row, col), nullptr, 10);
-}
-
 Json json_col(const PGresult *r, int row, int col) {
     if (PQgetisnull(r, row, col)) return Json();
     std::string why;
-    Json j = json_parse(text(r, row, col), &why);
+    Json j = json_parse(db::get_or(r, row, col), &why);
     if (!j) {
         throw Error(ErrorCode::kInternalError, "database: unreadable JSON column: " + why);
     }
@@ -42,27 +29,17 @@ Json json_col(const PGresult *r, int row, int col) {
 }  // namespace
 
 PgResult PipelineDb::exec(const char *sql,
-                          std::initializer_list<std::optional<std::string_view>> params,
-                          ExecStatusType expect) {
-    std::vector<std::string> storage;
-    storage.reserve(params.size());
-    std::vector<const char *> values;
+                          std::initializer_list<std::optional<std::string_view>> params) {
+    std::vector<db::Param> values;
+    values.reserve(params.size());
     for (const auto &p : params) {
-        if (p) {
-            storage.emplace_back(*p);
-            values.push_back(storage.back().c_str());
-        } else {
-            values.push_back(nullptr);
-        }
+        values.push_back(p ? db::Param(std::string(*p)) : std::nullopt);
     }
-    PgResult res(PQexecParams(conn_, sql, static_cast<int>(values.size()), nullptr, values.data(),
-                              nullptr, nullptr, 0));
-    if (!res || PQresultStatus(res.get()) != expect) {
-        std::string msg = res ? PQresultErrorMessage(res.get()) : PQerrorMessage(conn_);
-        while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
-        throw Error(ErrorCode::kInternalError, "database: " + redact(msg));
+    try {
+        return db::exec(conn_, sql, values);
+    } catch (const DbError &e) {
+        throw Error(ErrorCode::kInternalError, std::string("database: ") + e.what());
     }
-    return res;
 }
 
 std::optional<ProposalRow> PipelineDb::proposal(std::string_view id) {
@@ -72,11 +49,11 @@ std::optional<ProposalRow> PipelineDb::proposal(std::string_view id) {
         {id});
     if (PQntuples(r.get()) == 0) return std::nullopt;
     ProposalRow p;
-    p.id = text(r.get(), 0, 0);
-    p.study_id = opt_text(r.get(), 0, 1);
-    p.cluster_id = text(r.get(), 0, 2);
-    p.template_id = text(r.get(), 0, 3);
-    p.status = text(r.get(), 0, 4);
+    p.id = db::get_or(r.get(), 0, 0);
+    p.study_id = db::get(r.get(), 0, 1);
+    p.cluster_id = db::get_or(r.get(), 0, 2);
+    p.template_id = db::get_or(r.get(), 0, 3);
+    p.status = db::get_or(r.get(), 0, 4);
     p.config_diff = json_col(r.get(), 0, 5);
     p.metric_delta = json_col(r.get(), 0, 6);
     return p;
@@ -89,10 +66,10 @@ std::optional<ClusterRow> PipelineDb::cluster(std::string_view id) {
         {id});
     if (PQntuples(r.get()) == 0) return std::nullopt;
     ClusterRow c;
-    c.id = text(r.get(), 0, 0);
-    c.name = text(r.get(), 0, 1);
-    c.config_repo_id = opt_text(r.get(), 0, 2);
-    c.config_path = opt_text(r.get(), 0, 3);
+    c.id = db::get_or(r.get(), 0, 0);
+    c.name = db::get_or(r.get(), 0, 1);
+    c.config_repo_id = db::get(r.get(), 0, 2);
+    c.config_path = db::get(r.get(), 0, 3);
     return c;
 }
 
@@ -101,8 +78,8 @@ std::optional<RepoRow> PipelineDb::config_repo(std::string_view id) {
         exec("SELECT id, name, repo_url, pr_base_branch, auth_ref FROM config_repos WHERE id = $1",
              {id});
     if (PQntuples(r.get()) == 0) return std::nullopt;
-    return RepoRow{text(r.get(), 0, 0), text(r.get(), 0, 1), text(r.get(), 0, 2),
-                   text(r.get(), 0, 3), text(r.get(), 0, 4)};
+    return RepoRow{db::get_or(r.get(), 0, 0), db::get_or(r.get(), 0, 1), db::get_or(r.get(), 0, 2),
+                   db::get_or(r.get(), 0, 3), db::get_or(r.get(), 0, 4)};
 }
 
 std::optional<TemplateRow> PipelineDb::query_template(std::string_view id) {
@@ -110,9 +87,9 @@ std::optional<TemplateRow> PipelineDb::query_template(std::string_view id) {
         "SELECT id, name, version, declared_params::text FROM query_templates WHERE id = $1", {id});
     if (PQntuples(r.get()) == 0) return std::nullopt;
     TemplateRow t;
-    t.id = text(r.get(), 0, 0);
-    t.name = text(r.get(), 0, 1);
-    t.version = to_ll(r.get(), 0, 2);
+    t.id = db::get_or(r.get(), 0, 0);
+    t.name = db::get_or(r.get(), 0, 1);
+    t.version = db::get_int(r.get(), 0, 2);
     t.declared_params = json_col(r.get(), 0, 3);
     return t;
 }
@@ -125,19 +102,19 @@ std::optional<StudyRows> PipelineDb::study(std::string_view id) {
         {id});
     if (PQntuples(s.get()) == 0) return std::nullopt;
     StudyRows out;
-    out.name = text(s.get(), 0, 0);
-    std::optional<std::string> best_trial_id = opt_text(s.get(), 0, 1);
+    out.name = db::get_or(s.get(), 0, 0);
+    std::optional<std::string> best_trial_id = db::get(s.get(), 0, 1);
     out.best_metric = opt_double(s.get(), 0, 2);
-    bool minimize = text(s.get(), 0, 3) == "t";
+    bool minimize = db::get_or(s.get(), 0, 3) == "t";
 
     PgResult count = exec("SELECT count(*) FROM trials WHERE study_id = $1", {id});
-    out.trial_count = to_ll(count.get(), 0, 0);
+    out.trial_count = db::get_int(count.get(), 0, 0);
 
     if (best_trial_id) {
         PgResult b = exec("SELECT optuna_trial_number, primary_metric FROM trials WHERE id = $1",
                           {*best_trial_id});
         if (PQntuples(b.get()) > 0) {
-            out.best_trial_number = to_ll(b.get(), 0, 0);
+            out.best_trial_number = db::get_int(b.get(), 0, 0);
             if (!out.best_metric) out.best_metric = opt_double(b.get(), 0, 1);
         }
     }
@@ -152,7 +129,7 @@ std::optional<StudyRows> PipelineDb::study(std::string_view id) {
         {id});
     for (int i = 0; i < PQntuples(top.get()); i++) {
         TrialRow row;
-        row.number = to_ll(top.get(), i, 0);
+        row.number = db::get_int(top.get(), i, 0);
         row.params = json_col(top.get(), i, 1);
         row.metric = opt_double(top.get(), i, 2);
         out.top_trials.push_back(std::move(row));
@@ -163,7 +140,6 @@ std::optional<StudyRows> PipelineDb::study(std::string_view id) {
         "FROM digests WHERE study_id = $1",
         {id});
     if (PQntuples(d.get()) > 0) {
-        out.has_digest = true;
         Json imp = json_col(d.get(), 0, 0);
         if (json_is_object(imp.get())) {
             const char *key = nullptr;
@@ -188,7 +164,7 @@ bool PipelineDb::mark_pr_opened(std::string_view proposal_id, std::string_view p
     PgResult r = exec(
         "UPDATE proposals SET status = 'pr_opened', pr_url = $2, pr_state = 'open', "
         "pr_open_error = NULL WHERE id = $1 AND status = 'pending'",
-        {proposal_id, pr_url}, PGRES_COMMAND_OK);
+        {proposal_id, pr_url});
     return std::strtol(PQcmdTuples(r.get()), nullptr, 10) == 1;
 }
 

@@ -54,8 +54,7 @@ struct StudyRows {
     long long trial_count = 0;
     std::optional<long long> best_trial_number;
     std::optional<double> best_metric;
-    std::vector<TrialRow> top_trials;  // ≤ 10 complete, best first
-    bool has_digest = false;
+    std::vector<TrialRow> top_trials;                        // ≤ 10 complete, best first
     std::vector<std::pair<std::string, double>> importance;  // numeric entries only
     size_t importance_entries = 0;                           // all entries, numeric or not
     std::vector<std::string> followups;
@@ -76,8 +75,8 @@ class PipelineDb {
     [[nodiscard]] bool mark_pr_opened(std::string_view proposal_id, std::string_view pr_url);
 
   private:
-    PgResult exec(const char *sql, std::initializer_list<std::optional<std::string_view>> params,
-                  ExecStatusType expect = PGRES_TUPLES_OK);
+    // db::exec, a failure as INTERNAL_ERROR "database: ..." (redacted).
+    PgResult exec(const char *sql, std::initializer_list<std::optional<std::string_view>> params);
 
     PGconn *conn_;
 };

@@ -317,12 +317,12 @@ PipelineResult PrPipeline::run_steps(const JobContext &ctx, RunIds &ids, Secret 
         // Step 8.
         check_cancel(ctx);
         ids.enter(ctx, "committing");
-        (void)ws.commit_file(file.relative, edit.text, clean(commit_message(text)), bot);
+        ws.commit_file(file.relative, edit.text, clean(commit_message(text)), bot);
         if (!manual && study->importance_entries > 0) {
             ids.enter(ctx, "rendering_chart");
             try {
                 std::string png = render_importance_chart(study->importance);
-                (void)ws.commit_file(chart_file, png, clean(chart_commit_message(text)), bot);
+                ws.commit_file(chart_file, png, clean(chart_commit_message(text)), bot);
                 chart_committed = true;
             } catch (const Cancelled &) {
                 throw;
