@@ -1,5 +1,7 @@
 #include "common/error.hpp"
 
+#include <cstring>
+
 namespace relyloop {
 
 namespace {
@@ -16,7 +18,6 @@ CodeInfo info(ErrorCode code) noexcept {
         case ErrorCode::kResourceNotFound: return {"RESOURCE_NOT_FOUND", 404, false};
         case ErrorCode::kMethodNotAllowed: return {"METHOD_NOT_ALLOWED", 405, false};
         case ErrorCode::kPayloadTooLarge: return {"PAYLOAD_TOO_LARGE", 413, false};
-        case ErrorCode::kUnsupportedMediaType: return {"UNSUPPORTED_MEDIA_TYPE", 415, false};
         case ErrorCode::kInternalError: return {"INTERNAL_ERROR", 500, false};
         case ErrorCode::kDatabaseUnavailable: return {"DATABASE_UNAVAILABLE", 503, true};
         case ErrorCode::kQueueUnavailable: return {"QUEUE_UNAVAILABLE", 503, true};
@@ -83,6 +84,11 @@ SqlStateClass classify_sqlstate(std::string_view s) noexcept {
         return SqlStateClass::kConnection;
     }
     return SqlStateClass::kOther;
+}
+
+std::string errno_text(int e) {
+    char buf[128];
+    return strerror_r(e, buf, sizeof buf);  // the GNU version returns the text
 }
 
 }  // namespace relyloop

@@ -13,7 +13,6 @@ enum class ErrorCode {
     kResourceNotFound,
     kMethodNotAllowed,
     kPayloadTooLarge,
-    kUnsupportedMediaType,
     kInternalError,
     kDatabaseUnavailable,
     kQueueUnavailable,
@@ -84,5 +83,9 @@ enum class SqlStateClass {
 };
 
 [[nodiscard]] SqlStateClass classify_sqlstate(std::string_view sqlstate) noexcept;
+
+// strerror() of e, thread-safely (strerror itself is not: the worker's
+// threads call this).
+[[nodiscard]] std::string errno_text(int e);
 
 }  // namespace relyloop

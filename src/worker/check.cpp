@@ -30,23 +30,18 @@ struct Reporter {
     }
 };
 
-std::string errno_text() {
-    char buf[128];
-    return strerror_r(errno, buf, sizeof buf);
-}
-
 // Empty when `dir` is an existing directory we can use with `mode`
 // (access(2) bits), else why not.
 std::string check_dir(const std::string &dir, int mode) {
     struct stat st {};
     if (stat(dir.c_str(), &st) != 0) {
-        return dir + ": " + errno_text();
+        return dir + ": " + errno_text(errno);
     }
     if (!S_ISDIR(st.st_mode)) {
         return dir + " is not a directory";
     }
     if (access(dir.c_str(), mode) != 0) {
-        return dir + ": " + errno_text();
+        return dir + ": " + errno_text(errno);
     }
     return {};
 }
@@ -129,7 +124,7 @@ int run_check(const Settings &s, FILE *out, FILE *err) noexcept {
         if (!s.ca_file.empty()) {
             int fd = ::open(s.ca_file.c_str(), O_RDONLY | O_CLOEXEC);
             if (fd < 0) {
-                return r.fail("ca-file", s.ca_file + ": " + errno_text());
+                return r.fail("ca-file", s.ca_file + ": " + errno_text(errno));
             }
             struct stat st {};
             bool regular = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);

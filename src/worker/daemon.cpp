@@ -96,12 +96,6 @@ int run_daemon(const Settings &settings, Pipeline &pipeline, EventLog &log) noex
                   {"clone_root", settings.clone_root},
                   {"job_timeout_s", static_cast<long long>(settings.job_timeout.count())},
                   {"lease_ttl_s", static_cast<long long>(settings.lease_ttl.count())}});
-        if (settings.git_author_email == Settings{}.git_author_email) {
-            log.warn("worker_config_warning",
-                     {{"message", "git author email is left at its default " +
-                                      settings.git_author_email +
-                                      "; set --git-author-email / RELYLOOP_GIT_AUTHOR_EMAIL"}});
-        }
         std::error_code ec;
         std::filesystem::create_directories(settings.clone_root, ec);
         if (ec) {
@@ -200,6 +194,9 @@ int worker_main(int argc, char **argv, const PipelineFactory &make_pipeline) noe
                 break;
         }
         EventLog log(stderr);
+        for (const std::string &w : cl.warnings) {
+            log.warn("worker_config_warning", {{"message", w}});
+        }
         std::unique_ptr<Pipeline> pipeline;
         try {
             pipeline = make_pipeline(cl.settings, log);

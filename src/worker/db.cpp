@@ -8,8 +8,6 @@
 
 namespace relyloop::worker::db {
 
-namespace {
-
 std::string trim_message(const char *m) {
     std::string s = m != nullptr ? m : "";
     while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) {
@@ -17,6 +15,8 @@ std::string trim_message(const char *m) {
     }
     return s;
 }
+
+namespace {
 
 // libpq's default notice processor prints raw text to stderr, which would
 // break the one-JSON-object-per-line log (and an unsolicited FATAL on an idle
@@ -89,6 +89,13 @@ PgResult exec(PGconn *conn, const char *sql, const std::vector<Param> &params) {
     std::vector<const char *> values = param_values(params);
     return checked(conn, PgResult(PQexecParams(conn, sql, static_cast<int>(values.size()), nullptr,
                                                values.data(), nullptr, nullptr, 0)));
+}
+
+void exec_script(PGconn *conn, const char *sql) {
+    if (conn == nullptr) {
+        throw DbError("", "no database connection");
+    }
+    checked(conn, PgResult(PQexec(conn, sql)));
 }
 
 PgResult exec_prepared(PGconn *conn, const char *name, const char *sql,

@@ -35,6 +35,14 @@ using Param = std::optional<std::string>;
 // SQLSTATE and a CONNECTION_BAD handle when the connection is gone).
 PgResult exec(PGconn *conn, const char *sql, const std::vector<Param> &params = {});
 
+// A fixed multi-statement script without parameters (a migration step), which
+// only the simple query protocol (PQexec) runs; no input ever reaches it.
+// Throws DbError like exec().
+void exec_script(PGconn *conn, const char *sql);
+
+// libpq's message text without its trailing newline.
+[[nodiscard]] std::string trim_message(const char *m);
+
 // As exec(), for a hot statement: runs the statement prepared as `name` on
 // this connection, preparing it from `sql` on first use (so the server plans
 // it once per session, not per call). Only outside an explicit transaction:

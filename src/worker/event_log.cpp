@@ -15,7 +15,6 @@ namespace {
 
 const char *level_name(Level l) {
     switch (l) {
-        case Level::kDebug: return "debug";
         case Level::kInfo: return "info";
         case Level::kWarn: return "warn";
         case Level::kError: return "error";
@@ -38,9 +37,6 @@ std::string now_rfc3339() {
 }  // namespace
 
 void EventLog::write(Level level, std::string_view event, std::initializer_list<Field> fields) {
-    if (level < min_level_) {
-        return;
-    }
     try {
         Json obj(json_object());
         if (!obj) {

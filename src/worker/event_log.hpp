@@ -13,7 +13,7 @@
 
 namespace relyloop::worker {
 
-enum class Level { kDebug, kInfo, kWarn, kError };
+enum class Level { kInfo, kWarn, kError };
 
 // One "key": value pair of an event. Strings are redacted; numbers and bools
 // are written as JSON numbers/bools.
@@ -34,8 +34,7 @@ struct Field {
 
 class EventLog {
 public:
-    explicit EventLog(FILE *out = stderr, Level min_level = Level::kInfo)
-        : out_(out), min_level_(min_level) {}
+    explicit EventLog(FILE *out = stderr) : out_(out) {}
 
     // {"ts": "...", "level": "...", "event": "<event>", <fields>...}
     void write(Level level, std::string_view event, std::initializer_list<Field> fields);
@@ -52,7 +51,6 @@ public:
 
 private:
     FILE *out_;
-    Level min_level_;
     std::mutex mu_;
 };
 

@@ -27,12 +27,6 @@ constexpr uint64_t kTagDone = 1;
 constexpr uint64_t kTagExtra = 2;
 constexpr size_t kReadChunk = size_t{16} * 1024;
 
-// strerror() is not thread-safe; the GNU strerror_r returns the text.
-std::string errno_text(int e) {
-    char buf[128];
-    return strerror_r(e, buf, sizeof buf);
-}
-
 bool fill_addr(const std::string &path, sockaddr_un *addr) {
     std::memset(addr, 0, sizeof *addr);
     addr->sun_family = AF_UNIX;

@@ -559,7 +559,7 @@ void JobRunner::dispatcher_main() noexcept {
         PgConn conn;
         try {
             conn = connect("listener");
-            PgResult r = db::exec(conn.get(), "LISTEN relyloop_pr_jobs");
+            PgResult r = db::exec(conn.get(), "LISTEN " RELYLOOP_JOBS_CHANNEL);
             if (backoff.failing()) {
                 log_.info("db_reconnected", {{"message", "listener"}});
             }

@@ -8,6 +8,11 @@ namespace relyloop::worker::jobs {
 
 namespace {
 
+// The fence of a claimed job (fence_params(): id, worker_id, attempts): every
+// write for a job matches the claim that made it, so a worker that lost its
+// lease can never overwrite the outcome of the claim that replaced it.
+#define RL_FENCED "WHERE id = $1 AND worker_id = $2 AND attempts = $3::int AND state = 'running'"
+
 // One round trip for every outcome: the live job if there is one (the
 // common case of a repeated click: a read, no speculative insertion), else
 // insert-if-absent against the partial unique index (the dedup key) and the
@@ -24,7 +29,7 @@ ins AS (
     WHERE p.id = $2 AND NOT EXISTS (SELECT 1 FROM live)
     ON CONFLICT (proposal_id) WHERE state IN ('queued', 'running') DO NOTHING
     RETURNING id),
-notified AS (SELECT pg_notify('relyloop_pr_jobs', id) FROM ins)
+notified AS (SELECT pg_notify(')SQL" RELYLOOP_JOBS_CHANNEL R"SQL(', id) FROM ins)
 SELECT (SELECT id FROM ins), (SELECT id FROM live),
        EXISTS (SELECT 1 FROM proposals WHERE id = $2), (SELECT count(*) FROM notified)
 )SQL";
@@ -79,14 +84,14 @@ WHERE p.id = $1
 constexpr const char kSucceededSql[] = R"SQL(
 UPDATE pr_jobs SET state = 'succeeded', finished_at = now(), lease_until = NULL,
     last_event = $4, last_error = NULL
-WHERE id = $1 AND worker_id = $2 AND attempts = $3::int AND state = 'running'
+)SQL" RL_FENCED R"SQL(
 )SQL";
 
 constexpr const char kFailedSql[] = R"SQL(
 WITH j AS (
     UPDATE pr_jobs SET state = 'failed', finished_at = now(), lease_until = NULL,
         last_event = 'pr_open_failed', last_error = $4
-    WHERE id = $1 AND worker_id = $2 AND attempts = $3::int AND state = 'running'
+    )SQL" RL_FENCED R"SQL(
     RETURNING proposal_id),
 p AS (
     UPDATE proposals SET pr_open_error = $4
@@ -99,9 +104,9 @@ constexpr const char kReleaseSql[] = R"SQL(
 WITH r AS (
     UPDATE pr_jobs SET state = 'queued', lease_until = NULL, worker_id = NULL,
         attempts = greatest(attempts - 1, 0), run_after = now(), last_event = 'released'
-    WHERE id = $1 AND worker_id = $2 AND attempts = $3::int AND state = 'running'
+    )SQL" RL_FENCED R"SQL(
     RETURNING id)
-SELECT id, pg_notify('relyloop_pr_jobs', id) FROM r
+SELECT id, pg_notify(')SQL" RELYLOOP_JOBS_CHANNEL R"SQL(', id) FROM r
 )SQL";
 
 constexpr const char kDeferSql[] = R"SQL(
@@ -109,19 +114,19 @@ UPDATE pr_jobs SET state = 'queued', lease_until = NULL, worker_id = NULL,
     attempts = greatest(attempts - 1, 0), lock_waits = lock_waits + 1,
     run_after = now() + $4::bigint * interval '1 millisecond',
     last_event = 'pr_open_lock_contention'
-WHERE id = $1 AND worker_id = $2 AND attempts = $3::int AND state = 'running'
+)SQL" RL_FENCED R"SQL(
 )SQL";
 
 constexpr const char kLastEventSql[] = R"SQL(
 UPDATE pr_jobs SET last_event = $4
-WHERE id = $1 AND worker_id = $2 AND attempts = $3::int AND state = 'running'
+)SQL" RL_FENCED R"SQL(
 )SQL";
 
 // pg_locks shows a bigint advisory key as classid = high 32 bits,
 // objid = low 32 bits, objsubid = 1.
 constexpr const char kRenewSql[] = R"SQL(
 UPDATE pr_jobs SET lease_until = now() + $4::bigint * interval '1 millisecond'
-WHERE id = $1 AND worker_id = $2 AND attempts = $3::int AND state = 'running'
+)SQL" RL_FENCED R"SQL(
 RETURNING (NOT $5::boolean) OR EXISTS (
     SELECT 1 FROM pg_locks
     WHERE locktype = 'advisory' AND granted AND pid = $6::int

@@ -19,8 +19,10 @@
 
 namespace relyloop::worker::jobs {
 
-// The channel every enqueue and release notifies; runners LISTEN on it.
-inline constexpr const char kChannel[] = "relyloop_pr_jobs";
+// The channel every enqueue and release notifies; runners LISTEN on it. (A
+// macro as well, for the SQL texts that name it.)
+#define RELYLOOP_JOBS_CHANNEL "relyloop_pr_jobs"
+inline constexpr const char kChannel[] = RELYLOOP_JOBS_CHANNEL;
 
 // A job claimed more often than this (its workers died or lost the lease
 // each time) is failed with INTERNAL_ERROR instead of being run again.

@@ -15,21 +15,6 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 )
 )SQL";
 
-// A migration step is a fixed multi-statement script without parameters,
-// which only the simple query protocol (PQexec) runs; no input ever reaches it.
-void exec_script(PGconn *conn, const char *sql) {
-    PgResult res(PQexec(conn, sql));
-    ExecStatusType st = res ? PQresultStatus(res.get()) : PGRES_FATAL_ERROR;
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-        const char *state = res ? PQresultErrorField(res.get(), PG_DIAG_SQLSTATE) : nullptr;
-        std::string msg = res ? PQresultErrorMessage(res.get()) : PQerrorMessage(conn);
-        while (!msg.empty() && msg.back() == '\n') {
-            msg.pop_back();
-        }
-        throw DbError(state != nullptr ? state : "", msg);
-    }
-}
-
 int latest_version() {
     int v = 0;
     for (const schema::Migration &m : schema::migrations()) {
@@ -77,7 +62,7 @@ int run_migrate(const Settings &settings, FILE *out, FILE *err) noexcept {
                 if (applied.count(m.version) != 0) {
                     continue;
                 }
-                exec_script(conn.get(), m.sql);
+                db::exec_script(conn.get(), m.sql);
                 PgResult ins = db::exec(
                     conn.get(),
                     "INSERT INTO schema_migrations (version, applied_at) VALUES ($1::int, now())",

@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "common/redact.hpp"
+#include "db.hpp"
 
 namespace relyloop::worker {
 
@@ -227,11 +228,8 @@ void apply(Settings &st, const Option &o, const std::string &v, bool from_env, b
         char *err = nullptr;
         PQconninfoOption *opts = PQconninfoParse(v.c_str(), &err);
         if (opts == nullptr) {
-            std::string msg = err != nullptr ? err : "out of memory";
+            std::string msg = db::trim_message(err != nullptr ? err : "out of memory");
             PQfreemem(err);
-            while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) {
-                msg.pop_back();
-            }
             throw UsageError(describe(o, from_env) + ": invalid connection string: " + redact(msg));
         }
         PQconninfoFree(opts);

@@ -199,7 +199,7 @@ Workspace::Workspace(RepoSpec spec, const Secret &pat, const std::atomic<bool> *
     char real[PATH_MAX];
     if (realpath(spec_.clone_root.c_str(), real) == nullptr) {
         throw Error(ErrorCode::kCloneFailed,
-                    "clone root " + spec_.clone_root + " is unusable: " + std::strerror(errno));
+                    "clone root " + spec_.clone_root + " is unusable: " + errno_text(errno));
     }
     root_ = real;
     workdir_ = root_ + "/" + spec_.repo_id;
@@ -334,7 +334,7 @@ void Workspace::clone_fresh() {
         if (rename(tmp.c_str(), workdir_.c_str()) != 0) {
             throw Error(
                 ErrorCode::kCloneFailed,
-                std::string("cannot move the new clone into place: ") + std::strerror(errno));
+                std::string("cannot move the new clone into place: ") + errno_text(errno));
         }
     } catch (...) {
         repo_.reset();

@@ -16,6 +16,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "common/error.hpp"
+
 namespace relyloop::git {
 
 namespace {
@@ -58,7 +60,7 @@ int wait_fd(int fd, short events, std::chrono::milliseconds budget, const char *
             return 1;
         }
         if (n < 0 && errno != EINTR) {
-            return net_error(std::string(what) + ": " + std::strerror(errno));
+            return net_error(std::string(what) + ": " + errno_text(errno));
         }
     }
 }
@@ -78,7 +80,7 @@ int do_connect(git_stream *stream) {
         int fd =
             socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
         if (fd < 0) {
-            last = std::strerror(errno);
+            last = errno_text(errno);
             continue;
         }
         int rc = connect(fd, ai->ai_addr, ai->ai_addrlen);
@@ -106,7 +108,7 @@ int do_connect(git_stream *stream) {
             freeaddrinfo(res);
             return 0;
         }
-        last = std::strerror(errno);
+        last = errno_text(errno);
         close(fd);
     }
     freeaddrinfo(res);
@@ -125,7 +127,7 @@ ssize_t do_read(git_stream *stream, void *data, size_t len) {
         }
         if (errno != EAGAIN && errno != EWOULDBLOCK) {
             return net_error(std::string("could not read from the socket: ") +
-                             std::strerror(errno));
+                             errno_text(errno));
         }
         int w = wait_fd(s->fd, POLLIN, kIdleTimeout, "read");
         if (w < 0) {
@@ -149,7 +151,7 @@ ssize_t do_write(git_stream *stream, const char *data, size_t len, int) {
             continue;
         }
         if (errno != EAGAIN && errno != EWOULDBLOCK) {
-            return net_error(std::string("could not write to the socket: ") + std::strerror(errno));
+            return net_error(std::string("could not write to the socket: ") + errno_text(errno));
         }
         int w = wait_fd(s->fd, POLLOUT, kIdleTimeout, "write");
         if (w < 0) {

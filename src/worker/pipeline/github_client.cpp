@@ -136,19 +136,14 @@ std::optional<std::chrono::milliseconds> until_reset(const HttpResponse &r, Cloc
     return std::max(capped(delta), std::chrono::milliseconds(1000));
 }
 
+// RFC 3986 percent-encoding of everything but the unreserved characters.
 std::string url_escape(std::string_view s) {
-    std::string out;
-    static const char kHex[] = "0123456789ABCDEF";
-    for (unsigned char c : s) {
-        if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-            out.push_back(static_cast<char>(c));
-        } else {
-            out.push_back('%');
-            out.push_back(kHex[c >> 4]);
-            out.push_back(kHex[c & 15]);
-        }
+    std::unique_ptr<char, c_free<curl_free>> e(
+        curl_easy_escape(nullptr, s.data(), static_cast<int>(s.size())));
+    if (!e) {
+        throw std::bad_alloc();
     }
-    return out;
+    return e.get();
 }
 
 std::string str_field(const json_t *obj, const char *key) {

@@ -21,8 +21,6 @@ namespace relyloop::worker {
 
 namespace {
 
-constexpr size_t kMaxErrorChars = 2000;
-
 // One run's identity for every event it logs, and where its time went
 // ("loading=4,cloning=52,..." in pr_open_complete's steps_ms).
 struct RunIds {
@@ -83,8 +81,7 @@ PipelineResult failed(ErrorCode code, const std::string &message, const Secret &
     PipelineResult r;
     r.outcome = PipelineOutcome::kFailed;
     r.code = code;
-    r.message = redact(message, pat.reveal());
-    if (r.message.size() > kMaxErrorChars) r.message.resize(kMaxErrorChars);
+    r.message = redact(message, pat.reveal());  // the runner caps the stored text
     r.branch = ids.branch;
     return r;
 }
