@@ -108,4 +108,14 @@ like($out, qr/RELYLOOP_WORKER_THREADS/, 'lists the environment variables');
     is($? >> 8, 0, 'the flag wins over the environment') or diag $o;
 }
 
+# The daemon creates a missing clone root for its user only (the clones hold
+# the repositories' contents). A later --clone-root wins over the harness's.
+{
+    my $root = "$dir/fresh/clones";
+    $t->start_worker(name => 'fresh-root', args => ['--clone-root', $root]);
+    ok(-d $root, 'the daemon created the missing clone root');
+    is(sprintf('%04o', (stat $root)[2] & 07777), '0700', '... with mode 0700');
+    $t->stop_worker('fresh-root');
+}
+
 $t->done;

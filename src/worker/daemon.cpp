@@ -96,8 +96,13 @@ int run_daemon(const Settings &settings, Pipeline &pipeline, EventLog &log) noex
                   {"clone_root", settings.clone_root},
                   {"job_timeout_s", static_cast<long long>(settings.job_timeout.count())},
                   {"lease_ttl_s", static_cast<long long>(settings.lease_ttl.count())}});
+        // Clones hold the repositories' contents: only the worker's user
+        // may enter a clone root the worker creates (docs/runbook.md).
         std::error_code ec;
-        std::filesystem::create_directories(settings.clone_root, ec);
+        if (std::filesystem::create_directories(settings.clone_root, ec) && !ec) {
+            std::filesystem::permissions(settings.clone_root, std::filesystem::perms::owner_all,
+                                         ec);
+        }
         if (ec) {
             log.error("worker_start_failed",
                       {{"message", "cannot create the clone root " + settings.clone_root + ": " +
