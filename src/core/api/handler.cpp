@@ -2,8 +2,9 @@
 
 #include <stdexcept>
 
-#include "common/redact.hpp"
 #include "common/json_writer.hpp"
+#include "common/raii.hpp"
+#include "common/redact.hpp"
 
 namespace relyloop::core {
 
@@ -174,6 +175,18 @@ void expect_columns(const PGresult *res, int ncols) {
         throw std::runtime_error("unexpected result shape: " + std::to_string(PQnfields(res)) +
                                  " columns, expected " + std::to_string(ncols));
     }
+}
+
+bool worker_reply_ok(std::string_view reply, const char *required) {
+    json_error_t err;
+    Json j(json_loadb(reply.data(), reply.size(), 0, &err));
+    return j && json_is_object(j.get()) && json_is_true(json_object_get(j.get(), "ok")) &&
+           (required == nullptr || json_is_string(json_object_get(j.get(), required)));
+}
+
+std::string worker_reply_excerpt(std::string_view reply) {
+    constexpr size_t kMax = 200;
+    return json::quote(std::string(reply.substr(0, kMax)) + (reply.size() > kMax ? "..." : ""));
 }
 
 void expect_one_row(const PGresult *res, int ncols, const char *what) {

@@ -175,6 +175,13 @@ class Handler {
 // Reads the SQLSTATE, constraint and message of a failed result.
 [[nodiscard]] DbFailure db_failure_from_result(const PGresult *res);
 
+// A worker reply line {"ok":true,...}, with a string member `required` when
+// one is named (the enqueue's "job_id").
+[[nodiscard]] bool worker_reply_ok(std::string_view reply, const char *required = nullptr);
+
+// A worker reply for a log line: at most 200 bytes, quoted.
+[[nodiscard]] std::string worker_reply_excerpt(std::string_view reply);
+
 // Fails with INTERNAL_ERROR unless res has at least ncols columns.
 void expect_columns(const PGresult *res, int ncols);
 // The same, and exactly one row (an INSERT ... RETURNING and the like); `what`

@@ -9,12 +9,6 @@ namespace relyloop::core {
 
 namespace {
 
-bool ping_ok(std::string_view reply) {
-    json_error_t err;
-    Json j(json_loadb(reply.data(), reply.size(), 0, &err));
-    return j && json_is_object(j.get()) && json_is_true(json_object_get(j.get(), "ok"));
-}
-
 class HealthHandler : public Handler {
   public:
     HealthHandler() : Handler(Endpoint::kHealth) {}
@@ -33,31 +27,34 @@ class HealthHandler : public Handler {
     }
 
     Action on_worker(Context &ctx, const std::string *reply, std::string_view failure) override {
-        bool worker_ok = reply != nullptr && ping_ok(*reply);
+        bool worker_ok = reply != nullptr && worker_reply_ok(*reply);
         if (!worker_ok) {
-            std::string why = reply != nullptr ? "bad reply " + json::quote(reply->substr(0, 200))
+            std::string why = reply != nullptr ? "bad reply " + worker_reply_excerpt(*reply)
                                                : json::quote(failure);
             ctx.log(RL_LOG_ERR, "health: worker unavailable: " + why);
         }
-        Json body(db::new_object());
-        json_t *b = body.get();
         bool ok = database_ok_ && worker_ok;
-        db::put(b, "status", db::new_string(ok ? "ok" : "degraded"));
-        db::put(b, "database", db::new_string(database_ok_ ? "ok" : "unavailable"));
-        db::put(b, "worker", db::new_string(worker_ok ? "ok" : "unavailable"));
+        std::string body = R"({"status":")";
+        body += ok ? "ok" : "degraded";
+        body += R"(","database":")";
+        body += database_ok_ ? "ok" : "unavailable";
+        body += R"(","worker":")";
+        body += worker_ok ? "ok" : "unavailable";
+        body += '"';
         if (ok) {
-            return Action::respond(json_response(200, b));
+            body += '}';
+            return Action::respond(json_response(200, std::move(body)));
         }
-        const char *code = database_ok_ ? "QUEUE_UNAVAILABLE" : "DATABASE_UNAVAILABLE";
-        const char *message = !database_ok_ && !worker_ok ? "Database and worker unavailable"
-                              : !database_ok_             ? "Database unavailable"
-                                                          : "Worker unavailable";
-        json_t *detail = db::new_object();
-        db::put(b, "detail", detail);
-        db::put(detail, "error_code", db::new_string(code));
-        db::put(detail, "message", db::new_string(message));
-        db::put(detail, "retryable", json_true());
-        return Action::respond(json_response(503, b));
+        // The health object plus the error envelope's "detail".
+        Response r = error_response(
+            database_ok_ ? ErrorCode::kQueueUnavailable : ErrorCode::kDatabaseUnavailable,
+            !database_ok_ && !worker_ok ? "Database and worker unavailable"
+            : !database_ok_             ? "Database unavailable"
+                                        : "Worker unavailable");
+        body += ',';
+        body.append(r.body, 1);  // {"detail":{...}} without its '{'
+        r.body = std::move(body);
+        return Action::respond(std::move(r));
     }
 
   private:

@@ -3,25 +3,12 @@
 
 #include "api/crud.hpp"
 #include "api/validation.hpp"
-#include "common/secret.hpp"
 #include "common/json_writer.hpp"
+#include "common/secret.hpp"
 
 namespace relyloop::core {
 
 namespace {
-
-// The reply of the worker to an enqueue: {"ok":true,"job_id":"…",...}.
-bool enqueue_acknowledged(std::string_view reply) {
-    json_error_t err;
-    Json j(json_loadb(reply.data(), reply.size(), 0, &err));
-    return j && json_is_object(j.get()) && json_is_true(json_object_get(j.get(), "ok")) &&
-           json_is_string(json_object_get(j.get(), "job_id"));
-}
-
-std::string clip(std::string_view s) {
-    constexpr size_t kMax = 200;
-    return std::string(s.substr(0, kMax)) + (s.size() > kMax ? "..." : "");
-}
 
 class OpenPrHandler : public Handler {
   public:
@@ -79,15 +66,14 @@ class OpenPrHandler : public Handler {
             ctx.log(RL_LOG_ERR, "worker enqueue failed: " + json::quote(failure));
             return queue_unavailable();
         }
-        if (!enqueue_acknowledged(*reply)) {
-            ctx.log(RL_LOG_ERR, "worker refused the enqueue: " + json::quote(clip(*reply)));
+        if (!worker_reply_ok(*reply, "job_id")) {
+            ctx.log(RL_LOG_ERR, "worker refused the enqueue: " + worker_reply_excerpt(*reply));
             return queue_unavailable();
         }
-        Json body(db::new_object());
-        db::put(body.get(), "proposal_id", db::new_string(ctx.id()));
-        db::put(body.get(), "status", db::new_string("pending"));
-        db::put(body.get(), "message", db::new_string("PR creation queued"));
-        return Action::respond(json_response(202, body.get()));
+        std::string body = R"({"proposal_id":)";
+        json::write_string(body, ctx.id());
+        body += R"(,"status":"pending","message":"PR creation queued"})";
+        return Action::respond(json_response(202, std::move(body)));
     }
 
   private:

@@ -1,15 +1,14 @@
 #include "api/responses.hpp"
 
-#include "common/uuid.hpp"
 #include "common/json_writer.hpp"
+#include "common/uuid.hpp"
 
 namespace relyloop::core {
 
-Response json_response(int status, const json_t *body) {
+Response json_response(int status, std::string body) {
     Response r;
     r.status = status;
-    r.body.reserve(512);
-    json::write(r.body, body);
+    r.body = std::move(body);
     return r;
 }
 

@@ -25,8 +25,8 @@ struct Response {
     std::string message;
 };
 
-// 2xx with a JSON body.
-[[nodiscard]] Response json_response(int status, const json_t *body);
+// 2xx with a JSON body (its text).
+[[nodiscard]] Response json_response(int status, std::string body);
 
 // The error envelope {"detail":{"error_code","message","retryable"}}.
 [[nodiscard]] std::string error_body(std::string_view code, std::string_view message,

@@ -2,22 +2,14 @@
 
 #include <charconv>
 #include <cstdlib>
-#include <new>
 #include <string>
 
-#include "common/timefmt.hpp"
 #include "common/json_writer.hpp"
+#include "common/timefmt.hpp"
 
 namespace relyloop::core::db {
 
 namespace {
-
-json_t *checked(json_t *v) {
-    if (v == nullptr) {
-        throw std::bad_alloc();
-    }
-    return v;
-}
 
 // Replaces every byte that does not start a valid UTF-8 sequence by U+FFFD,
 // so a response stays valid JSON whatever the database holds.
@@ -192,23 +184,6 @@ RowWriter &RowWriter::null(const char *k) {
 RowWriter &RowWriter::literal(const char *k, std::string_view json_text) {
     key(k) += json_text;
     return *this;
-}
-
-json_t *new_object() { return checked(json_object()); }
-
-json_t *new_string(std::string_view s) {
-    json_t *v = json_stringn(s.data(), s.size());
-    if (v != nullptr) {
-        return v;
-    }
-    std::string clean = sanitize_utf8(s);
-    return checked(json_stringn(clean.data(), clean.size()));
-}
-
-void put(json_t *obj, const char *key, json_t *value) {
-    if (value == nullptr || json_object_set_new_nocheck(obj, key, value) != 0) {
-        throw std::bad_alloc();
-    }
 }
 
 }  // namespace relyloop::core::db

@@ -71,10 +71,4 @@ class RowWriter {
 // of a timestamptz; other text goes through pg_timestamp_to_rfc3339.
 void append_timestamp(std::string &out, std::string_view pg);
 
-// Small JSON trees for ad-hoc bodies (health, open_pr): a new reference or
-// std::bad_alloc; put() steals value.
-[[nodiscard]] json_t *new_object();
-[[nodiscard]] json_t *new_string(std::string_view s);
-void put(json_t *obj, const char *key, json_t *value);
-
 }  // namespace relyloop::core::db
