@@ -3,12 +3,14 @@
 #include <jansson.h>
 
 #include <cerrno>
+#include <charconv>
 #include <cmath>
 #include <cstdlib>
+#include <iterator>
 
+#include "common/json_writer.hpp"
 #include "common/raii.hpp"
 #include "common/timefmt.hpp"
-#include "common/json_writer.hpp"
 
 namespace relyloop::core {
 
@@ -154,21 +156,13 @@ std::optional<ListCursor> decode_list_cursor(std::string_view cursor) {
 }
 
 std::string_view trial_sort_name(TrialSort s) noexcept {
-    switch (s) {
-        case TrialSort::kMetricDesc:
-            return "primary_metric_desc";
-        case TrialSort::kMetricAsc:
-            return "primary_metric_asc";
-        case TrialSort::kNumberAsc:
-            return "optuna_trial_number_asc";
-    }
-    return "primary_metric_desc";
+    return kTrialSortNames[static_cast<size_t>(s)];
 }
 
 std::optional<TrialSort> parse_trial_sort(std::string_view s) noexcept {
-    for (TrialSort t : {TrialSort::kMetricDesc, TrialSort::kMetricAsc, TrialSort::kNumberAsc}) {
-        if (s == trial_sort_name(t)) {
-            return t;
+    for (size_t i = 0; i < std::size(kTrialSortNames); i++) {
+        if (s == kTrialSortNames[i]) {
+            return static_cast<TrialSort>(i);
         }
     }
     return std::nullopt;
@@ -281,14 +275,13 @@ int parse_limit(const QueryArgs &args, Problems &problems) {
         problems.add("query.limit", "must be an integer");
         return kDefaultLimit;
     }
-    size_t lead = s.find_first_not_of('0');
-    bool negative = s[0] == '-';
-    if (negative || lead == std::string_view::npos || s.size() - lead > 3 ||
-        std::atoi(std::string(s.substr(lead)).c_str()) > kMaxLimit) {
+    int n = 0;
+    auto r = std::from_chars(s.data(), s.data() + s.size(), n);
+    if (r.ec != std::errc{} || n < 1 || n > kMaxLimit) {
         problems.add("query.limit", "must be between 1 and " + std::to_string(kMaxLimit));
         return kDefaultLimit;
     }
-    return std::atoi(std::string(s.substr(lead)).c_str());
+    return n;
 }
 
 ListParams parse_list_params(const QueryArgs &args, Problems &problems) {

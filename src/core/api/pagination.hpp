@@ -32,6 +32,9 @@ struct ListCursor {
 [[nodiscard]] std::optional<ListCursor> decode_list_cursor(std::string_view cursor);
 
 enum class TrialSort { kMetricDesc, kMetricAsc, kNumberAsc };
+// The ?sort= names, in TrialSort order.
+inline constexpr std::string_view kTrialSortNames[] = {"primary_metric_desc", "primary_metric_asc",
+                                                       "optuna_trial_number_asc"};
 
 [[nodiscard]] std::string_view trial_sort_name(TrialSort s) noexcept;
 [[nodiscard]] std::optional<TrialSort> parse_trial_sort(std::string_view s) noexcept;

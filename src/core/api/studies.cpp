@@ -47,9 +47,7 @@ class TrialListHandler : public Handler {
             if (parsed) {
                 sort_ = *parsed;
             } else {
-                static constexpr std::string_view kSorts[] = {
-                    "primary_metric_desc", "primary_metric_asc", "optuna_trial_number_asc"};
-                problems.add("query.sort", one_of_reason(kSorts));
+                problems.add("query.sort", one_of_reason(kTrialSortNames));
                 sort_ok = false;
             }
         }
