@@ -89,6 +89,27 @@ namespace {
     "(coalesce($2::timestamptz, 'infinity'), coalesce($3::text, '')) "
 #define RL_PAGE_ORDER(alias) " ORDER BY " alias ".created_at DESC, " alias ".id DESC "
 
+// The filters of a list, shared by its page and its total (X-Total-Count).
+#define RL_TEMPLATE_FILTERS \
+    "($5::text IS NULL OR t.engine_type = $5::text) AND" RL_SINCE("t")
+#define RL_STUDY_FILTERS                                                          \
+    "($5::text IS NULL OR s.status = $5::text) "                                  \
+    "AND ($6::text IS NULL OR s.cluster_id = $6::text) AND" RL_SINCE("s")
+#define RL_PROPOSAL_FILTERS                                                       \
+    "($5::text IS NULL OR p.status = $5::text) "                                  \
+    "AND ($6::text IS NULL OR p.cluster_id = $6::text) "                          \
+    "AND ($7::text IS NULL OR p.study_id = $7::text) "                            \
+    "AND ($8::text IS NULL OR p.template_id = $8::text) AND" RL_SINCE("p")
+
+// The rest of a trial page in one order: the page, whether the study exists,
+// the study's trial count, the rows in that order.
+#define RL_TRIAL_PAGE(order)                                                      \
+    "ORDER BY " order " LIMIT $2::int) "                                          \
+    "SELECT EXISTS (SELECT 1 FROM studies WHERE id = $1::text) AS study_found, "  \
+    "(SELECT count(*) FROM trials WHERE study_id = $1::text) AS total, " RL_TRIAL_COLS \
+    " FROM (SELECT 1) one LEFT JOIN page t ON true "                              \
+    "ORDER BY " order
+
 // Lists: $1 fetch count (limit + 1), $2 cursor created_at, $3 cursor id,
 // $4 since, then the filters. Columns: total (rows matching the filters,
 // ignoring the cursor), then the layout; an empty page is one row whose
@@ -169,11 +190,10 @@ constexpr rl_statement_t kStatements[] = {
 
     // list, $5 engine_type → total, Template
     {"rl_template_list",
-     "WITH page AS (SELECT * FROM query_templates t WHERE ($5::text IS NULL OR "
-     "t.engine_type = $5::text) AND" RL_SINCE("t") "AND" RL_AFTER_CURSOR("t")
-         RL_PAGE_ORDER("t") "LIMIT $1::int) "
-     "SELECT (SELECT count(*) FROM query_templates t WHERE ($5::text IS NULL OR "
-     "t.engine_type = $5::text) AND" RL_SINCE("t") ") AS total, " RL_TEMPLATE_COLS
+     "WITH page AS (SELECT * FROM query_templates t WHERE " RL_TEMPLATE_FILTERS
+     "AND" RL_AFTER_CURSOR("t") RL_PAGE_ORDER("t") "LIMIT $1::int) "
+     "SELECT (SELECT count(*) FROM query_templates t WHERE " RL_TEMPLATE_FILTERS
+     ") AS total, " RL_TEMPLATE_COLS
      " FROM (SELECT 1) one LEFT JOIN page t ON true" RL_PAGE_ORDER("t"),
      5},
 
@@ -195,11 +215,9 @@ constexpr rl_statement_t kStatements[] = {
 
     // list, $5 status, $6 cluster_id → total, Study
     {"rl_study_list",
-     "WITH page AS (SELECT * FROM studies s WHERE ($5::text IS NULL OR s.status = $5::text) "
-     "AND ($6::text IS NULL OR s.cluster_id = $6::text) AND" RL_SINCE("s")
-         "AND" RL_AFTER_CURSOR("s") RL_PAGE_ORDER("s") "LIMIT $1::int) "
-     "SELECT (SELECT count(*) FROM studies s WHERE ($5::text IS NULL OR s.status = $5::text) "
-     "AND ($6::text IS NULL OR s.cluster_id = $6::text) AND" RL_SINCE("s") ") AS total, "
+     "WITH page AS (SELECT * FROM studies s WHERE " RL_STUDY_FILTERS
+     "AND" RL_AFTER_CURSOR("s") RL_PAGE_ORDER("s") "LIMIT $1::int) "
+     "SELECT (SELECT count(*) FROM studies s WHERE " RL_STUDY_FILTERS ") AS total, "
      RL_STUDY_COLS " FROM (SELECT 1) one LEFT JOIN page s ON true" RL_TRIALS_SUMMARY
          RL_PAGE_ORDER("s"),
      6},
@@ -231,11 +249,7 @@ constexpr rl_statement_t kStatements[] = {
      "OR ($3::float8 IS NOT NULL AND (t.primary_metric < $3::float8 OR (t.primary_metric = "
      "$3::float8 AND t.id < $4::text) OR t.primary_metric IS NULL)) "
      "OR ($3::float8 IS NULL AND t.primary_metric IS NULL AND t.id < $4::text)) "
-     "ORDER BY t.primary_metric DESC NULLS LAST, t.id DESC LIMIT $2::int) "
-     "SELECT EXISTS (SELECT 1 FROM studies WHERE id = $1::text) AS study_found, "
-     "(SELECT count(*) FROM trials WHERE study_id = $1::text) AS total, " RL_TRIAL_COLS
-     " FROM (SELECT 1) one LEFT JOIN page t ON true "
-     "ORDER BY t.primary_metric DESC NULLS LAST, t.id DESC",
+     RL_TRIAL_PAGE("t.primary_metric DESC NULLS LAST, t.id DESC"),
      4},
 
     // As above, primary_metric ASC NULLS LAST, id ASC.
@@ -244,22 +258,14 @@ constexpr rl_statement_t kStatements[] = {
      "OR ($3::float8 IS NOT NULL AND (t.primary_metric > $3::float8 OR (t.primary_metric = "
      "$3::float8 AND t.id > $4::text) OR t.primary_metric IS NULL)) "
      "OR ($3::float8 IS NULL AND t.primary_metric IS NULL AND t.id > $4::text)) "
-     "ORDER BY t.primary_metric ASC NULLS LAST, t.id ASC LIMIT $2::int) "
-     "SELECT EXISTS (SELECT 1 FROM studies WHERE id = $1::text) AS study_found, "
-     "(SELECT count(*) FROM trials WHERE study_id = $1::text) AS total, " RL_TRIAL_COLS
-     " FROM (SELECT 1) one LEFT JOIN page t ON true "
-     "ORDER BY t.primary_metric ASC NULLS LAST, t.id ASC",
+     RL_TRIAL_PAGE("t.primary_metric ASC NULLS LAST, t.id ASC"),
      4},
 
     // As above, optuna_trial_number ASC, id ASC ($3 is the number).
     {"rl_trial_list_number_asc",
      "WITH page AS (SELECT * FROM trials t WHERE t.study_id = $1::text AND ($4::text IS NULL "
      "OR (t.optuna_trial_number, t.id) > ($3::int, $4::text)) "
-     "ORDER BY t.optuna_trial_number ASC, t.id ASC LIMIT $2::int) "
-     "SELECT EXISTS (SELECT 1 FROM studies WHERE id = $1::text) AS study_found, "
-     "(SELECT count(*) FROM trials WHERE study_id = $1::text) AS total, " RL_TRIAL_COLS
-     " FROM (SELECT 1) one LEFT JOIN page t ON true "
-     "ORDER BY t.optuna_trial_number ASC, t.id ASC",
+     RL_TRIAL_PAGE("t.optuna_trial_number ASC, t.id ASC"),
      4},
 
     // $1 id → ProposalDetail, 0..1 rows.
@@ -271,15 +277,9 @@ constexpr rl_statement_t kStatements[] = {
     // list, $5 status, $6 cluster_id, $7 study_id, $8 template_id
     // → total, ProposalSummary
     {"rl_proposal_list",
-     "WITH page AS (SELECT * FROM proposals p WHERE ($5::text IS NULL OR p.status = $5::text) "
-     "AND ($6::text IS NULL OR p.cluster_id = $6::text) "
-     "AND ($7::text IS NULL OR p.study_id = $7::text) "
-     "AND ($8::text IS NULL OR p.template_id = $8::text) AND" RL_SINCE("p")
-         "AND" RL_AFTER_CURSOR("p") RL_PAGE_ORDER("p") "LIMIT $1::int) "
-     "SELECT (SELECT count(*) FROM proposals p WHERE ($5::text IS NULL OR p.status = $5::text) "
-     "AND ($6::text IS NULL OR p.cluster_id = $6::text) "
-     "AND ($7::text IS NULL OR p.study_id = $7::text) "
-     "AND ($8::text IS NULL OR p.template_id = $8::text) AND" RL_SINCE("p") ") AS total, "
+     "WITH page AS (SELECT * FROM proposals p WHERE " RL_PROPOSAL_FILTERS
+     "AND" RL_AFTER_CURSOR("p") RL_PAGE_ORDER("p") "LIMIT $1::int) "
+     "SELECT (SELECT count(*) FROM proposals p WHERE " RL_PROPOSAL_FILTERS ") AS total, "
      RL_PROPOSAL_SUMMARY_COLS " FROM (SELECT 1) one LEFT JOIN page p ON true"
          RL_PROPOSAL_JOINS RL_PAGE_ORDER("p"),
      8},
