@@ -7,6 +7,8 @@
 #include <stdexcept>
 #include <vector>
 
+#include "common/json_writer.hpp"
+
 namespace relyloop {
 
 namespace {
@@ -68,20 +70,11 @@ std::string substitute(const Pattern &p, const std::string &in) {
     return "[REDACTED-UNPRINTABLE]";
 }
 
-bool valid_utf8(std::string_view s) {
-    pcre2_code *any = patterns()[0].code;
-    using MatchData = std::unique_ptr<pcre2_match_data, decltype(&pcre2_match_data_free)>;
-    MatchData md(pcre2_match_data_create(1, nullptr), pcre2_match_data_free);
-    int rc = pcre2_match(any, reinterpret_cast<PCRE2_SPTR>(s.data()), s.size(), 0, 0, md.get(),
-                         nullptr);
-    return rc >= 0 || rc == PCRE2_ERROR_NOMATCH;
-}
-
 }  // namespace
 
 std::string redact(std::string_view text) {
     std::string cur(text);
-    if (!valid_utf8(cur)) {
+    if (!json::valid_utf8(cur)) {
         // Keep the printable ASCII only, then redact: a stray byte must not
         // make the whole message vanish, nor let a token through.
         std::string ascii;

@@ -539,21 +539,9 @@ ParamsEdit apply_config_diff(std::string_view original, const json_t *declared_p
             }
             splices.push_back(Splice{last.value_end, last.value_end, add});
         } else {
-            std::string add;
-            if (style.multiline) {
-                std::string outer = line_indent(text, o.open);
-                std::string inner = outer + style.unit;
-                for (size_t i = 0; i < nodes.size(); i++) {
-                    add += (i > 0 ? "," : "") + style.nl + inner +
-                           render_member(nodes[i], inner, style);
-                }
-                add += style.nl + outer;
-            } else {
-                for (size_t i = 0; i < nodes.size(); i++) {
-                    add += (i > 0 ? "," + style.comma : "") + render_member(nodes[i], "", style);
-                }
-            }
-            splices.push_back(Splice{o.open + 1, o.close, add});
+            // An empty object: rewritten whole, as a new one would be.
+            splices.push_back(Splice{o.open, o.close + 1,
+                                     render_object(nodes, line_indent(text, o.open), style)});
         }
     }
 

@@ -25,12 +25,11 @@ std::string one_line(std::string_view s) {
     return out;
 }
 
-std::string metric_number(const json_t *v) {
-    if (v == nullptr || !json_is_number(v)) {
-        return "n/a";
-    }
-    return json_is_integer(v) ? std::to_string(json_integer_value(v))
-                              : json_number_text(json_real_value(v));
+std::string metric_number(const json_t *v) { return json_is_number(v) ? json_text(v) : "n/a"; }
+
+// A member of a metric_delta entry, nullptr when the entry is not an object.
+const json_t *metric_field(const json_t *entry, const char *key) {
+    return json_is_object(entry) ? json_object_get(entry, key) : nullptr;
 }
 
 std::string delta_pct(const json_t *v) {
@@ -142,12 +141,9 @@ std::string pr_body(const PrText &t) {
         out += "| Metric | Baseline | Achieved | Δ% |\n| --- | --- | --- | --- |\n";
         for (const std::string &m : metrics) {
             const json_t *e = json_object_get(t.metric_delta.get(), m.c_str());
-            auto field = [&](const char *k) {
-                return json_is_object(e) ? json_object_get(e, k) : nullptr;
-            };
-            out += "| " + markdown_cell(m) + " | " + metric_number(field("baseline")) + " | " +
-                   metric_number(field("achieved")) + " | " + delta_pct(field("delta_pct")) +
-                   " |\n";
+            out += "| " + markdown_cell(m) + " | " + metric_number(metric_field(e, "baseline")) +
+                   " | " + metric_number(metric_field(e, "achieved")) + " | " +
+                   delta_pct(metric_field(e, "delta_pct")) + " |\n";
         }
         out += "\n";
     }
@@ -190,11 +186,9 @@ std::string commit_message(const PrText &t) {
         "Template: " + one_line(t.template_name) + " v" + std::to_string(t.template_version) + "\n";
     for (const std::string &m : sorted_keys(t.metric_delta.get())) {
         const json_t *e = json_object_get(t.metric_delta.get(), m.c_str());
-        auto field = [&](const char *k) {
-            return json_is_object(e) ? json_object_get(e, k) : nullptr;
-        };
-        out += "Metric: " + one_line(m) + "  " + metric_number(field("baseline")) + " \u2192 " +
-               metric_number(field("achieved")) + " (" + delta_pct(field("delta_pct")) + ")\n";
+        out += "Metric: " + one_line(m) + "  " + metric_number(metric_field(e, "baseline")) +
+               " \u2192 " + metric_number(metric_field(e, "achieved")) + " (" +
+               delta_pct(metric_field(e, "delta_pct")) + ")\n";
     }
     out += "Params:\n";
     for (const std::string &param : sorted_keys(t.config_diff.get())) {
