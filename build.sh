@@ -4,6 +4,7 @@
 #   ./build.sh          build build/ngx_http_relyloop_module.so and build/relyloop-worker
 #   ./build.sh test     unit + integration tests, plain and under ASan+UBSan
 #   ./build.sh up       a local stack in the foreground (PostgreSQL, worker, nginx)
+#   ./build.sh demo     the stack plus a local git server and GitHub stand-in; opens a PR
 #   ./build.sh bench    the benchmarks, printed as ratios against references
 #
 # Each sub-command installs the Debian packages it needs when they are missing
@@ -25,6 +26,16 @@ BENCH_PKGS=(wrk)
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'build.sh: %s\n' "$*" >&2; exit 1; }
+
+# install_file SRC DST: a copy under a temporary name, then rename(2), so a
+# process running (or nginx having mapped) the old DST keeps its old inode
+# instead of seeing it rewritten ("Text file busy", or a module changing
+# under running nginx workers).
+install_file() {
+    local tmp
+    tmp="$(dirname "$2")/.$(basename "$2").tmp.$$"
+    cp -f "$1" "$tmp" && mv -f "$tmp" "$2"
+}
 
 ensure_pkgs() {
     local missing=() p
@@ -84,6 +95,8 @@ build_variant() {
         printf '%s' "$stamp" >"$ngx/.relyloop-stamp"
     fi
     # The link rule does not depend on the core archives: force the relink.
+    # (rm unlinks: a process that loaded the old file keeps it; the linker
+    # writes a new inode.)
     rm -f "$ngx"/*.so
     make -s -f "$ngx/Makefile" -C "$src" modules >/dev/null
 }
@@ -92,9 +105,9 @@ cmd_build() {
     ensure_pkgs "${BUILD_PKGS[@]}"
     mkdir -p "$BUILD"
     build_variant release -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRELYLOOP_SANITIZE=OFF
-    cp "$BUILD/nginx-release/ngx_http_relyloop_module.so" "$BUILD/ngx_http_relyloop_module.so"
+    install_file "$BUILD/nginx-release/ngx_http_relyloop_module.so" "$BUILD/ngx_http_relyloop_module.so"
     if [ -x "$BUILD/cmake-release/relyloop-worker" ]; then
-        cp "$BUILD/cmake-release/relyloop-worker" "$BUILD/relyloop-worker"
+        install_file "$BUILD/cmake-release/relyloop-worker" "$BUILD/relyloop-worker"
     fi
     log "built $BUILD/ngx_http_relyloop_module.so and $BUILD/relyloop-worker"
 }
@@ -125,43 +138,89 @@ cmd_test() {
     log "all tests passed (release and asan)"
 }
 
-# ./build.sh up: PostgreSQL (kept under .run/pg), migrations, the worker and
-# nginx with the module, in the foreground until Ctrl-C or SIGTERM.
+# ./build.sh up [--no-build] [--demo]: PostgreSQL (kept under .run/pg),
+# migrations, the worker and nginx with the module, in the foreground until
+# Ctrl-C or SIGTERM. --no-build runs what $BUILD already holds
+# (RELYLOOP_BUILD_DIR may name another checkout's build). --demo (also
+# `./build.sh demo`) adds a local git server and GitHub stand-in and opens a
+# PR through them (docs/runbook.md, "The demo").
 cmd_up() {
+    local demo=0 build=1 a
+    for a in "$@"; do
+        case $a in
+            --no-build) build=0 ;;
+            --demo) demo=1 ;;
+            *) die "up: unknown option '$a' (--no-build, --demo)" ;;
+        esac
+    done
     ensure_pkgs "${BUILD_PKGS[@]}" "${TEST_PKGS[@]}"
-    cmd_build
 
     local run=$ROOT/.run pgbin=/usr/lib/postgresql/15/bin
     local port=${RELYLOOP_PORT:-8080} pgport=${RELYLOOP_PG_PORT:-54329}
     local env=${RELYLOOP_ENVIRONMENT:-development}
     local web=${RELYLOOP_GITHUB_WEB_URL:-https://github.com}
     local api=${RELYLOOP_GITHUB_API_URL:-https://api.github.com}
+    local gitport=${RELYLOOP_DEMO_GIT_PORT:-$((port + 1))}
+    local ghport=${RELYLOOP_DEMO_GITHUB_PORT:-$((port + 2))}
     local pgdata=$run/pg
+    mkdir -p "$run"
+    # Before building or starting anything: a running stack keeps running.
+    if [ $demo = 1 ]; then
+        up_refuse_if_running "$run" "$port" "$pgport" "$gitport" "$ghport"
+    else
+        up_refuse_if_running "$run" "$port" "$pgport"
+    fi
+    if [ $build = 1 ]; then
+        cmd_build
+    fi
+    if [ ! -x "$BUILD/relyloop-worker" ] || [ ! -f "$BUILD/ngx_http_relyloop_module.so" ]; then
+        die "no relyloop-worker and module in $BUILD; run ./build.sh first"
+    fi
+    echo $$ >"$run/up.pid"
+    UP_RUN=$run
+    trap 'stop_stack 0' INT TERM
+    trap 'stop_stack $?' EXIT
+
     AS_PG=()
     mkdir -p "$run"/{secrets,clones,logs,nginx/conf,nginx/logs,nginx/tmp}
     chmod 700 "$run/secrets"
 
     # PostgreSQL refuses to run as root: run it as "postgres", with its data
-    # where that user can reach it (a 0700 home directory is not).
+    # where that user can reach it (a 0700 home directory is not), named by
+    # its real path, from a working directory it can enter.
     if [ "$(id -u)" = 0 ]; then
         AS_PG=(runuser -u postgres --)
-        if [ ! -e "$pgdata" ] && ! runuser -u postgres -- test -x "$run"; then
+        if [ ! -e "$pgdata" ] && ! as_pg test -x "$run"; then
             local alt
             alt=/var/tmp/relyloop-pg-$(printf '%s' "$ROOT" | md5sum | cut -c1-12)
             mkdir -p "$alt" && ln -sfn "$alt" "$pgdata"
         fi
-        mkdir -p "$pgdata/" && chown -R postgres:postgres "$(readlink -f "$pgdata")"
+        mkdir -p "$pgdata/"
+        pgdata=$(readlink -f "$pgdata")
+        chown -R postgres:postgres "$pgdata"
+        as_pg test -x "$pgdata" ||
+            die "user postgres cannot reach $pgdata; move $run/pg away (its databases go with it) and rerun"
+    else
+        mkdir -p "$pgdata/"
+        pgdata=$(readlink -f "$pgdata")
     fi
+
+    if [ $demo = 1 ]; then
+        env=development    # the seed endpoint exists there only
+        demo_services "$run" "$gitport" "$ghport"
+        web=$DEMO_WEB_URL
+        api=$DEMO_API_URL
+    fi
+
     if [ ! -f "$pgdata/data/PG_VERSION" ]; then
         log "initdb $pgdata/data"
-        "${AS_PG[@]}" "$pgbin/initdb" -D "$pgdata/data" -U postgres -A trust -E UTF8 \
+        as_pg "$pgbin/initdb" -D "$pgdata/data" -U postgres -A trust -E UTF8 \
             --locale=C.UTF-8 >"$run/logs/initdb.log"
     fi
     log "postgresql on 127.0.0.1:$pgport"
-    "${AS_PG[@]}" "$pgbin/pg_ctl" -D "$pgdata/data" -l "$pgdata/server.log" -w -t 60 \
+    as_pg "$pgbin/pg_ctl" -D "$pgdata/data" -l "$pgdata/server.log" -w -t 60 \
         -o "-p $pgport -c listen_addresses=127.0.0.1 -k ''" start >/dev/null
     UP_PGDATA=$pgdata
-    trap stop_stack INT TERM EXIT
     psql -X -q -h 127.0.0.1 -p "$pgport" -U postgres -d postgres -Atc \
         "SELECT 1 FROM pg_database WHERE datname='relyloop'" | grep -q 1 ||
         createdb -h 127.0.0.1 -p "$pgport" -U postgres relyloop
@@ -221,9 +280,14 @@ EOF
     for i in $(seq 1 100); do
         if curl -fsS "http://127.0.0.1:$port/api/v1/health" >/dev/null 2>&1; then
             echo "relyloop-pr ready: http://127.0.0.1:$port (environment $env; psql: . .run/env)"
+            if [ $demo = 1 ]; then
+                perl -I"$ROOT/t/lib" "$ROOT/t/tools/demo.pl" run --dir "$run/demo" \
+                    --api "http://127.0.0.1:$port" --clone-root "$run/clones" ||
+                    die "demo: failed; logs in $run/logs and $run/demo"
+            fi
             wait -n "${UP_PIDS[@]}" || true
             log "a component exited; see $run/logs and $run/nginx/logs"
-            stop_stack
+            stop_stack 1
         fi
         sleep 0.1
     done
@@ -233,8 +297,58 @@ EOF
 
 UP_PIDS=()
 UP_PGDATA=""
+UP_RUN=""
 AS_PG=()
 
+# as_pg CMD...: CMD as the postgres user when root (else as is), from "/":
+# PostgreSQL's tools complain when they cannot enter their working directory.
+as_pg() {
+    (cd / && "${AS_PG[@]}" "$@")
+}
+
+# up_refuse_if_running RUN PORT...: a second `up` from the same checkout, or
+# anything already listening on one of the ports, stops here with a message,
+# before anything is built or started.
+up_refuse_if_running() {
+    local run=$1 pid p
+    shift
+    pid=$(cat "$run/up.pid" 2>/dev/null || true)
+    if [ -n "$pid" ] && [ "$pid" != $$ ] && kill -0 "$pid" 2>/dev/null &&
+        tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'build\.sh'; then
+        die "a stack from this checkout is already running (build.sh pid $pid); stop it (Ctrl-C there, or kill $pid) first"
+    fi
+    for p in "$@"; do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+            die "127.0.0.1:$p is already in use (another stack?); stop it, or choose other ports (RELYLOOP_PORT, RELYLOOP_PG_PORT, RELYLOOP_DEMO_GIT_PORT, RELYLOOP_DEMO_GITHUB_PORT)"
+        fi
+    done
+}
+
+# demo_services RUN GITPORT GHPORT: the demo's git smart-HTTP server (nginx +
+# fcgiwrap + git http-backend) and GitHub stand-in (t/tools/fake_github.py),
+# started by t/tools/demo.pl with the test harness's modules; sets
+# DEMO_WEB_URL and DEMO_API_URL.
+demo_services() {
+    local run=$1 _
+    mkdir -p "$run/demo"
+    rm -f "$run/demo/services.env"
+    perl -I"$ROOT/t/lib" "$ROOT/t/tools/demo.pl" services --dir "$run/demo" \
+        --secrets-dir "$run/secrets" --git-port "$2" --github-port "$3" \
+        >>"$run/logs/demo-services.log" 2>&1 &
+    UP_PIDS+=($!)
+    for _ in $(seq 1 300); do
+        [ -f "$run/demo/services.env" ] && break
+        kill -0 "${UP_PIDS[-1]}" 2>/dev/null ||
+            { tail -20 "$run/logs/demo-services.log" >&2; die "demo: the git server or GitHub stand-in did not start"; }
+        sleep 0.1
+    done
+    [ -f "$run/demo/services.env" ] || die "demo: the services did not come up; see $run/logs/demo-services.log"
+    # shellcheck disable=SC1091
+    . "$run/demo/services.env"
+    log "demo: git server $DEMO_WEB_URL, GitHub stand-in $DEMO_API_URL"
+}
+
+# stop_stack STATUS: everything `up` started, in reverse, then exit STATUS.
 stop_stack() {
     # a second Ctrl-C must not cut the cleanup short
     trap '' INT TERM
@@ -245,10 +359,13 @@ stop_stack() {
         wait "${UP_PIDS[@]}" 2>/dev/null || true
     fi
     if [ -n "$UP_PGDATA" ]; then
-        "${AS_PG[@]}" /usr/lib/postgresql/15/bin/pg_ctl -D "$UP_PGDATA/data" -m fast -w stop \
+        as_pg /usr/lib/postgresql/15/bin/pg_ctl -D "$UP_PGDATA/data" -m fast -w stop \
             >/dev/null 2>&1 || true
     fi
-    exit 0
+    if [ -n "$UP_RUN" ] && [ "$(cat "$UP_RUN/up.pid" 2>/dev/null)" = $$ ]; then
+        rm -f "$UP_RUN/up.pid"
+    fi
+    exit "${1:-0}"
 }
 
 cmd_bench() {
@@ -260,8 +377,9 @@ cmd_bench() {
 case "${1:-build}" in
     build) cmd_build ;;
     test) shift; cmd_test "$@" ;;
-    up) cmd_up ;;
+    up) shift; cmd_up "$@" ;;
+    demo) shift; cmd_up --demo "$@" ;;
     bench) shift; cmd_bench "$@" ;;
-    -h|--help|help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' ;;
-    *) die "unknown command '$1' (build, test, up, bench)" ;;
+    -h|--help|help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' ;;
+    *) die "unknown command '$1' (build, test, up, demo, bench)" ;;
 esac

@@ -123,7 +123,9 @@ sub _as_pg {
     my $redirect = '';
     $redirect = pop @cmd if $cmd[-1] =~ /^>/;
     my $line = join ' ', map { quotemeta } @cmd;
-    $line = "runuser -u postgres -- $line" if $IS_ROOT;
+    # From "/": PostgreSQL's tools, run as postgres, complain about a working
+    # directory that user cannot enter (a checkout under a 0700 home).
+    $line = "cd / && runuser -u postgres -- $line" if $IS_ROOT;
     return system("$line $redirect");
 }
 
