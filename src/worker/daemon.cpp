@@ -95,7 +95,8 @@ int run_daemon(const Settings &settings, Pipeline &pipeline, EventLog &log) noex
                   {"threads", settings.threads},
                   {"clone_root", settings.clone_root},
                   {"job_timeout_s", static_cast<long long>(settings.job_timeout.count())},
-                  {"lease_ttl_s", static_cast<long long>(settings.lease_ttl.count())}});
+                  {"lease_ttl_s", static_cast<long long>(settings.lease_ttl.count())},
+                  {"dry_run", settings.dry_run}});
         // Clones hold the repositories' contents: only the worker's user
         // may enter a clone root the worker creates (docs/runbook.md).
         std::error_code ec;

@@ -27,6 +27,8 @@ const char *outcome_name(PipelineOutcome o) {
             return "failed";
         case PipelineOutcome::kCancelled:
             return "cancelled";
+        case PipelineOutcome::kDryRun:
+            return "dry_run";
     }
     return "unknown";
 }
@@ -418,6 +420,10 @@ void JobRunner::record_outcome(PgConn &conn, ActiveJob &a, const PipelineResult 
             return;
         case PipelineOutcome::kFailed:
             with_retry(conn, "fail", a, [&](PGconn *c) { fail(c, a, res.code, res.message); });
+            return;
+        case PipelineOutcome::kDryRun:
+            with_retry(conn, "succeed", a,
+                       [&](PGconn *c) { succeed(c, a, "dry_run_complete", &res); });
             return;
         case PipelineOutcome::kCancelled:
             break;

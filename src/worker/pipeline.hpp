@@ -66,6 +66,8 @@ enum class PipelineOutcome {
     kNotPending,      // the proposal left `pending`; nothing written
     kFailed,          // the runner writes pr_open_error = "<CODE>: <message>"
     kCancelled,       // stopped on ctx.cancel; the runner decides what to write
+    kDryRun,          // --dry-run: committed locally, nothing pushed or opened;
+                      // the proposal is left alone (docs/worker.md)
 };
 
 struct PipelineResult {

@@ -27,6 +27,7 @@ enum class Kind {
     kOptionalUrl,     // "" = unset
     kInt,
     kSeconds,
+    kBool,  // on the command line the flag alone means true
 };
 
 struct Option {
@@ -74,6 +75,8 @@ constexpr Option kOptions[] = {
      "time running jobs get on SIGTERM [min(job-timeout, 20s)]"},
     {"client-idle-timeout", "RELYLOOP_CLIENT_IDLE_TIMEOUT", Kind::kSeconds, 1, 3600,
      "disconnect silent socket clients after [30s]"},
+    {"dry-run", "RELYLOOP_DRY_RUN", Kind::kBool, 0, 0,
+     "commit locally; push nothing, open no PR [off]"},
 };
 
 const Option *find_option(std::string_view flag) {
@@ -278,6 +281,14 @@ void apply(Settings &st, const Option &o, const std::string &v, bool from_env, b
         grace_given = true;
     } else if (f == "client-idle-timeout") {
         st.client_idle_timeout = std::chrono::seconds(parse_int(o, v, from_env));
+    } else if (f == "dry-run") {
+        if (v == "1" || v == "true" || v == "yes" || v == "on") {
+            st.dry_run = true;
+        } else if (v == "0" || v == "false" || v == "no" || v == "off") {
+            st.dry_run = false;
+        } else {
+            throw bad("expected true or false (1/0, yes/no, on/off)");
+        }
     }
 }
 
@@ -340,7 +351,9 @@ ParsedCommandLine parse_command_line(const std::vector<std::string> &args, const
             if (o == nullptr) {
                 throw UsageError("unknown option --" + redact(name));
             }
-            if (!inline_value) {
+            if (!inline_value && o->kind == Kind::kBool) {
+                value = "true";  // `--dry-run` alone; `--dry-run=false` also works
+            } else if (!inline_value) {
                 if (i + 1 >= args.size()) {
                     throw UsageError("--" + name + " needs a value");
                 }
@@ -389,6 +402,11 @@ ParsedCommandLine parse_command_line(const std::vector<std::string> &args, const
         out.warnings.push_back(
             "--git-author-email is left at its default relyloop-bot@example.com; commits will "
             "carry that address (set RELYLOOP_GIT_AUTHOR_EMAIL)");
+    }
+    if (st.dry_run) {
+        out.warnings.push_back(
+            "--dry-run is on: jobs commit in the clone only; nothing is pushed, no PR is "
+            "opened, proposals stay pending");
     }
     return out;
 }

@@ -41,6 +41,9 @@ struct Settings {
     // Beyond SPEC §3.2: a socket client that sends nothing for this long is
     // disconnected.
     std::chrono::seconds client_idle_timeout{30};              // --client-idle-timeout
+    // Beyond SPEC §3.2: run jobs through the local commit only; push nothing,
+    // open no PR, record what would have been sent (docs/worker.md).
+    bool dry_run = false;                                      // --dry-run
 };
 
 enum class Command { kDaemon, kMigrate, kCheck, kHelp, kVersion };

@@ -216,6 +216,9 @@ RETURNING pr_url
             case PipelineOutcome::kCancelled:
                 outcome = "cancelled";
                 break;
+            case PipelineOutcome::kDryRun:
+                outcome = "dry_run";
+                break;
         }
         record(ctx, "end", script, started, outcome, -1);
         return res;

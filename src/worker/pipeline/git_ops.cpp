@@ -557,7 +557,7 @@ void Workspace::commit_file(std::string_view path, std::string_view content,
     git_oid_cpy(&tip_, &commit_oid);
 }
 
-void Workspace::push() {
+std::string Workspace::create_branch() {
     if (spec_.branch.empty()) {
         throw Error(ErrorCode::kInternalError, "no branch to push");
     }
@@ -570,6 +570,15 @@ void Workspace::push() {
                     "cannot create the local branch " + branch + ": " + git_message(pat_));
     }
     git_reference_free(raw_ref);
+    char hex[GIT_OID_HEXSZ + 1] = {};
+    git_oid_tostr(hex, sizeof hex, &tip_);
+    return hex;
+}
+
+void Workspace::push() {
+    create_branch();
+    const std::string &branch = spec_.branch;
+    std::string refname = "refs/heads/" + branch;
 
     GitRemote origin = memory_remote(repo_.get(), spec_.url, pat_);
 

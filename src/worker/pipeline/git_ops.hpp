@@ -100,8 +100,12 @@ class Workspace {
     void commit_file(std::string_view path, std::string_view content, std::string_view message,
                      const Identity &who);
 
-    // Creates refs/heads/<spec.branch> at the tip and pushes it without
-    // force. A rejected ref or a failed push → Error(kPushFailed). Cancelled.
+    // Creates (or moves) the local refs/heads/<spec.branch> to the tip and
+    // returns the tip's hex id. Error(kPushFailed) when it cannot.
+    std::string create_branch();
+
+    // create_branch(), then pushes the branch without force. A rejected ref
+    // or a failed push → Error(kPushFailed). Cancelled.
     void push();
 
   private:

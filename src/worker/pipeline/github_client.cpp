@@ -391,8 +391,7 @@ HttpResponse Client::call(const HttpRequest &request) {
     }
 }
 
-PullRequest Client::create_pull(std::string_view owner, std::string_view repo,
-                                std::string_view title, std::string_view head,
+std::string create_pull_payload(std::string_view title, std::string_view head,
                                 std::string_view base, std::string_view body) {
     Json req(json_object());
     json_object_set_new(req.get(), "title", json_stringn(title.data(), title.size()));
@@ -402,7 +401,14 @@ PullRequest Client::create_pull(std::string_view owner, std::string_view repo,
     json_object_set_new(req.get(), "maintainer_can_modify", json_false());
     CString text(json_dumps(req.get(), JSON_COMPACT));
     if (!text) throw std::bad_alloc();
-    HttpResponse r = call({"POST", repo_url(owner, repo) + "/pulls", text.get()});
+    return text.get();
+}
+
+PullRequest Client::create_pull(std::string_view owner, std::string_view repo,
+                                std::string_view title, std::string_view head,
+                                std::string_view base, std::string_view body) {
+    HttpResponse r =
+        call({"POST", repo_url(owner, repo) + "/pulls", create_pull_payload(title, head, base, body)});
     auto pr = parse_pull(r.body);
     if (!pr) {
         throw ApiError(r.status, "malformed pull request in the response");

@@ -104,6 +104,11 @@ class ApiError : public std::runtime_error {
     long status_;
 };
 
+// The JSON body of POST /repos/{o}/{r}/pulls, compact: what create_pull
+// sends, and what a dry run records instead of sending (docs/worker.md).
+[[nodiscard]] std::string create_pull_payload(std::string_view title, std::string_view head,
+                                              std::string_view base, std::string_view body);
+
 struct PullRequest {
     long long number = 0;
     std::string html_url;

@@ -1,7 +1,15 @@
 // The PR pipeline of SPEC §8 (steps 2 and 4–12; the runner did 1 and 3).
 #include "pipeline/pr_pipeline.hpp"
 
+#include <fcntl.h>
+#include <jansson.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <exception>
 #include <optional>
 #include <string>
@@ -45,6 +53,8 @@ struct RunIds {
     }
 };
 
+struct DryRun;
+
 class PrPipeline final : public Pipeline {
   public:
     PrPipeline(const Settings &settings, EventLog &log) : settings_(settings), log_(log) {
@@ -56,6 +66,7 @@ class PrPipeline final : public Pipeline {
 
   private:
     PipelineResult run_steps(const JobContext &ctx, RunIds &ids, Secret &pat);
+    PipelineResult record_dry_run(const JobContext &ctx, const RunIds &ids, const DryRun &d);
     EventLog &log_for(const JobContext &ctx) const { return ctx.log != nullptr ? *ctx.log : log_; }
 
     // Declared first: libgit2 and libcurl are initialised (both reference
@@ -82,6 +93,107 @@ PipelineResult failed(ErrorCode code, const std::string &message, const Secret &
     r.outcome = PipelineOutcome::kFailed;
     r.code = code;
     r.message = redact(message, pat.reveal());  // the runner caps the stored text
+    r.branch = ids.branch;
+    return r;
+}
+
+// What a dry run would have sent (docs/worker.md, "Dry run").
+struct DryRun {
+    std::string repository;  // owner/repo
+    std::string clone;
+    std::string base;
+    std::string commit;  // "" when the branch already was on the remote
+    bool branch_on_remote = false;
+    std::string create_pull_url;
+    std::string title;
+    std::string body;
+};
+
+// <clone_root>/dry-run/<proposal_id>.json, written under a temporary name and
+// renamed, mode 0600 in a 0700 directory (the record holds repository text).
+std::string write_dry_run_file(const std::string &clone_root, const std::string &name,
+                               const std::string &text) {
+    std::string dir = clone_root + "/dry-run";
+    if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+        throw Error(ErrorCode::kInternalError,
+                    "cannot create " + dir + ": " + std::strerror(errno));
+    }
+    std::string path = dir + "/" + name + ".json";
+    std::string tmp = path + ".tmp";
+    int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) {
+        throw Error(ErrorCode::kInternalError,
+                    "cannot write " + tmp + ": " + std::strerror(errno));
+    }
+    size_t off = 0;
+    while (off < text.size()) {
+        ssize_t n = write(fd, text.data() + off, text.size() - off);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            int e = errno;
+            close(fd);
+            unlink(tmp.c_str());
+            throw Error(ErrorCode::kInternalError, "cannot write " + tmp + ": " + std::strerror(e));
+        }
+        off += static_cast<size_t>(n);
+    }
+    if (close(fd) != 0 || rename(tmp.c_str(), path.c_str()) != 0) {
+        int e = errno;
+        unlink(tmp.c_str());
+        throw Error(ErrorCode::kInternalError, "cannot write " + path + ": " + std::strerror(e));
+    }
+    return path;
+}
+
+bool safe_file_name(const std::string &s) {
+    if (s.empty() || s.size() > 64) return false;
+    for (char c : s) {
+        if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_') return false;
+    }
+    return true;
+}
+
+PipelineResult PrPipeline::record_dry_run(const JobContext &ctx, const RunIds &ids,
+                                          const DryRun &d) {
+    std::string payload =
+        github::create_pull_payload(d.title, ids.branch, d.base, d.body);
+    Json rec(json_object());
+    auto str = [&](const char *k, const std::string &v) {
+        json_object_set_new(rec.get(), k, json_stringn(v.data(), v.size()));
+    };
+    str("proposal_id", ids.proposal_id);
+    str("job_id", ids.job_id);
+    str("config_repo_id", ids.config_repo_id);
+    str("repository", d.repository);
+    str("clone", d.clone);
+    str("branch", ids.branch);
+    str("base", d.base);
+    if (d.commit.empty()) {
+        json_object_set_new(rec.get(), "commit", json_null());
+    } else {
+        str("commit", d.commit);
+    }
+    json_object_set_new(rec.get(), "branch_on_remote", json_boolean(d.branch_on_remote));
+    str("create_pull_url", d.create_pull_url);
+    json_error_t err;
+    json_object_set_new(rec.get(), "create_pull", json_loads(payload.c_str(), 0, &err));
+    CString text(json_dumps(rec.get(), JSON_INDENT(2) | JSON_PRESERVE_ORDER));
+    if (!text) throw std::bad_alloc();
+    std::string name = safe_file_name(ids.proposal_id) ? ids.proposal_id : ids.job_id;
+    std::string file = write_dry_run_file(settings_.clone_root, name, std::string(text.get()) + "\n");
+
+    log_for(ctx).info("pr_dry_run", {{"job_id", ids.job_id},
+                                     {"proposal_id", ids.proposal_id},
+                                     {"study_id", ids.study_id},
+                                     {"config_repo_id", ids.config_repo_id},
+                                     {"branch", ids.branch},
+                                     {"commit", d.commit},
+                                     {"file", file},
+                                     {"title", d.title},
+                                     {"body", d.body},
+                                     {"message", "dry run: nothing pushed, no PR opened"}});
+    PipelineResult r;
+    r.outcome = PipelineOutcome::kDryRun;
     r.branch = ids.branch;
     return r;
 }
@@ -263,6 +375,7 @@ PipelineResult PrPipeline::run_steps(const JobContext &ctx, RunIds &ids, Secret 
     // Step 5.
     git::RemoteBranch remote = ws.remote_branch(proposal->id, chart_file);
     bool chart_committed = false;
+    std::string commit;  // a dry run's local branch tip
     if (remote.exists && !remote.ours) {
         throw Error(ErrorCode::kBranchExists,
                     "branch '" + ids.branch +
@@ -331,10 +444,27 @@ PipelineResult PrPipeline::run_steps(const JobContext &ctx, RunIds &ids, Secret 
             }
         }
 
-        // Step 9.
+        // Step 9 (a dry run stops at the local branch).
         check_cancel(ctx);
-        ids.enter(ctx, "pushing");
-        ws.push();
+        if (settings_.dry_run) {
+            commit = ws.create_branch();
+        } else {
+            ids.enter(ctx, "pushing");
+            ws.push();
+        }
+    }
+    if (settings_.dry_run) {
+        check_cancel(ctx);
+        DryRun d;
+        d.repository = coords->owner + "/" + coords->repo;
+        d.clone = ws.workdir();
+        d.base = repo->pr_base_branch;
+        d.commit = commit;
+        d.branch_on_remote = remote.exists;
+        d.create_pull_url = web_base(settings_.github_api_url) + "/repos/" + d.repository + "/pulls";
+        d.title = clean(pr_title(text));
+        d.body = clean(pr_body(text));
+        return record_dry_run(ctx, ids, d);
     }
 
     // Step 10.
