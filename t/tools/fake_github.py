@@ -25,7 +25,7 @@ Control (no auth):
   GET  /_control/requests every API request: {method, path, query, headers, body, route, status}
   GET  /_control/pulls    the PRs
   POST /_control/reset    {"requests": true, "pulls": true, "script": true}
-  POST /_control/config   {"token": "...", "git_root": "..."}
+  POST /_control/config   {"token": "...", "git_root": "...", "next_number": {"o/r": n}}
   GET  /_control/health
 python3 standard library only.
 """
@@ -292,6 +292,8 @@ class Handler(BaseHTTPRequestHandler):
                 for k in ("token", "git_root", "web_url"):
                     if k in req:
                         STATE[k] = req[k]
+                for key, n in (req.get("next_number") or {}).items():
+                    STATE["next_number"][key] = int(n)
                 return self._send(200, {"ok": True})
         return self._send(404, {"error": "unknown control endpoint"})
 

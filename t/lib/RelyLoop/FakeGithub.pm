@@ -31,7 +31,7 @@ sub start {
     make_path($dir);
     my $port_file = "$dir/port";
     unlink $port_file;
-    my @args = ('python3', $TOOL, '--port', 0, '--port-file', $port_file,
+    my @args = ('python3', $TOOL, '--port', $o{port} // 0, '--port-file', $port_file,
         '--web-url', $o{web_url} // 'https://github.com');
     push @args, '--api-prefix', $o{api_prefix} if $o{api_prefix};
     my $pid = fork // die "fork: $!";
