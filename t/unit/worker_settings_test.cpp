@@ -217,3 +217,34 @@ TEST(Settings, UrlsMustBeHttpWithoutCredentials) {
     // The password of a URL never shows up in the message.
     EXPECT_EQ(err("https://u:sekrit@h/x y").find("sekrit"), std::string::npos);
 }
+
+TEST(Settings, DryRunFlagAloneOrWithAValueAndFromTheEnvironment) {
+    EXPECT_FALSE(parse({"--pg-conninfo", kCi}).settings.dry_run);
+    // the flag alone does not take the next argument as its value
+    ParsedCommandLine p = parse({"--pg-conninfo", kCi, "--dry-run", "migrate"});
+    EXPECT_TRUE(p.settings.dry_run);
+    EXPECT_EQ(p.command, Command::kMigrate);
+    EXPECT_TRUE(parse({"--pg-conninfo", kCi, "--dry-run=yes"}).settings.dry_run);
+    EXPECT_FALSE(parse({"--pg-conninfo", kCi, "--dry-run=false"}).settings.dry_run);
+
+    Env env;
+    env.vars["RELYLOOP_DRY_RUN"] = "1";
+    EXPECT_TRUE(parse({"--pg-conninfo", kCi}, env).settings.dry_run);
+    EXPECT_FALSE(parse({"--pg-conninfo", kCi, "--dry-run=0"}, env).settings.dry_run);
+    env.vars["RELYLOOP_DRY_RUN"] = "";
+    EXPECT_FALSE(parse({"--pg-conninfo", kCi}, env).settings.dry_run);
+
+    // it is said at start
+    bool warned = false;
+    for (const std::string &w : parse({"--pg-conninfo", kCi, "--dry-run"}).warnings) {
+        warned |= w.find("--dry-run is on") != std::string::npos;
+    }
+    EXPECT_TRUE(warned);
+
+    EXPECT_NE(usage_error({"--pg-conninfo", kCi, "--dry-run=maybe"}).find("--dry-run: invalid value"),
+              std::string::npos);
+    env.vars["RELYLOOP_DRY_RUN"] = "2";
+    EXPECT_NE(usage_error({"--pg-conninfo", kCi}, env).find("RELYLOOP_DRY_RUN: invalid value"),
+              std::string::npos);
+    EXPECT_NE(usage_text().find("--dry-run"), std::string::npos);
+}

@@ -251,6 +251,7 @@ Workspace::~Workspace() {
     if (repo_ && !spec_.branch.empty()) {
         for (const std::string &ref :
              {"refs/heads/" + spec_.branch, "refs/remotes/origin/" + spec_.branch}) {
+            if (keep_branch_ && ref.starts_with("refs/heads/")) continue;
             (void)git_reference_remove(repo_.get(), ref.c_str());
         }
     }

@@ -101,8 +101,11 @@ class Workspace {
                      const Identity &who);
 
     // Creates (or moves) the local refs/heads/<spec.branch> to the tip and
-    // returns the tip's hex id. Error(kPushFailed) when it cannot.
+    // returns the tip's hex id. Error(kPushFailed) when it cannot. The
+    // destructor removes the branch again unless keep_branch() was called
+    // (a dry run leaves its commit there to be looked at).
     std::string create_branch();
+    void keep_branch() noexcept { keep_branch_ = true; }
 
     // create_branch(), then pushes the branch without force. A rejected ref
     // or a failed push → Error(kPushFailed). Cancelled.
@@ -122,6 +125,7 @@ class Workspace {
     std::string workdir_;  // root_/repo_id
     bool cloned_ = false;
     bool cloning_ = false;
+    bool keep_branch_ = false;
     std::string reclone_reason_;
     std::unique_ptr<git_repository, c_free<git_repository_free>> repo_;
     git_oid base_{};

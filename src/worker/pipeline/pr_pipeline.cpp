@@ -448,6 +448,7 @@ PipelineResult PrPipeline::run_steps(const JobContext &ctx, RunIds &ids, Secret 
         check_cancel(ctx);
         if (settings_.dry_run) {
             commit = ws.create_branch();
+            ws.keep_branch();
         } else {
             ids.enter(ctx, "pushing");
             ws.push();
