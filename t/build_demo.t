@@ -4,7 +4,8 @@
 # recorded — the proposal pr_opened with that URL, the branch in the sample
 # repository (through the git command the demo prints), the PR body the
 # GitHub stand-in received in the file it names. The second run reuses the
-# first run's config repo, cluster and template.
+# first run's config repo, cluster and template. A third, with the worker in
+# --dry-run, reports the dry-run record instead.
 
 use strict;
 use warnings;
@@ -52,5 +53,20 @@ for my $run (1, 2) {
     unlike($b->output, qr/could not change directory|Permission denied/, "run $run: no noise");
     ok(!$b->listening($_), "run $run: $_ port closed") for qw(port pg git github);
 }
+
+# The same demo with the worker in --dry-run (RELYLOOP_DRY_RUN reaches it
+# through the environment): no PR, the record instead.
+$b->start('demo', env => {RELYLOOP_DRY_RUN => 1});
+my ($file) = $b->wait_line(qr{^demo: dry run complete: (\S+)$}m, 180);
+ok($file, 'dry run: the final line') or diag($b->output);
+my ($pid) = $b->output =~ /pending proposal (\S+)/;
+my $rec = eval { JSON::PP->new->utf8->decode(RelyLoop::Proc::slurp($file)) } || {};
+is($rec->{proposal_id}, $pid, 'dry run: the record of this proposal');
+like($rec->{create_pull}{body} // '', qr/## RelyLoop relevance proposal/, '... with the PR body');
+my $p = eval { decode_json($ua->get($b->url('/api/v1/proposals/' . ($pid // 'none')))->{content}) }
+    || {};
+is($p->{status}, 'pending', 'dry run: the proposal stays pending');
+is($p->{pr_job}{last_event}, 'dry_run_complete', '... pr_job.last_event dry_run_complete');
+is($b->stop, 0, 'dry run: SIGTERM, exit 0');
 
 $b->t->done;

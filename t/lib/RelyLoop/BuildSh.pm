@@ -7,7 +7,7 @@ package RelyLoop::BuildSh;
 # ones in the asan pass: `up` loads the module into a plain nginx).
 #
 #   my $b = RelyLoop::BuildSh->new(timeout => 300);   # hard timeout of the file
-#   $b->start('up');                       # ./build.sh up --no-build, in the background
+#   $b->start('up', env => {...});         # ./build.sh up --no-build, in the background
 #   $b->wait_line(qr/^relyloop-pr ready: /m, 120) or die;
 #   my ($status, $out) = $b->run_once('up');   # a second one, to the end
 #   my $st = $b->stop;                     # SIGTERM, the exit status
@@ -79,25 +79,26 @@ sub port { $_[0]{ports}{$_[1] // 'port'} }
 sub url { "http://127.0.0.1:$_[0]{ports}{port}$_[1]" }
 
 sub _child {
-    my ($self, $log, @args) = @_;
+    my ($self, $log, $env, @args) = @_;
     setsid();
     chdir $self->{co} or POSIX::_exit(126);
-    $ENV{$_} = $self->{env}{$_} for keys %{$self->{env}};
     delete $ENV{$_} for grep { /^RELYLOOP_(GITHUB|ENVIRONMENT|DRY_RUN|BASE_URL)/ } keys %ENV;
+    my %env = (%{$self->{env}}, %{$env || {}});
+    $ENV{$_} = $env{$_} for keys %env;
     open STDIN, '<', '/dev/null';
     open STDOUT, '>>', $log or POSIX::_exit(126);
     open STDERR, '>&', \*STDOUT or POSIX::_exit(126);
     exec './build.sh', @args or POSIX::_exit(127);
 }
 
-# start(COMMAND): ./build.sh COMMAND --no-build in the background; its output
-# goes to a new log (output() reads it).
+# start(COMMAND, env => {...}): ./build.sh COMMAND --no-build in the
+# background; its output goes to a new log (output() reads it).
 sub start {
-    my ($self, $cmd) = @_;
+    my ($self, $cmd, %o) = @_;
     die 'already running' if $self->{pid};
     $self->{log} = $self->{t}->dir . '/build-sh-' . ++$self->{n} . '.log';
     my $pid = fork // die "fork: $!";
-    $self->_child($self->{log}, $cmd, '--no-build') if $pid == 0;
+    $self->_child($self->{log}, $o{env}, $cmd, '--no-build') if $pid == 0;
     $self->{pid} = $pid;
     return $self;
 }
@@ -125,7 +126,7 @@ sub run_once {
     my ($self, $cmd) = @_;
     my $log = $self->{t}->dir . '/build-sh-once-' . ++$self->{n} . '.log';
     my $pid = fork // die "fork: $!";
-    $self->_child($log, $cmd, '--no-build') if $pid == 0;
+    $self->_child($log, undef, $cmd, '--no-build') if $pid == 0;
     my $st = stop_pid($pid, undef, 120);
     return ($st, slurp($log));
 }
