@@ -276,8 +276,8 @@ EOF
     nginx -p "$run/nginx" -c conf/nginx.conf -e "$run/nginx/logs/error.log" &
     UP_PIDS+=($!)
 
-    local i
-    for i in $(seq 1 100); do
+    local _
+    for _ in $(seq 1 100); do
         if curl -fsS "http://127.0.0.1:$port/api/v1/health" >/dev/null 2>&1; then
             echo "relyloop-pr ready: http://127.0.0.1:$port (environment $env; psql: . .run/env)"
             if [ $demo = 1 ]; then
