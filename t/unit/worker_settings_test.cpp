@@ -241,8 +241,9 @@ TEST(Settings, DryRunFlagAloneOrWithAValueAndFromTheEnvironment) {
     }
     EXPECT_TRUE(warned);
 
-    EXPECT_NE(usage_error({"--pg-conninfo", kCi, "--dry-run=maybe"}).find("--dry-run: invalid value"),
-              std::string::npos);
+    EXPECT_NE(
+        usage_error({"--pg-conninfo", kCi, "--dry-run=maybe"}).find("--dry-run: invalid value"),
+        std::string::npos);
     env.vars["RELYLOOP_DRY_RUN"] = "2";
     EXPECT_NE(usage_error({"--pg-conninfo", kCi}, env).find("RELYLOOP_DRY_RUN: invalid value"),
               std::string::npos);

@@ -407,8 +407,8 @@ std::string create_pull_payload(std::string_view title, std::string_view head,
 PullRequest Client::create_pull(std::string_view owner, std::string_view repo,
                                 std::string_view title, std::string_view head,
                                 std::string_view base, std::string_view body) {
-    HttpResponse r =
-        call({"POST", repo_url(owner, repo) + "/pulls", create_pull_payload(title, head, base, body)});
+    HttpResponse r = call(
+        {"POST", repo_url(owner, repo) + "/pulls", create_pull_payload(title, head, base, body)});
     auto pr = parse_pull(r.body);
     if (!pr) {
         throw ApiError(r.status, "malformed pull request in the response");

@@ -122,8 +122,7 @@ std::string write_dry_run_file(const std::string &clone_root, const std::string 
     std::string tmp = path + ".tmp";
     int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) {
-        throw Error(ErrorCode::kInternalError,
-                    "cannot write " + tmp + ": " + std::strerror(errno));
+        throw Error(ErrorCode::kInternalError, "cannot write " + tmp + ": " + std::strerror(errno));
     }
     size_t off = 0;
     while (off < text.size()) {
@@ -155,8 +154,7 @@ bool safe_file_name(const std::string &s) {
 
 PipelineResult PrPipeline::record_dry_run(const JobContext &ctx, const RunIds &ids,
                                           const DryRun &d) {
-    std::string payload =
-        github::create_pull_payload(d.title, ids.branch, d.base, d.body);
+    std::string payload = github::create_pull_payload(d.title, ids.branch, d.base, d.body);
     Json rec(json_object());
     auto str = [&](const char *k, const std::string &v) {
         json_object_set_new(rec.get(), k, json_stringn(v.data(), v.size()));
@@ -180,7 +178,8 @@ PipelineResult PrPipeline::record_dry_run(const JobContext &ctx, const RunIds &i
     CString text(json_dumps(rec.get(), JSON_INDENT(2) | JSON_PRESERVE_ORDER));
     if (!text) throw std::bad_alloc();
     std::string name = safe_file_name(ids.proposal_id) ? ids.proposal_id : ids.job_id;
-    std::string file = write_dry_run_file(settings_.clone_root, name, std::string(text.get()) + "\n");
+    std::string file =
+        write_dry_run_file(settings_.clone_root, name, std::string(text.get()) + "\n");
 
     log_for(ctx).info("pr_dry_run", {{"job_id", ids.job_id},
                                      {"proposal_id", ids.proposal_id},
@@ -462,7 +461,8 @@ PipelineResult PrPipeline::run_steps(const JobContext &ctx, RunIds &ids, Secret 
         d.base = repo->pr_base_branch;
         d.commit = commit;
         d.branch_on_remote = remote.exists;
-        d.create_pull_url = web_base(settings_.github_api_url) + "/repos/" + d.repository + "/pulls";
+        d.create_pull_url =
+            web_base(settings_.github_api_url) + "/repos/" + d.repository + "/pulls";
         d.title = clean(pr_title(text));
         d.body = clean(pr_body(text));
         return record_dry_run(ctx, ids, d);
