@@ -3,8 +3,9 @@ package RelyLoop::BuildSh;
 # `./build.sh up` / `./build.sh demo` as a user runs them, for t/build_*.t:
 # from a copy of the checkout (build.sh, t/lib, t/tools) inside a 0700
 # directory (a root user's home), on spare ports, with --no-build and
-# RELYLOOP_BUILD_DIR naming links to the binaries under test (the release
-# ones in the asan pass: `up` loads the module into a plain nginx).
+# RELYLOOP_BUILD_DIR naming links to the binaries under test. `up` loads the
+# module into a plain nginx, so these tests are skipped in the asan pass (the
+# release pass runs the same script with the release binaries).
 #
 #   my $b = RelyLoop::BuildSh->new(timeout => 300);   # hard timeout of the file
 #   $b->start('up', env => {...});         # ./build.sh up --no-build, in the background
@@ -29,14 +30,12 @@ my @LIVE;
 
 sub new {
     my ($class, %o) = @_;
+    plan skip_all => 'build.sh runs the release binaries; covered by the release pass'
+        if ($ENV{RELYLOOP_VARIANT} // 'release') eq 'asan';
     my $t = RelyLoop::Test->new;
     my $root = $t->root;
     my ($worker, $module) = ($t->{worker_bin}, $t->{module});
-    if ($t->asan) {
-        ($worker, $module) = ("$root/build/cmake-release/relyloop-worker",
-            "$root/build/nginx-release/ngx_http_relyloop_module.so");
-    }
-    plan skip_all => "no release build ($worker)" unless -x $worker && -f $module;
+    plan skip_all => "no build ($worker)" unless -x $worker && -f $module;
 
     my $home = $t->dir . '/home';
     my $co = "$home/relyloop";
