@@ -43,7 +43,7 @@ class CreateHandler : public Handler {
                             "/<owner>/<repo> (github_web_url); GitLab, Bitbucket and other "
                             "providers are not supported");
         }
-        SecretStatus st = check_secret_file(conf.secrets_dir, *auth_ref, nullptr);
+        SecretStatus st = stat_secret_file(conf.secrets_dir, *auth_ref);
         if (st != SecretStatus::kOk) {
             throw Error(ErrorCode::kAuthRefNotFound,
                         "auth_ref \"" + *auth_ref + "\" does not name a usable file in the " +

@@ -102,6 +102,8 @@ typedef struct {
     int http_error;         /* nginx's own error status when an error_page
                                redirect brought the request here, else 0:
                                answered with its envelope, before routing */
+    rl_str_t content_type;  /* Content-Type header, may be empty */
+    int has_body;           /* a Content-Length above 0, or chunked */
 } rl_http_request_t;
 
 RL_API rl_status_t rl_request_new(rl_request_t **out, rl_core_t *core,
