@@ -1,8 +1,8 @@
 /*
  * The C API between the nginx shim (src/module) and the C++ core (src/core).
  *
- * The core is a pure state machine: it never does I/O of its own except the
- * small local read of a PAT file (SPEC §5.3 step 4). Everything that waits —
+ * The core is a pure state machine: it never does I/O of its own except a
+ * stat of a PAT file (docs/security.md: never an open). Everything that waits —
  * PostgreSQL, the worker socket — is done by the shim on nginx's event loop.
  * A request is driven like this:
  *
