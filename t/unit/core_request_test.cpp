@@ -227,10 +227,10 @@ TEST(RequestBody, GetIgnoresBodyAndContentType) {
 // read; a body-less POST may omit the type.
 TEST(RequestBody, NonJsonContentTypeIs415BeforeTheBody) {
     Core core;
-    for (const char *type : {"text/plain", "application/x-www-form-urlencoded",
-                             "multipart/form-data; boundary=x", "application/jsonx",
-                             "application/json; charset=latin1", "application/json; x=1",
-                             "text/json", "application/json, text/plain"}) {
+    for (const char *type :
+         {"text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
+          "application/jsonx", "application/json; charset=latin1", "application/json; x=1",
+          "text/json", "application/json, text/plain"}) {
         Options o;
         o.content_type = type;
         o.body = R"({"name":"x"})";
@@ -256,8 +256,9 @@ TEST(RequestBody, NonJsonContentTypeIs415BeforeTheBody) {
 
 TEST(RequestBody, JsonTypesAndBodylessPostsAreAccepted) {
     Core core;
-    for (const char *type : {"application/json", "Application/JSON", "application/json;charset=utf-8",
-                             "application/json; charset=\"UTF-8\"", " application/json ; charset=utf8"}) {
+    for (const char *type :
+         {"application/json", "Application/JSON", "application/json;charset=utf-8",
+          "application/json; charset=\"UTF-8\"", " application/json ; charset=utf8"}) {
         Options o;
         o.content_type = type;
         o.body = "{}";

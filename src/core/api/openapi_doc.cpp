@@ -176,7 +176,7 @@ const char *openapi_template() noexcept {
   "Id": {"name": "id", "in": "path", "required": true, "description": "Opaque id (at most 128 characters); unknown or malformed ids are a 404 of the resource.", "schema": {"type": "string", "maxLength": 128}},
   "Limit": {"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}},
   "Cursor": {"name": "cursor", "in": "query", "required": false, "description": "Opaque: next_cursor of the previous page.", "schema": {"type": "string"}},
-  "Since": {"name": "since", "in": "query", "required": false, "description": "RFC 3339 timestamp: rows created at or after it.", "schema": {"type": "string", "format": "date-time"}},
+  "Since": {"name": "since", "in": "query", "required": false, "description": "RFC 3339 timestamp: rows created at or after it. Offsets up to +/-15:59; the instant must fall in years 1..9999 in UTC (else 422).", "schema": {"type": "string", "format": "date-time"}},
   "RequestId": {"name": "X-Request-ID", "in": "header", "required": false, "description": "Echoed when 1..128 characters of [A-Za-z0-9._:-]; otherwise a fresh UUIDv7 is used.", "schema": {"type": "string", "maxLength": 128}}
 },
 "headers": {
