@@ -345,9 +345,8 @@ ngx_http_relyloop_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 static char *
 ngx_http_relyloop_body_buffer_check(ngx_conf_t *cf, void *post, void *data)
 {
-    size_t  *sp = data;
-
-    ngx_str_t  *value;
+    size_t      *sp = data;
+    ngx_str_t   *value;
 
     if (*sp < NGX_HTTP_RELYLOOP_BODY_MIN || *sp > NGX_HTTP_RELYLOOP_BODY_MAX) {
         value = cf->args->elts;

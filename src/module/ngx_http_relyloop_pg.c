@@ -1151,9 +1151,8 @@ ngx_http_relyloop_pg_send_query(ngx_http_relyloop_pg_conn_t *conn,
     ngx_http_relyloop_pg_query_t *q)
 {
     PGconn                *pg;
-    const rl_statement_t  *st;
-
     ngx_uint_t             solo;
+    const rl_statement_t  *st;
 
     pg = conn->pgconn;
     st = &conn->pool->stmts[q->stmt];
