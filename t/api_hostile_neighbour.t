@@ -137,7 +137,7 @@ is(scalar(grep { $_ >= 500 || $_ < 200 } keys %hostile_status), 0, 'no hostile r
     or diag(json_encode(\%hostile_status), "\n", join("\n", @hostile_bad));
 ok($hostile_status{422} && $hostile_status{404} && $hostile_status{415},
     'the flood got its 422s, 404s and 415s') or diag(json_encode(\%hostile_status));
-ok($innocent_ok > 4 * 10, "innocent reads ran beside the flood ($innocent_ok)");
+ok($innocent_ok >= 4 * 10, "innocent reads ran beside the flood ($innocent_ok)");
 is($innocent_fail, 0, 'no innocent read failed') or diag(join "\n", @innocent_bad);
 
 # Each hostile request alone, for its exact answer.
@@ -226,7 +226,7 @@ for my $x (@results) {
     }
 }
 is_deeply(\%failing, {500 => 750}, 'every failing statement failed alone (500)');
-ok($innocent_ok > 3 * 10, "innocent reads ran beside the failures ($innocent_ok)");
+ok($innocent_ok >= 3 * 10, "innocent reads ran beside the failures ($innocent_ok)");
 is($innocent_fail, 0, 'no innocent read failed beside failing statements')
     or diag(join "\n", @innocent_bad);
 
