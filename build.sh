@@ -183,7 +183,11 @@ cmd_up() {
 
     AS_PG=()
     mkdir -p "$run"/{secrets,clones,logs,nginx/conf,nginx/logs,nginx/tmp}
-    chmod 700 "$run/secrets"
+    # docs/security.md: PAT files 0600 owned by the worker's user, in a
+    # directory nginx can traverse but not list (nginx only stat()s them);
+    # clones are the worker's alone.
+    chmod 711 "$run/secrets"
+    chmod 700 "$run/clones"
 
     # PostgreSQL refuses to run as root: run it as "postgres", with its data
     # where that user can reach it (a 0700 home directory is not), named by

@@ -228,26 +228,29 @@ is(scalar(grep { $_->{status} == 409 && $_->{code} eq 'INVALID_STATE_TRANSITION'
 # --- open_pr preflight (SPEC §5.3) and its body tolerance --------------------------------------
 
 my $nocfg = insert_proposal($t, cluster_id => $cluster->{id}, template_id => $template->{id});
-for my $how (['no body', ()], ['{}', json => {}], ['{} with no Content-Type', body => '{}'],
+for my $how (['no body', ()], ['{}', json => {}],
     ['Content-Type and an empty body', body => '', headers => {'Content-Type' => 'application/json'}])
 {
     my ($name, @opts) = @$how;
     $r = api($t, POST => "/api/v1/proposals/$nocfg/open_pr", @opts);
     error_ok($r, 422, 'CLUSTER_HAS_NO_CONFIG_REPO', "open_pr with $name: the preflight, not a body error");
 }
+# a body must say it is JSON (docs/api.md); only a body-less POST may omit the type
+$r = api($t, POST => "/api/v1/proposals/$nocfg/open_pr", body => '{}');
+error_ok($r, 415, 'UNSUPPORTED_MEDIA_TYPE', 'open_pr with {} and no Content-Type');
 $r = api($t, POST => '/api/v1/proposals/' . uuid7() . '/open_pr');
 error_ok($r, 404, 'PROPOSAL_NOT_FOUND', 'open_pr of an unknown proposal');
 $r = api($t, POST => "/api/v1/proposals/$p->{id}/open_pr", json => {});
 error_ok($r, 409, 'INVALID_STATE_TRANSITION', 'open_pr of a rejected proposal');
 
 my $empty_pat_repo = create_repo($t, auth_ref => 'blank-pat');
-$t->write_secret('blank-pat', " \n\t\n");
+$t->write_secret('blank-pat', '');    # a file of whitespace passes the stat-only check
 my $bound = create_cluster($t);
 api($t, PATCH => "/api/v1/clusters/$bound->{id}", json => {config_repo_id => $empty_pat_repo->{id},
     config_path => 'relevance'});
 my $blank = insert_proposal($t, cluster_id => $bound->{id}, template_id => $template->{id});
 $r = api($t, POST => "/api/v1/proposals/$blank/open_pr");
-error_ok($r, 503, 'GITHUB_NOT_CONFIGURED', 'open_pr with a blank PAT file');
+error_ok($r, 503, 'GITHUB_NOT_CONFIGURED', 'open_pr with an empty PAT file');
 unlink $t->dir . '/secrets/blank-pat';
 $r = api($t, POST => "/api/v1/proposals/$blank/open_pr", json => {});
 error_ok($r, 503, 'GITHUB_NOT_CONFIGURED', 'open_pr with the PAT file gone');

@@ -42,6 +42,7 @@ is($rc, 0, 'the harness configuration passes nginx -t') or diag($out);
     relyloop_pg_pool_size => 2, relyloop_pg_max_waiting => 0, relyloop_pg_timeout => '750ms',
     relyloop_pg_pipeline_depth => 1, relyloop_worker_timeout => '1m',
     relyloop_environment => 'staging', relyloop_github_web_url => 'https://ghe.example.com/',
+    relyloop_body_buffer_size => '64m',
     relyloop_pg_conninfo => '"host=localhost port=' . $t->pg_port . ' dbname=relyloop"'},
     cors => ['https://ui.example.com', 'http://localhost:5173']);
 is($rc, 0, 'every directive with a valid value passes (localhost resolved at -t)') or diag($out);
@@ -61,6 +62,10 @@ my @bad = (
     [relyloop_worker_socket => '/tmp/' . ('s' x 120), qr/"relyloop_worker_socket" path "\/tmp\/s+"/],
     [relyloop_pg_conninfo => '"host=db.invalid dbname=x"', qr/"relyloop_pg_conninfo": host "db.invalid" not found/],
     [relyloop_pg_conninfo => '"nonsense"', qr/invalid "relyloop_pg_conninfo"/],
+    [relyloop_body_buffer_size => '0', qr/"relyloop_body_buffer_size" value "0", it must be a size from 1k to 64m/],
+    [relyloop_body_buffer_size => '512', qr/"relyloop_body_buffer_size" value "512"/],
+    [relyloop_body_buffer_size => '65m', qr/"relyloop_body_buffer_size" value "65m"/],
+    [relyloop_body_buffer_size => 'lots', qr/"relyloop_body_buffer_size" directive invalid value/],
 );
 for my $case (@bad) {
     my ($name, $value, $re) = @$case;

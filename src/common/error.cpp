@@ -18,6 +18,7 @@ CodeInfo info(ErrorCode code) noexcept {
         case ErrorCode::kResourceNotFound: return {"RESOURCE_NOT_FOUND", 404, false};
         case ErrorCode::kMethodNotAllowed: return {"METHOD_NOT_ALLOWED", 405, false};
         case ErrorCode::kPayloadTooLarge: return {"PAYLOAD_TOO_LARGE", 413, false};
+        case ErrorCode::kUnsupportedMediaType: return {"UNSUPPORTED_MEDIA_TYPE", 415, false};
         case ErrorCode::kInternalError: return {"INTERNAL_ERROR", 500, false};
         case ErrorCode::kDatabaseUnavailable: return {"DATABASE_UNAVAILABLE", 503, true};
         case ErrorCode::kQueueUnavailable: return {"QUEUE_UNAVAILABLE", 503, true};
@@ -76,6 +77,12 @@ SqlStateClass classify_sqlstate(std::string_view s) noexcept {
     }
     if (s == "40001" || s == "40P01") {
         return SqlStateClass::kSerialization;
+    }
+    // Class 22: a parameter outside its type's domain (22007, 22008, 22009,
+    // 22003, 22P02, 22021, ...). The core validates every parameter first, so
+    // this is a gap in that validation, but still the client's input.
+    if (s.size() == 5 && s.starts_with("22")) {
+        return SqlStateClass::kDataException;
     }
     // Class 08 (connection exception), 57P01..57P03 (admin shutdown, crash
     // shutdown, cannot connect now), 53 (insufficient resources).

@@ -13,6 +13,7 @@ enum class ErrorCode {
     kResourceNotFound,
     kMethodNotAllowed,
     kPayloadTooLarge,
+    kUnsupportedMediaType,
     kInternalError,
     kDatabaseUnavailable,
     kQueueUnavailable,
@@ -71,7 +72,9 @@ private:
 
 // SQLSTATE → ErrorCode, one table (taopq-style). Unique violations become a
 // conflict whose concrete code the caller picks; connection classes become
-// DATABASE_UNAVAILABLE; the rest is INTERNAL_ERROR.
+// DATABASE_UNAVAILABLE; class 22 (data exception: a value outside its
+// type's domain) is the client's input, VALIDATION_ERROR; the rest is
+// INTERNAL_ERROR.
 enum class SqlStateClass {
     kUniqueViolation,
     kForeignKeyViolation,
@@ -79,6 +82,7 @@ enum class SqlStateClass {
     kConnection,
     kQueryCanceled,
     kSerialization,
+    kDataException,
     kOther,
 };
 

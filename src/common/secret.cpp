@@ -140,4 +140,45 @@ SecretStatus check_secret_file(std::string_view dir, std::string_view ref, Secre
     }
 }
 
+SecretStatus stat_secret_file(std::string_view dir, std::string_view ref) noexcept {
+    try {
+        if (!valid_auth_ref(ref)) {
+            return SecretStatus::kInvalidRef;
+        }
+        char real_dir[PATH_MAX];
+        std::string dir_s(dir);
+        if (realpath(dir_s.c_str(), real_dir) == nullptr) {
+            return SecretStatus::kMissing;
+        }
+        std::string path = dir_s + "/" + std::string(ref);
+        char real_file[PATH_MAX];
+        if (realpath(path.c_str(), real_file) == nullptr) {
+            return errno == EACCES ? SecretStatus::kUnreadable : SecretStatus::kMissing;
+        }
+        std::string prefix(real_dir);
+        if (prefix != "/") {
+            prefix += '/';
+        }
+        if (std::strncmp(real_file, prefix.c_str(), prefix.size()) != 0) {
+            return SecretStatus::kOutsideDir;
+        }
+        struct stat st {};
+        if (lstat(real_file, &st) != 0) {
+            return errno == ENOENT ? SecretStatus::kMissing : SecretStatus::kUnreadable;
+        }
+        if (!S_ISREG(st.st_mode)) {
+            return SecretStatus::kNotRegular;
+        }
+        if (st.st_size == 0) {
+            return SecretStatus::kEmpty;
+        }
+        if (static_cast<size_t>(st.st_size) > kMaxSecretBytes) {
+            return SecretStatus::kUnreadable;
+        }
+        return SecretStatus::kOk;
+    } catch (...) {
+        return SecretStatus::kUnreadable;
+    }
+}
+
 }  // namespace relyloop

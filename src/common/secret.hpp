@@ -45,4 +45,11 @@ enum class SecretStatus {
 [[nodiscard]] SecretStatus check_secret_file(std::string_view dir, std::string_view ref,
                                              Secret *out) noexcept;
 
+// What nginx may check of a PAT file without being able to read it: the
+// resolved <dir>/<ref> stays inside dir (realpath needs only search
+// permission on the directory), is a regular file, and is not empty. Never
+// opens the file: nginx's user has no read permission on PATs (docs/security.md);
+// the worker reads and validates the contents (check_secret_file).
+[[nodiscard]] SecretStatus stat_secret_file(std::string_view dir, std::string_view ref) noexcept;
+
 }  // namespace relyloop

@@ -1,6 +1,7 @@
 #include "common/timefmt.hpp"
 
 #include <cctype>
+#include <cstdio>
 
 namespace relyloop {
 
@@ -44,6 +45,30 @@ bool valid_date_time(std::string_view s) {
 bool date_time_prefix(std::string_view s) {
     return digits(s, 0, 4) && s[4] == '-' && digits(s, 5, 2) && s[7] == '-' && digits(s, 8, 2) &&
            digits(s, 11, 2) && s[13] == ':' && digits(s, 14, 2) && s[16] == ':' && digits(s, 17, 2);
+}
+
+constexpr int kMaxOffsetHours = 15;
+
+// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+long long days_from_civil(int y, int m, int d) {
+    y -= m <= 2;
+    long long era = (y >= 0 ? y : y - 399) / 400;
+    long long yoe = y - era * 400;
+    long long doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    long long doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+void civil_from_days(long long z, int &y, int &m, int &d) {
+    z += 719468;
+    long long era = (z >= 0 ? z : z - 146096) / 146097;
+    long long doe = z - era * 146097;
+    long long yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    long long doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    long long mp = (5 * doy + 2) / 153;
+    d = static_cast<int>(doy - (153 * mp + 2) / 5 + 1);
+    m = static_cast<int>(mp < 10 ? mp + 3 : mp - 9);
+    y = static_cast<int>(yoe + era * 400 + (m <= 2));
 }
 
 }  // namespace
@@ -109,9 +134,8 @@ std::optional<std::string> parse_rfc3339(std::string_view s) {
     if (!valid_date_time(s)) {
         return std::nullopt;
     }
-    std::string out(s.substr(0, 19));
-    out[10] = 'T';
     size_t pos = 19;
+    std::string_view frac;
     if (s[pos] == '.') {
         size_t start = pos;
         pos++;
@@ -122,25 +146,47 @@ std::optional<std::string> parse_rfc3339(std::string_view s) {
         if (n == 0 || n > 9) {
             return std::nullopt;
         }
-        out += s.substr(start, pos - start);
+        frac = s.substr(start, pos - start);
     }
     if (pos >= s.size()) {
         return std::nullopt;
     }
     char z = s[pos];
+    int offset = 0;  // minutes east of UTC
     if ((z == 'Z' || z == 'z') && pos + 1 == s.size()) {
-        out += "+00:00";
-        return out;
+        offset = 0;
+    } else {
+        if (z != '+' && z != '-' && z != ' ') {
+            return std::nullopt;
+        }
+        // PostgreSQL takes offsets up to 15:59 (docs/api.md, "Timestamps").
+        if (pos + 6 != s.size() || !digits(s, pos + 1, 2) || s[pos + 3] != ':' ||
+            !digits(s, pos + 4, 2) || num(s, pos + 1, 2) > kMaxOffsetHours ||
+            num(s, pos + 4, 2) > 59) {
+            return std::nullopt;
+        }
+        offset = num(s, pos + 1, 2) * 60 + num(s, pos + 4, 2);
+        if (z == '-') {
+            offset = -offset;
+        }
     }
-    if (z != '+' && z != '-' && z != ' ') {
+    // Normalised to UTC; the instant must still fall in years 1..9999.
+    long long days = days_from_civil(num(s, 0, 4), num(s, 5, 2), num(s, 8, 2));
+    long long minute = days * 1440 + num(s, 11, 2) * 60 + num(s, 14, 2) - offset;
+    days = minute >= 0 ? minute / 1440 : -((-minute + 1439) / 1440);
+    int min_of_day = static_cast<int>(minute - days * 1440);
+    int y = 0, mo = 0, d = 0;
+    civil_from_days(days, y, mo, d);
+    if (y < 1 || y > 9999) {
         return std::nullopt;
     }
-    if (pos + 6 != s.size() || !digits(s, pos + 1, 2) || s[pos + 3] != ':' ||
-        !digits(s, pos + 4, 2) || num(s, pos + 1, 2) > 23 || num(s, pos + 4, 2) > 59) {
-        return std::nullopt;
-    }
-    out += z == '-' ? '-' : '+';
-    out += s.substr(pos + 1, 5);
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:", y, mo, d, min_of_day / 60,
+                  min_of_day % 60);
+    std::string out(buf);
+    out.append(s.substr(17, 2));
+    out.append(frac);
+    out += "+00:00";
     return out;
 }
 

@@ -18,8 +18,10 @@ bool append_pg_timestamp_rfc3339(std::string &out, std::string_view pg);
 // Parses a client-supplied RFC 3339 timestamp ("YYYY-MM-DDTHH:MM:SS[.f{1,9}](Z|±HH:MM)",
 // 'T' or a space between date and time; a space in place of '+' is accepted
 // because form decoding turns a literal '+' into one). Calendar ranges are
-// checked. Returns the value normalized for a `$n::timestamptz` parameter, or
-// nullopt when the text is not a valid timestamp.
+// checked, and the value must lie in PostgreSQL's domain so that no statement
+// can fail on it: offsets up to ±15:59, and the instant in years 1..9999 once
+// in UTC. Returns the value normalised to UTC ("…+00:00") for a
+// `$n::timestamptz` parameter, or nullopt when the text is not such a timestamp.
 [[nodiscard]] std::optional<std::string> parse_rfc3339(std::string_view s);
 
 }  // namespace relyloop

@@ -131,6 +131,17 @@ ngx_http_relyloop_handler(ngx_http_request_t *r)
     in.cors_enabled = (rlcf->cors_origins != NULL);
     in.cors_allowed = ngx_http_relyloop_cors_allowed(rlcf, h);
 
+    /* the core refuses a body that is not JSON before it is read */
+
+    h = r->headers_in.content_type;
+    if (h) {
+        in.content_type.data = (const char *) h->value.data;
+        in.content_type.len = h->value.len;
+    }
+
+    in.has_body = (r->headers_in.content_length_n > 0
+                   || r->headers_in.chunked);
+
     /* runs when the request is freed or terminated (client gone) */
     cln = ngx_http_cleanup_add(r, 0);
     if (cln == NULL) {
@@ -205,9 +216,10 @@ ngx_http_relyloop_body_handler(ngx_http_request_t *r)
     }
 
     /*
-     * Bodies larger than client_body_buffer_size go to a temporary file;
-     * reading it back would block the event loop, and no API body is that
-     * large, so such a body is refused.
+     * An API location keeps bodies up to client_max_body_size (at most
+     * relyloop_body_buffer_size) in memory; a larger one went to a
+     * temporary file, and reading that back would block the event loop,
+     * so it is refused.
      */
 
     len = 0;
@@ -218,7 +230,7 @@ ngx_http_relyloop_body_handler(ngx_http_request_t *r)
         if (b->in_file || r->request_body->temp_file) {
             ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                           "relyloop: request body larger than "
-                          "client_body_buffer_size");
+                          "relyloop_body_buffer_size");
             rl_request_set_http_error(ctx->core,
                                       NGX_HTTP_REQUEST_ENTITY_TOO_LARGE);
             ngx_http_relyloop_drive(ctx);
@@ -479,9 +491,21 @@ ngx_http_relyloop_respond(ngx_http_relyloop_ctx_t *ctx, rl_step_t *step)
 static ngx_int_t
 ngx_http_relyloop_send(ngx_http_request_t *r, u_char *body, size_t len)
 {
-    ngx_int_t     rc;
-    ngx_buf_t    *b;
-    ngx_chain_t   out;
+    ngx_int_t         rc;
+    ngx_buf_t        *b;
+    ngx_chain_t       out;
+    ngx_table_elt_t  *h;
+
+    /* every answer of the module, errors included (docs/api.md) */
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "X-Content-Type-Options");
+    ngx_str_set(&h->value, "nosniff");
 
     rc = ngx_http_send_header(r);
 

@@ -17,6 +17,8 @@
 static void *ngx_http_relyloop_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_relyloop_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_http_relyloop_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_relyloop_body_buffer_check(ngx_conf_t *cf, void *post,
+    void *data);
 static char *ngx_http_relyloop_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
 
@@ -50,6 +52,13 @@ typedef struct {
 
 static ngx_http_relyloop_bounds_t  ngx_http_relyloop_positive = { 1, 65536 };
 static ngx_http_relyloop_bounds_t  ngx_http_relyloop_waiting = { 0, 1048576 };
+
+/* relyloop_body_buffer_size: 1k .. 64m */
+#define NGX_HTTP_RELYLOOP_BODY_MIN  1024
+#define NGX_HTTP_RELYLOOP_BODY_MAX  (64 * 1024 * 1024)
+
+static ngx_conf_post_t  ngx_http_relyloop_body_buffer_bounds =
+    { ngx_http_relyloop_body_buffer_check };
 
 
 static ngx_command_t  ngx_http_relyloop_commands[] = {
@@ -130,6 +139,13 @@ static ngx_command_t  ngx_http_relyloop_commands[] = {
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_relyloop_main_conf_t, github_web_url),
       NULL },
+
+    { ngx_string("relyloop_body_buffer_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_relyloop_loc_conf_t, body_buffer_size),
+      &ngx_http_relyloop_body_buffer_bounds },
 
     { ngx_string("relyloop_cors_origins"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
@@ -275,6 +291,7 @@ ngx_http_relyloop_create_loc_conf(ngx_conf_t *cf)
 
     rlcf->api = NGX_CONF_UNSET;
     rlcf->cors_origins = NGX_CONF_UNSET_PTR;
+    rlcf->body_buffer_size = NGX_CONF_UNSET_SIZE;
 
     return rlcf;
 }
@@ -286,9 +303,60 @@ ngx_http_relyloop_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_relyloop_loc_conf_t *prev = parent;
     ngx_http_relyloop_loc_conf_t *conf = child;
 
+    size_t                     size;
+    ngx_http_core_loc_conf_t  *clcf;
+
     /* relyloop_api is not inherited: it installs a content handler */
     ngx_conf_init_value(conf->api, 0);
     ngx_conf_merge_ptr_value(conf->cors_origins, prev->cors_origins, NULL);
+    ngx_conf_merge_size_value(conf->body_buffer_size, prev->body_buffer_size,
+                              1024 * 1024);
+
+    if (!conf->api) {
+        return NGX_CONF_OK;
+    }
+
+    /*
+     * A body nginx spools to a temporary file cannot be read back without
+     * blocking, so an API location keeps bodies up to client_max_body_size
+     * (at most relyloop_body_buffer_size) in memory: its
+     * client_body_buffer_size is raised to that. The core module's
+     * configuration of this location is merged already.
+     */
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    size = conf->body_buffer_size;
+
+    if (clcf->client_max_body_size > 0
+        && (off_t) size > clcf->client_max_body_size)
+    {
+        size = (size_t) clcf->client_max_body_size;
+    }
+
+    if (clcf->client_body_buffer_size < size) {
+        clcf->client_body_buffer_size = size;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_relyloop_body_buffer_check(ngx_conf_t *cf, void *post, void *data)
+{
+    size_t      *sp = data;
+    ngx_str_t   *value;
+
+    if (*sp < NGX_HTTP_RELYLOOP_BODY_MIN || *sp > NGX_HTTP_RELYLOOP_BODY_MAX) {
+        value = cf->args->elts;
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid \"relyloop_body_buffer_size\" value "
+                           "\"%V\", it must be a size from 1k to 64m",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
 
     return NGX_CONF_OK;
 }

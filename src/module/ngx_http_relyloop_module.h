@@ -56,6 +56,7 @@ typedef struct {
 typedef struct {
     ngx_flag_t                     api;
     ngx_array_t                   *cors_origins;    /* of ngx_str_t */
+    size_t                         body_buffer_size;
 } ngx_http_relyloop_loc_conf_t;
 
 
@@ -70,6 +71,7 @@ struct ngx_http_relyloop_pg_query_s {
     int                              nparams;
     const char *const               *values;
     unsigned                         isolated:1;
+    unsigned                         alone:1;   /* aborted by a neighbour */
     unsigned                         waiting:1;
     unsigned                         inflight:1;
     ngx_uint_t                       resubmits;

@@ -8,8 +8,13 @@
  * is used on the connection); one posted event per connection then ends the
  * batch with a single PQpipelineSync per event-loop iteration, so the server
  * wakes up and flushes once per batch. A write ("isolated") gets a sync
- * segment of its own, so its failure cannot abort another request's query;
- * a query aborted by someone else's failure is simply sent again.
+ * segment of its own, so its failure cannot abort another request's query.
+ * A query aborted by someone else's failure in its segment
+ * (PGRES_PIPELINE_ABORTED) is sent again in a segment of its own, where
+ * only its own failure can touch it; that resend does not count toward its
+ * resubmit limit. A statement's PREPARE also gets a segment of its own: a
+ * neighbour's failure cannot abort it, so later queries of that statement,
+ * sent before its result came back, never meet an unprepared name.
  *
  * Each connection keeps a ring of what it has sent (prepare, query, sync) in
  * order, which is how results are matched: PQgetResult returns one NULL after
@@ -176,8 +181,8 @@ ngx_http_relyloop_pg_pool_create(ngx_cycle_t *cycle,
         conn->index = i;
         conn->state = NGX_HTTP_RELYLOOP_PG_DISCONNECTED;
 
-        /* per query at most: sync, prepare, query, sync */
-        conn->nslots = pool->depth * 4 + 4;
+        /* per query at most: sync, prepare, sync, query, sync */
+        conn->nslots = pool->depth * 5 + 5;
         conn->slots = ngx_pcalloc(cycle->pool,
                              conn->nslots * sizeof(ngx_http_relyloop_pg_slot_t));
         conn->scratch = ngx_pcalloc(cycle->pool,
@@ -254,6 +259,7 @@ ngx_http_relyloop_pg_submit(ngx_http_relyloop_pg_pool_t *pool,
     q->conn = NULL;
     q->waiting = 0;
     q->inflight = 0;
+    q->alone = 0;
     q->resubmits = 0;
 
     if (q->stmt < 0 || (ngx_uint_t) q->stmt >= pool->nstmts) {
@@ -893,14 +899,24 @@ ngx_http_relyloop_pg_results(ngx_http_relyloop_pg_conn_t *conn)
 
             if (res && PQresultStatus(res) == PGRES_PIPELINE_ABORTED) {
 
-                /* not executed: another query of the batch failed */
+                /*
+                 * Not executed: another query of its sync segment failed.
+                 * It goes again in a segment of its own, which no
+                 * neighbour can abort; only an abort there (which should
+                 * not happen) counts toward the limit.
+                 */
 
                 PQclear(res);
 
-                if (++q->resubmits > NGX_HTTP_RELYLOOP_PG_MAX_RESUBMITS) {
-                    ngx_http_relyloop_pg_complete(q, NULL, RL_DB_UNAVAILABLE);
-                    break;
+                if (q->alone || q->isolated) {
+                    if (++q->resubmits > NGX_HTTP_RELYLOOP_PG_MAX_RESUBMITS) {
+                        ngx_http_relyloop_pg_complete(q, NULL,
+                                                      RL_DB_UNAVAILABLE);
+                        break;
+                    }
                 }
+
+                q->alone = 1;
 
                 ngx_queue_insert_head(&conn->pool->waiting, &q->queue);
                 conn->pool->nwaiting++;
@@ -1026,7 +1042,7 @@ ngx_http_relyloop_pg_pick(ngx_http_relyloop_pg_pool_t *pool)
         if (conn->state != NGX_HTTP_RELYLOOP_PG_READY
             || conn->recycle
             || conn->queries >= pool->depth
-            || conn->count + 4 > conn->nslots)
+            || conn->count + 5 > conn->nslots)
         {
             continue;
         }
@@ -1135,27 +1151,33 @@ ngx_http_relyloop_pg_send_query(ngx_http_relyloop_pg_conn_t *conn,
     ngx_http_relyloop_pg_query_t *q)
 {
     PGconn                *pg;
+    ngx_uint_t             solo;
     const rl_statement_t  *st;
 
     pg = conn->pgconn;
     st = &conn->pool->stmts[q->stmt];
-
-    if (q->isolated && conn->unsynced
-        && ngx_http_relyloop_pg_sync(conn) != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
+    solo = q->isolated || q->alone;
 
     if (!conn->prepared[q->stmt]) {
-        if (PQsendPrepare(pg, st->name, st->sql, st->nparams, NULL) != 1
+
+        /* in a segment of its own: no neighbour's failure can abort it */
+
+        if ((conn->unsynced && ngx_http_relyloop_pg_sync(conn) != NGX_OK)
+            || PQsendPrepare(pg, st->name, st->sql, st->nparams, NULL) != 1
             || ngx_http_relyloop_pg_push(conn, NGX_HTTP_RELYLOOP_SLOT_PREPARE,
                                          NULL, q->stmt)
-               != NGX_OK)
+               != NGX_OK
+            || ngx_http_relyloop_pg_sync(conn) != NGX_OK)
         {
             return NGX_ERROR;
         }
 
         conn->prepared[q->stmt] = 1;
+
+    } else if (solo && conn->unsynced
+               && ngx_http_relyloop_pg_sync(conn) != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
     if (PQsendQueryPrepared(pg, st->name, q->nparams,
@@ -1170,7 +1192,7 @@ ngx_http_relyloop_pg_send_query(ngx_http_relyloop_pg_conn_t *conn,
     q->inflight = 1;
     q->conn = conn;
 
-    if (q->isolated) {
+    if (solo) {
         if (ngx_http_relyloop_pg_sync(conn) != NGX_OK) {
             return NGX_ERROR;
         }

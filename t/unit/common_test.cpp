@@ -52,9 +52,9 @@ TEST(TimeFormat, ParsesClientTimestamps) {
     EXPECT_EQ(parse_rfc3339("2026-05-11T20:13:43.123456+00:00").value(),
               "2026-05-11T20:13:43.123456+00:00");
     EXPECT_EQ(parse_rfc3339("2026-05-11T20:13:43Z").value(), "2026-05-11T20:13:43+00:00");
-    // A literal '+' that form decoding turned into a space.
+    // A literal '+' that form decoding turned into a space; normalised to UTC.
     EXPECT_EQ(parse_rfc3339("2026-05-11T20:13:43.5 02:00").value(),
-              "2026-05-11T20:13:43.5+02:00");
+              "2026-05-11T18:13:43.5+00:00");
     EXPECT_FALSE(parse_rfc3339("2026-02-30T00:00:00Z"));
     EXPECT_FALSE(parse_rfc3339("2026-13-01T00:00:00Z"));
     EXPECT_FALSE(parse_rfc3339("2026-05-11T24:00:00Z"));
@@ -62,6 +62,32 @@ TEST(TimeFormat, ParsesClientTimestamps) {
     EXPECT_FALSE(parse_rfc3339("99999-05-11T00:00:00Z"));
     EXPECT_FALSE(parse_rfc3339("2026-05-11T20:13:43.Z"));
     EXPECT_TRUE(parse_rfc3339("2024-02-29T00:00:00Z"));
+}
+
+// Only values PostgreSQL's timestamptz takes (docs/api.md, "Timestamps"):
+// offsets up to ±15:59, the instant in years 1..9999 once in UTC.
+TEST(TimeFormat, ClientTimestampsStayInPostgresDomain) {
+    EXPECT_EQ(parse_rfc3339("2026-01-01T00:00:00+15:59").value(), "2025-12-31T08:01:00+00:00");
+    EXPECT_EQ(parse_rfc3339("2026-01-01T00:00:00-15:59").value(), "2026-01-01T15:59:00+00:00");
+    EXPECT_FALSE(parse_rfc3339("2026-01-01T00:00:00+16:00"));
+    EXPECT_FALSE(parse_rfc3339("2026-01-01T00:00:00-16:00"));
+    EXPECT_FALSE(parse_rfc3339("2026-01-01T00:00:00+23:59"));
+    EXPECT_FALSE(parse_rfc3339("2026-01-01T00:00:00+15:60"));
+    EXPECT_FALSE(parse_rfc3339("0000-01-01T00:00:00Z"));
+    EXPECT_EQ(parse_rfc3339("0001-01-01T00:00:00Z").value(), "0001-01-01T00:00:00+00:00");
+    EXPECT_EQ(parse_rfc3339("9999-12-31T23:59:59.999999Z").value(),
+              "9999-12-31T23:59:59.999999+00:00");
+    // the offset moves the instant out of years 1..9999
+    EXPECT_FALSE(parse_rfc3339("0001-01-01T00:00:00+00:01"));
+    EXPECT_FALSE(parse_rfc3339("9999-12-31T23:59:00-00:01"));
+    EXPECT_EQ(parse_rfc3339("0001-01-01T00:00:00-00:01").value(), "0001-01-01T00:01:00+00:00");
+    // day, month, year and leap-day carries
+    EXPECT_EQ(parse_rfc3339("2024-03-01T01:00:00+02:00").value(), "2024-02-29T23:00:00+00:00");
+    EXPECT_EQ(parse_rfc3339("2023-12-31T23:30:00-00:45").value(), "2024-01-01T00:15:00+00:00");
+    EXPECT_EQ(parse_rfc3339("2026-05-11T20:13:43.123456789-05:30").value(),
+              "2026-05-12T01:43:43.123456789+00:00");
+    EXPECT_FALSE(parse_rfc3339("2026-05-11T20:13:43.1234567890Z"));
+    EXPECT_FALSE(parse_rfc3339("2026-05-11T20:13:60Z"));
 }
 
 TEST(Redact, GithubTokensAndUrlPasswords) {

@@ -54,8 +54,21 @@ TEST(DbErrorMap, ConnectionTroubleIsUnavailable) {
     }
 }
 
+TEST(DbErrorMap, DataExceptionIsTheClientsInput) {
+    // class 22: a value outside its type's domain → 422, never 500
+    for (const char *s : {"22009", "22008", "22007", "22003", "22P02", "22021", "22P05", "22001"}) {
+        EXPECT_EQ(classify_sqlstate(s), relyloop::SqlStateClass::kDataException) << s;
+        EXPECT_EQ(db_error_code(E::kProposalList, s, ""), C::kValidationError) << s;
+        EXPECT_EQ(db_error_code(E::kConfigRepoCreate, s, ""), C::kValidationError) << s;
+        EXPECT_EQ(relyloop::error_http_status(db_error_code(E::kStudyList, s, "")), 422) << s;
+    }
+    for (const char *s : {"2200", "220000", "02000", "42P01"}) {
+        EXPECT_NE(classify_sqlstate(s), relyloop::SqlStateClass::kDataException) << s;
+    }
+}
+
 TEST(DbErrorMap, EverythingElseIsInternal) {
-    for (const char *s : {"22P02", "42P01", "42703", "23514", "XX000", ""}) {
+    for (const char *s : {"42P01", "42703", "23514", "XX000", ""}) {
         EXPECT_EQ(db_error_code(E::kProposalList, s, ""), C::kInternalError) << s;
     }
 }

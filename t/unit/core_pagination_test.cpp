@@ -216,9 +216,31 @@ TEST(ListParams, SinceAcceptsADecodedPlusAsSpace) {
     Problems p;
     ListParams lp = parse_list_params(QueryArgs("since=2026-05-01T00:00:00+02:00"), p);
     EXPECT_TRUE(p.empty()) << p.message();
-    EXPECT_EQ(lp.since, "2026-05-01T00:00:00+02:00");
+    EXPECT_EQ(lp.since, "2026-04-30T22:00:00+00:00");
     lp = parse_list_params(QueryArgs("since=2026-05-01T00%3A00%3A00%2B02%3A00"), p);
-    EXPECT_EQ(lp.since, "2026-05-01T00:00:00+02:00");
+    EXPECT_EQ(lp.since, "2026-04-30T22:00:00+00:00");
+}
+
+TEST(ListParams, OutOfDomainTimestampsAre422NotStatements) {
+    Problems p;
+    (void)parse_list_params(QueryArgs("since=2026-01-01T00:00:00%2B16:00"), p);
+    EXPECT_EQ(p.message(), "Request validation failed: query.since: must be an RFC 3339 timestamp");
+    // the same offset through a tampered cursor
+    Problems q;
+    std::string cursor = encode_list_cursor("2026-01-01T00:00:00+16:00", "abc");
+    (void)parse_list_params(QueryArgs("cursor=" + cursor), q);
+    EXPECT_EQ(q.message(), "Request validation failed: query.cursor: invalid cursor");
+    Problems r;
+    cursor = encode_list_cursor("0000-01-01T00:00:00Z", "abc");
+    (void)parse_list_params(QueryArgs("cursor=" + cursor), r);
+    EXPECT_FALSE(r.empty());
+    // a valid cursor's timestamp is normalised to UTC like since=
+    Problems ok;
+    cursor = encode_list_cursor("2026-01-01T00:00:00.5+15:00", "abc");
+    ListParams lp = parse_list_params(QueryArgs("cursor=" + cursor), ok);
+    EXPECT_TRUE(ok.empty());
+    ASSERT_TRUE(lp.cursor);
+    EXPECT_EQ(lp.cursor->created_at, "2025-12-31T09:00:00.5+00:00");
 }
 
 TEST(QueryArgs, DecodesPercentAndPlus) {

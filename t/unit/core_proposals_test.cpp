@@ -258,8 +258,9 @@ TEST(OpenPr, PreflightOrder) {
 TEST(OpenPr, UnusablePatIsGithubNotConfigured) {
     Core core;
     core.secrets().write("dir-ref", "");
+    core.secrets().write("zero-bytes", "");
     std::string token = "ghp_" + std::string(36, 'A');
-    for (const char *ref : {"missing", "empty", "../gh-main"}) {
+    for (const char *ref : {"missing", "zero-bytes", "../gh-main"}) {
         Call c(core, "POST", "/api/v1/proposals/p1/open_pr");
         c.expect_query();
         c.rows({preflight("pending", "c1", "r1", "r1", ref)});
@@ -275,8 +276,14 @@ TEST(OpenPr, UnusablePatIsGithubNotConfigured) {
     }
     Call empty(core, "POST", "/api/v1/proposals/p1/open_pr");
     empty.expect_query();
-    empty.rows({preflight("pending", "c1", "r1", "r1", "empty")});
+    empty.rows({preflight("pending", "c1", "r1", "r1", "zero-bytes")});
     EXPECT_NE(empty.expect_response().message().find("the file is empty"), std::string::npos);
+    // Checked by stat only (nginx cannot read PATs): a file of whitespace
+    // passes here; the worker reads it and fails the job.
+    Call blank(core, "POST", "/api/v1/proposals/p1/open_pr");
+    blank.expect_query();
+    blank.rows({preflight("pending", "c1", "r1", "r1", "empty")});
+    blank.expect_worker();
 }
 
 TEST(OpenPr, WorkerTroubleIsQueueUnavailable) {

@@ -167,6 +167,9 @@ struct Options {
     bool cors_enabled = false;
     bool cors_allowed = false;
     int http_error = 0;  // reached through error_page
+    // Content-Type; unset: application/json when there is a body
+    std::optional<std::string> content_type;
+    std::optional<bool> has_body;  // unset: a non-empty body
 };
 
 // One request in flight.
@@ -183,6 +186,13 @@ class Call {
         in.cors_enabled = opts_.cors_enabled ? 1 : 0;
         in.cors_allowed = opts_.cors_allowed ? 1 : 0;
         in.http_error = opts_.http_error;
+        if (!opts_.content_type && opts_.body) {
+            opts_.content_type = "application/json";
+        }
+        if (opts_.content_type) {
+            in.content_type = {opts_.content_type->data(), opts_.content_type->size()};
+        }
+        in.has_body = opts_.has_body.value_or(opts_.body && !opts_.body->empty()) ? 1 : 0;
         EXPECT_EQ(rl_request_new(&req_, core.get(), &in, &Call::log_cb, this), RL_OK);
         wants_body_ = rl_request_wants_body(req_) != 0;
         if (wants_body_ && opts_.body) {

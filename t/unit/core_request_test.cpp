@@ -223,6 +223,64 @@ TEST(RequestBody, GetIgnoresBodyAndContentType) {
     EXPECT_EQ(c.expect_query().name, "rl_proposal_list");
 }
 
+// docs/api.md, "JSON in and out": only JSON bodies, refused before they are
+// read; a body-less POST may omit the type.
+TEST(RequestBody, NonJsonContentTypeIs415BeforeTheBody) {
+    Core core;
+    for (const char *type :
+         {"text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
+          "application/jsonx", "application/json; charset=latin1", "application/json; x=1",
+          "text/json", "application/json, text/plain"}) {
+        Options o;
+        o.content_type = type;
+        o.body = R"({"name":"x"})";
+        Call c(core, "POST", "/api/v1/clusters", o);
+        EXPECT_FALSE(c.wants_body()) << type;
+        Response r = c.expect_response();
+        EXPECT_EQ(r.status, 415) << type;
+        EXPECT_EQ(r.code(), "UNSUPPORTED_MEDIA_TYPE") << type;
+        EXPECT_FALSE(r.retryable());
+    }
+    // no type with a body; a non-JSON type without one (an empty form)
+    Options none;
+    none.content_type = "";
+    none.has_body = true;
+    Call c(core, "PATCH", "/api/v1/clusters/c1", none);
+    EXPECT_EQ(c.expect_response().status, 415);
+    Options form;
+    form.content_type = "application/x-www-form-urlencoded";
+    form.has_body = false;
+    Call f(core, "POST", "/api/v1/proposals/p1/open_pr", form);
+    EXPECT_EQ(f.expect_response().status, 415);
+}
+
+TEST(RequestBody, JsonTypesAndBodylessPostsAreAccepted) {
+    Core core;
+    for (const char *type :
+         {"application/json", "Application/JSON", "application/json;charset=utf-8",
+          "application/json; charset=\"UTF-8\"", " application/json ; charset=utf8"}) {
+        Options o;
+        o.content_type = type;
+        o.body = "{}";
+        Call c(core, "POST", "/api/v1/proposals/p1/open_pr", o);
+        EXPECT_TRUE(c.wants_body()) << type;
+        EXPECT_EQ(c.expect_query().name, "rl_open_pr_preflight") << type;
+    }
+    for (const char *path : {"/api/v1/proposals/p1/open_pr", "/api/v1/proposals/p1/reject"}) {
+        Options o;
+        o.content_type = "";
+        o.has_body = false;
+        Call c(core, "POST", path, o);
+        EXPECT_TRUE(c.wants_body()) << path;
+        (void)c.expect_query();
+    }
+    // a GET's content type is not looked at
+    Options g;
+    g.content_type = "text/plain";
+    Call get(core, "GET", "/api/v1/proposals", g);
+    EXPECT_EQ(get.expect_query().name, "rl_proposal_list");
+}
+
 TEST(RequestDatabase, ShimFailuresAre503Retryable) {
     Core core;
     for (rl_db_failure_t why : {RL_DB_UNAVAILABLE, RL_DB_OVERLOADED, RL_DB_TIMEOUT}) {

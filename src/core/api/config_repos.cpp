@@ -43,8 +43,10 @@ class CreateHandler : public Handler {
                             "/<owner>/<repo> (github_web_url); GitLab, Bitbucket and other "
                             "providers are not supported");
         }
-        SecretStatus st = check_secret_file(conf.secrets_dir, *auth_ref, nullptr);
-        if (st != SecretStatus::kOk) {
+        // By stat only (nginx cannot read PATs); an empty file is accepted
+        // here, open_pr's preflight refuses it.
+        SecretStatus st = stat_secret_file(conf.secrets_dir, *auth_ref);
+        if (st != SecretStatus::kOk && st != SecretStatus::kEmpty) {
             throw Error(ErrorCode::kAuthRefNotFound,
                         "auth_ref \"" + *auth_ref + "\" does not name a usable file in the " +
                             "secrets directory: " + secret_status_text(st));

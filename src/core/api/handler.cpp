@@ -83,6 +83,14 @@ std::string Handler::conflict_message(ErrorCode code) {
 
 Action Handler::on_db_error(Context &ctx, const DbFailure &f) {
     ErrorCode code = db_error_code(endpoint_, f);
+    if (code == ErrorCode::kValidationError) {
+        // A value the core's checks let through (docs/api.md, "Timestamps"):
+        // worth a line, but the client's error, not ours.
+        ctx.log(RL_LOG_WARN, "statement rejected a parameter: sqlstate " + json::quote(f.sqlstate) +
+                                 " on " + json::quote(ctx.request_id()) + ": " +
+                                 json::quote(f.detail));
+        return Action::error(code, "Request validation failed: a value is out of range");
+    }
     if (error_http_status(code) < 500) {
         return Action::error(code, conflict_message(code));
     }
@@ -138,6 +146,8 @@ ErrorCode db_error_code(Endpoint e, std::string_view sqlstate,
         case SqlStateClass::kQueryCanceled:
         case SqlStateClass::kSerialization:
             return ErrorCode::kDatabaseUnavailable;
+        case SqlStateClass::kDataException:
+            return ErrorCode::kValidationError;
         case SqlStateClass::kCheckViolation:
         case SqlStateClass::kOther:
             return ErrorCode::kInternalError;

@@ -38,12 +38,9 @@ class OpenPrHandler : public Handler {
                                  "PATCH /api/v1/clusters/{id} {\"config_repo_id\": ...}");
         }
         std::string auth_ref(row.text(4));
-        SecretStatus st;
-        {
-            // Read and wiped at once: only its presence matters here.
-            Secret pat;
-            st = check_secret_file(ctx.conf().secrets_dir, auth_ref, &pat);
-        }
+        // Checked, never opened: nginx's user cannot read PATs
+        // (docs/security.md); the worker reads and validates the contents.
+        SecretStatus st = stat_secret_file(ctx.conf().secrets_dir, auth_ref);
         if (st != SecretStatus::kOk) {
             std::string why = secret_status_text(st);
             ctx.log(RL_LOG_ERR, "github not configured: pat file of auth_ref " +

@@ -27,7 +27,7 @@ const char *openapi_template() noexcept {
     "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ConfigRepoCreate"}}}},
     "responses": {"201": {"description": "Created", "headers": {"X-Request-ID": {"$ref": "#/components/headers/XRequestId"}}, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ConfigRepo"}}}},
       "400": {"$ref": "#/components/responses/Error"}, "409": {"$ref": "#/components/responses/Error"},
-      "413": {"$ref": "#/components/responses/Error"}, "422": {"$ref": "#/components/responses/ValidationError"},
+      "413": {"$ref": "#/components/responses/Error"}, "415": {"$ref": "#/components/responses/UnsupportedMediaType"}, "422": {"$ref": "#/components/responses/ValidationError"},
       "503": {"$ref": "#/components/responses/Unavailable"}}}},
 "/api/v1/config-repos/{id}": {
   "get": {"tags": ["config-repos"], "operationId": "getConfigRepo", "summary": "Get a config repo",
@@ -46,7 +46,7 @@ const char *openapi_template() noexcept {
     "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ClusterCreate"}}}},
     "responses": {"201": {"description": "Created", "headers": {"X-Request-ID": {"$ref": "#/components/headers/XRequestId"}}, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Cluster"}}}},
       "404": {"$ref": "#/components/responses/NotFound"}, "409": {"$ref": "#/components/responses/Error"},
-      "413": {"$ref": "#/components/responses/Error"}, "422": {"$ref": "#/components/responses/ValidationError"},
+      "413": {"$ref": "#/components/responses/Error"}, "415": {"$ref": "#/components/responses/UnsupportedMediaType"}, "422": {"$ref": "#/components/responses/ValidationError"},
       "503": {"$ref": "#/components/responses/Unavailable"}}}},
 "/api/v1/clusters/{id}": {
   "get": {"tags": ["clusters"], "operationId": "getCluster", "summary": "Get a cluster",
@@ -59,7 +59,7 @@ const char *openapi_template() noexcept {
     "requestBody": {"required": false, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ClusterPatch"}}}},
     "responses": {"200": {"description": "The updated cluster", "headers": {"X-Request-ID": {"$ref": "#/components/headers/XRequestId"}}, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Cluster"}}}},
       "404": {"$ref": "#/components/responses/NotFound"}, "413": {"$ref": "#/components/responses/Error"},
-      "422": {"$ref": "#/components/responses/ValidationError"}, "503": {"$ref": "#/components/responses/Unavailable"}}}},
+      "415": {"$ref": "#/components/responses/UnsupportedMediaType"}, "422": {"$ref": "#/components/responses/ValidationError"}, "503": {"$ref": "#/components/responses/Unavailable"}}}},
 "/api/v1/query-templates": {
   "get": {"tags": ["query-templates"], "operationId": "listTemplates", "summary": "List query templates",
     "parameters": [{"name": "engine_type", "in": "query", "required": false, "schema": {"type": "string", "enum": ["elasticsearch", "opensearch"]}},
@@ -73,7 +73,7 @@ const char *openapi_template() noexcept {
     "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TemplateCreate"}}}},
     "responses": {"201": {"description": "Created", "headers": {"X-Request-ID": {"$ref": "#/components/headers/XRequestId"}}, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Template"}}}},
       "404": {"$ref": "#/components/responses/NotFound"}, "409": {"$ref": "#/components/responses/Error"},
-      "413": {"$ref": "#/components/responses/Error"}, "422": {"$ref": "#/components/responses/ValidationError"},
+      "413": {"$ref": "#/components/responses/Error"}, "415": {"$ref": "#/components/responses/UnsupportedMediaType"}, "422": {"$ref": "#/components/responses/ValidationError"},
       "503": {"$ref": "#/components/responses/Unavailable"}}}},
 "/api/v1/query-templates/{id}": {
   "get": {"tags": ["query-templates"], "operationId": "getTemplate", "summary": "Get a query template",
@@ -110,7 +110,7 @@ const char *openapi_template() noexcept {
     "requestBody": {"required": false, "content": {"application/json": {"schema": {"type": "object"}}}},
     "responses": {"200": {"description": "The cancelled study", "headers": {"X-Request-ID": {"$ref": "#/components/headers/XRequestId"}}, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Study"}}}},
       "404": {"$ref": "#/components/responses/NotFound"}, "409": {"$ref": "#/components/responses/Error"},
-      "422": {"$ref": "#/components/responses/ValidationError"}, "503": {"$ref": "#/components/responses/Unavailable"}}}},
+      "415": {"$ref": "#/components/responses/UnsupportedMediaType"}, "422": {"$ref": "#/components/responses/ValidationError"}, "503": {"$ref": "#/components/responses/Unavailable"}}}},
 "/api/v1/studies/{id}/digest": {
   "get": {"tags": ["studies"], "operationId": "getDigest", "summary": "Get the digest of a study",
     "description": "404 STUDY_NOT_FOUND when the study does not exist, 404 DIGEST_NOT_READY (retryable) while it has no digest yet.",
@@ -133,7 +133,7 @@ const char *openapi_template() noexcept {
     "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ProposalCreate"}}}},
     "responses": {"201": {"description": "Created", "headers": {"X-Request-ID": {"$ref": "#/components/headers/XRequestId"}}, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ProposalDetail"}}}},
       "404": {"$ref": "#/components/responses/NotFound"}, "413": {"$ref": "#/components/responses/Error"},
-      "422": {"$ref": "#/components/responses/ValidationError"}, "503": {"$ref": "#/components/responses/Unavailable"}}}},
+      "415": {"$ref": "#/components/responses/UnsupportedMediaType"}, "422": {"$ref": "#/components/responses/ValidationError"}, "503": {"$ref": "#/components/responses/Unavailable"}}}},
 "/api/v1/proposals/{id}": {
   "get": {"tags": ["proposals"], "operationId": "getProposal", "summary": "Get a proposal with its study, digest and PR job",
     "parameters": [{"$ref": "#/components/parameters/Id"}, {"$ref": "#/components/parameters/RequestId"}],
@@ -145,7 +145,7 @@ const char *openapi_template() noexcept {
     "requestBody": {"required": false, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RejectBody"}}}},
     "responses": {"200": {"description": "The rejected proposal", "headers": {"X-Request-ID": {"$ref": "#/components/headers/XRequestId"}}, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ProposalDetail"}}}},
       "404": {"$ref": "#/components/responses/NotFound"}, "409": {"$ref": "#/components/responses/Error"},
-      "422": {"$ref": "#/components/responses/ValidationError"}, "503": {"$ref": "#/components/responses/Unavailable"}}}},
+      "415": {"$ref": "#/components/responses/UnsupportedMediaType"}, "422": {"$ref": "#/components/responses/ValidationError"}, "503": {"$ref": "#/components/responses/Unavailable"}}}},
 "/api/v1/proposals/{id}/open_pr": {
   "post": {"tags": ["proposals"], "operationId": "openPr", "summary": "Queue the GitHub PR of a pending proposal",
     "description": "Preflight in order: 404 PROPOSAL_NOT_FOUND; 409 INVALID_STATE_TRANSITION unless pending; 422 CLUSTER_HAS_NO_CONFIG_REPO; 503 GITHUB_NOT_CONFIGURED when the PAT file is unusable; 503 QUEUE_UNAVAILABLE when the worker does not acknowledge. A second call while a job is queued or running is acknowledged without a second job. The proposal row is never changed here.",
@@ -153,14 +153,14 @@ const char *openapi_template() noexcept {
     "requestBody": {"required": false, "content": {"application/json": {"schema": {"type": "object"}}}},
     "responses": {"202": {"description": "Queued", "headers": {"X-Request-ID": {"$ref": "#/components/headers/XRequestId"}}, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/OpenPrAccepted"}}}},
       "404": {"$ref": "#/components/responses/NotFound"}, "409": {"$ref": "#/components/responses/Error"},
-      "422": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Unavailable"}}}},
+      "415": {"$ref": "#/components/responses/UnsupportedMediaType"}, "422": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Unavailable"}}}},
 "/api/v1/_test/studies/seed-completed": {
   "post": {"tags": ["testing"], "operationId": "seedCompletedStudy", "summary": "Seed a completed study (development environment only)",
     "description": "Outside the development environment this route does not exist (404 RESOURCE_NOT_FOUND).",
     "parameters": [{"$ref": "#/components/parameters/RequestId"}],
     "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SeedBody"}}}},
     "responses": {"201": {"description": "Seeded", "headers": {"X-Request-ID": {"$ref": "#/components/headers/XRequestId"}}, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SeedResult"}}}},
-      "404": {"$ref": "#/components/responses/NotFound"}, "422": {"$ref": "#/components/responses/ValidationError"},
+      "404": {"$ref": "#/components/responses/NotFound"}, "415": {"$ref": "#/components/responses/UnsupportedMediaType"}, "422": {"$ref": "#/components/responses/ValidationError"},
       "503": {"$ref": "#/components/responses/Unavailable"}}}},
 "/api/v1/health": {
   "get": {"tags": ["service"], "operationId": "health", "summary": "Database and worker health",
@@ -176,7 +176,7 @@ const char *openapi_template() noexcept {
   "Id": {"name": "id", "in": "path", "required": true, "description": "Opaque id (at most 128 characters); unknown or malformed ids are a 404 of the resource.", "schema": {"type": "string", "maxLength": 128}},
   "Limit": {"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}},
   "Cursor": {"name": "cursor", "in": "query", "required": false, "description": "Opaque: next_cursor of the previous page.", "schema": {"type": "string"}},
-  "Since": {"name": "since", "in": "query", "required": false, "description": "RFC 3339 timestamp: rows created at or after it.", "schema": {"type": "string", "format": "date-time"}},
+  "Since": {"name": "since", "in": "query", "required": false, "description": "RFC 3339 timestamp: rows created at or after it. Offsets up to +/-15:59; the instant must fall in years 1..9999 in UTC (else 422).", "schema": {"type": "string", "format": "date-time"}},
   "RequestId": {"name": "X-Request-ID", "in": "header", "required": false, "description": "Echoed when 1..128 characters of [A-Za-z0-9._:-]; otherwise a fresh UUIDv7 is used.", "schema": {"type": "string", "maxLength": 128}}
 },
 "headers": {
@@ -186,6 +186,7 @@ const char *openapi_template() noexcept {
 "responses": {
   "Error": {"description": "Error", "headers": {"X-Request-ID": {"$ref": "#/components/headers/XRequestId"}}, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}}},
   "NotFound": {"description": "Not found (RESOURCE_NOT_FOUND or the resource's own code)", "headers": {"X-Request-ID": {"$ref": "#/components/headers/XRequestId"}}, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}}},
+  "UnsupportedMediaType": {"description": "UNSUPPORTED_MEDIA_TYPE: a request body must be sent as application/json (a charset=utf-8 parameter allowed); a body-less POST may omit Content-Type", "headers": {"X-Request-ID": {"$ref": "#/components/headers/XRequestId"}}, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}}},
   "ValidationError": {"description": "VALIDATION_ERROR: 'Request validation failed: <location>: <reason>; ...'", "headers": {"X-Request-ID": {"$ref": "#/components/headers/XRequestId"}}, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}}},
   "Unavailable": {"description": "DATABASE_UNAVAILABLE, QUEUE_UNAVAILABLE or GITHUB_NOT_CONFIGURED (retryable)", "headers": {"X-Request-ID": {"$ref": "#/components/headers/XRequestId"}}, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}}}
 },

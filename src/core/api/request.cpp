@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "api/router.hpp"
+#include "api/validation.hpp"
 #include "common/raii.hpp"
 #include "common/json_writer.hpp"
 
@@ -78,6 +79,17 @@ Request::Request(const CoreConf &conf, const rl_http_request_t &in, rl_log_cb lo
             return;
         case RouteMatch::Kind::kEndpoint:
             break;
+    }
+    if (endpoint_takes_body(m.endpoint)) {
+        // Only JSON bodies: a cross-site form or text/plain POST is refused
+        // before its body is read. A body-less POST (open_pr, reject) may
+        // omit the type (docs/api.md, "JSON in and out").
+        std::string_view type = view(in.content_type);
+        if (type.empty() ? in.has_body != 0 : !json_media_type(type)) {
+            respond_early(error_response(ErrorCode::kUnsupportedMediaType,
+                                         "Request body must be sent as application/json"));
+            return;
+        }
     }
     ctx_.set_id(std::move(m.id));
     handler_ = make_handler(m.endpoint);

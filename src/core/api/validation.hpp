@@ -141,6 +141,11 @@ inline constexpr size_t kMaxIdChars = 128;
 // code points of valid UTF-8 without NUL, so that it is safe as a text param.
 [[nodiscard]] bool valid_id_text(std::string_view s) noexcept;
 
+// A request Content-Type the API reads as JSON: "application/json" (any
+// case, optional whitespace) with at most a charset=utf-8 parameter
+// (docs/api.md, "JSON in and out").
+[[nodiscard]] bool json_media_type(std::string_view s) noexcept;
+
 // An {id} given in a body: a reference checked by the database, not parsed here.
 inline constexpr StringRule kIdRule{kMaxIdChars, 1, valid_id_text,
                                     "must be at most 128 characters"};

@@ -311,7 +311,7 @@ sub stop_worker {
 
 # start_nginx(environment => ..., cors => [...], http => 'extra', location => 'extra',
 #             server => 'extra', workers => N, directives => {name => value},
-#             log_level => 'info')
+#             log_level => 'info', user => 'www-data')
 sub start_nginx {
     my ($self, %opts) = @_;
     my $n = "$self->{dir}/nginx";
@@ -350,7 +350,8 @@ sub write_nginx_conf {
     my $d = $self->{dir};
     my $env = $opts{environment} // 'development';
     my $workers = $opts{workers} // 1;
-    my $user = $IS_ROOT ? 'user root;' : '';
+    # user => NAME: the worker processes' user (t/module_user.t)
+    my $user = $opts{user} ? "user $opts{user};" : $IS_ROOT ? 'user root;' : '';
     my %dir = (
         relyloop_pg_conninfo => '"' . $self->conninfo . '"',
         relyloop_worker_socket => $opts{worker_socket} // $self->worker_socket,

@@ -1,8 +1,8 @@
 /*
  * The C API between the nginx shim (src/module) and the C++ core (src/core).
  *
- * The core is a pure state machine: it never does I/O of its own except the
- * small local read of a PAT file (SPEC §5.3 step 4). Everything that waits —
+ * The core is a pure state machine: it never does I/O of its own except a
+ * stat of a PAT file (docs/security.md: never an open). Everything that waits —
  * PostgreSQL, the worker socket — is done by the shim on nginx's event loop.
  * A request is driven like this:
  *
@@ -102,6 +102,8 @@ typedef struct {
     int http_error;         /* nginx's own error status when an error_page
                                redirect brought the request here, else 0:
                                answered with its envelope, before routing */
+    rl_str_t content_type;  /* Content-Type header, may be empty */
+    int has_body;           /* a Content-Length above 0, or chunked */
 } rl_http_request_t;
 
 RL_API rl_status_t rl_request_new(rl_request_t **out, rl_core_t *core,
