@@ -95,6 +95,15 @@ my @common = ('--secrets-dir', $t->dir . '/secrets', '--clone-root', $t->dir . '
         'sessions: proxy seen, session pooling accepted');
 }
 
+# The worker adds its keepalive settings to the conninfo's own `options`
+# instead of replacing them: a bad setting there still reaches PostgreSQL.
+{
+    my ($rc, $out) = $w->run_cli('check', '--pg-conninfo',
+        $t->conninfo . q{ options='-c statement_timeout=bogus'}, @common);
+    is($rc, 1, "the conninfo's own options are passed on") or diag($out);
+    like($out, qr/statement_timeout/, 'PostgreSQL saw them');
+}
+
 # The daemon refuses to start behind the transaction pool (instead of running
 # jobs whose repo lock silently does nothing).
 {
