@@ -91,7 +91,14 @@ class JobRunner::RepoLock {
             return;
         }
         try {
-            jobs::unlock(held_on_, a_.lock_key);
+            if (!jobs::unlock(held_on_, a_.lock_key.load())) {
+                log_.warn("repo_lock_not_held",
+                          {{"job_id", a_.fence.job_id},
+                           {"config_repo_id", a_.config_repo_id},
+                           {"message", "the runner's session did not hold the repo lock at unlock: "
+                                       "is a transaction-pooling proxy in front? "
+                                       "(docs/worker.md, \"Connection poolers\")"}});
+            }
         } catch (const DbError &e) {
             log_.warn("repo_unlock_failed", {{"job_id", a_.fence.job_id},
                                              {"config_repo_id", a_.config_repo_id},

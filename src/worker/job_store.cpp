@@ -303,8 +303,9 @@ bool try_lock(PGconn *conn, int64_t key, int *backend_pid) {
     return db::get_or(r.get(), 0, 0) == "t";
 }
 
-void unlock(PGconn *conn, int64_t key) {
+bool unlock(PGconn *conn, int64_t key) {
     PgResult r = db::exec(conn, "SELECT pg_advisory_unlock($1::bigint)", {std::to_string(key)});
+    return db::get_or(r.get(), 0, 0) == "t";
 }
 
 std::string format_error(std::string_view code, std::string_view message) {

@@ -110,7 +110,8 @@ void set_last_event(PGconn *conn, const Fence &f, std::string_view event);
 // pg_backend_pid() of the session that tried: the pid pg_locks shows (not
 // PQbackendPID(), which a proxy in front fakes).
 [[nodiscard]] bool try_lock(PGconn *conn, int64_t key, int *backend_pid = nullptr);
-void unlock(PGconn *conn, int64_t key);
+// False when this session did not hold the lock (PostgreSQL also warns).
+[[nodiscard]] bool unlock(PGconn *conn, int64_t key);
 
 // "<CODE>: <message>", redacted, at most 2000 bytes (cut on a UTF-8 boundary).
 [[nodiscard]] std::string format_error(std::string_view code, std::string_view message);
