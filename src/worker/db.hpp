@@ -65,10 +65,10 @@ PgResult exec_prepared(PGconn *conn, const char *name, const char *sql,
 // connection or a session pool never does. See docs/worker.md.
 struct SessionProbe {
     bool connected = false;
-    std::string error;           // when !connected
-    bool proxied = false;        // PQbackendPID() is not the backend's pid: a proxy in front
+    std::string error;               // when !connected
+    bool proxied = false;            // PQbackendPID() is not the backend's pid: a proxy in front
     bool session_pooling_ok = true;  // false: transaction pooling, refuse
-    std::string detail;          // what was seen, for the message
+    std::string detail;              // what was seen, for the message
 };
 [[nodiscard]] SessionProbe probe_sessions(const std::string &conninfo, EventLog *log);
 

@@ -95,9 +95,10 @@ class JobRunner::RepoLock {
                 log_.warn("repo_lock_not_held",
                           {{"job_id", a_.fence.job_id},
                            {"config_repo_id", a_.config_repo_id},
-                           {"message", "the runner's session did not hold the repo lock at unlock: "
-                                       "is a transaction-pooling proxy in front? "
-                                       "(docs/worker.md, \"Connection poolers\")"}});
+                           {"message",
+                            "the runner's session did not hold the repo lock at unlock: "
+                            "is a transaction-pooling proxy in front? "
+                            "(docs/worker.md, \"Connection poolers\")"}});
             }
         } catch (const DbError &e) {
             log_.warn("repo_unlock_failed", {{"job_id", a_.fence.job_id},
@@ -428,14 +429,14 @@ bool JobRunner::lease_expired(const ActiveJob &a) const noexcept {
 }
 
 void JobRunner::abandon(ActiveJob &a, std::string_view why) {
-    log_.warn("job_abandoned", {{"job_id", a.fence.job_id},
-                                {"proposal_id", a.proposal_id},
-                                {"config_repo_id", a.config_repo_id},
-                                {"attempts", a.fence.attempts},
-                                {"duration_ms", elapsed_ms(a)},
-                                {"message", std::string(why) +
-                                                "; nothing written, any worker re-claims the job "
-                                                "once the lease has expired"}});
+    log_.warn("job_abandoned",
+              {{"job_id", a.fence.job_id},
+               {"proposal_id", a.proposal_id},
+               {"config_repo_id", a.config_repo_id},
+               {"attempts", a.fence.attempts},
+               {"duration_ms", elapsed_ms(a)},
+               {"message", std::string(why) + "; nothing written, any worker re-claims the job "
+                                              "once the lease has expired"}});
 }
 
 void JobRunner::retry_later(PGconn *conn, ActiveJob &a, const std::string &why) {
@@ -794,8 +795,9 @@ void JobRunner::watchdog_main() noexcept {
                                                 {"proposal_id", a->proposal_id},
                                                 {"config_repo_id", a->config_repo_id},
                                                 {"duration_ms", elapsed_ms(*a)},
-                                                {"message", "the lease could not be renewed in "
-                                                            "time; cancelling"}});
+                                                {"message",
+                                                 "the lease could not be renewed in "
+                                                 "time; cancelling"}});
             } else if (now >= a->deadline) {
                 a->request_cancel(CancelReason::kTimeout);
                 log_.warn("job_timeout", {{"job_id", a->fence.job_id},

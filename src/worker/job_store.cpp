@@ -253,8 +253,7 @@ bool release(PGconn *conn, const Fence &f) {
     return PQntuples(r.get()) == 1;
 }
 
-bool requeue(PGconn *conn, const Fence &f, std::chrono::milliseconds delay,
-             std::string_view why) {
+bool requeue(PGconn *conn, const Fence &f, std::chrono::milliseconds delay, std::string_view why) {
     auto params = fence_params(f);
     params.emplace_back(std::to_string(delay.count()));
     params.emplace_back(truncate_utf8(redact(why), 2000));

@@ -117,8 +117,8 @@ PipelineResult PrPipeline::run(const JobContext &ctx) noexcept {
         return r;
     } catch (const DbError &e) {
         // Only transient ones get here (PipelineDb): retried later.
-        PipelineResult r = failed(ErrorCode::kInternalError,
-                                  std::string("database: ") + e.what(), pat, ids);
+        PipelineResult r =
+            failed(ErrorCode::kInternalError, std::string("database: ") + e.what(), pat, ids);
         r.retry = true;
         return r;
     } catch (const github::ApiError &e) {
