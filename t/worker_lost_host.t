@@ -31,7 +31,9 @@ plan skip_all => 'needs iproute2 (ip)' if system('ip -V >/dev/null 2>&1') != 0;
 my $NS = "rl-lost-$$";
 my $HOST_IF = 'rlh' . ($$ % 1000000);
 my $NS_IF = 'rln' . ($$ % 1000000);
-my $N = 1 + $$ % 160;    # 169.254.N.0/30; never 169.254.169.x
+# 169.254.N.0/30, a /30 no interface here uses yet; never 169.254.169.x.
+my $N = 1 + $$ % 160;
+$N = 1 + $N % 160 while qx{ip -o addr show to 169.254.$N.0/30 2>/dev/null} =~ /\S/;
 my ($HOST_IP, $NS_IP) = ("169.254.$N.1", "169.254.$N.2");
 
 sub sh {
