@@ -4,7 +4,7 @@
 # running after --job-timeout, but its lease is no longer renewed, so another
 # worker re-claims the job (and waits for the repo lock the stuck run still
 # holds); the stuck run, when it finally returns, writes nothing
-# (job_abandoned), and the other worker finishes the job.
+# (job_abandoned), and the job is finished by whichever worker gets it next.
 # No wall-clock assertion: order of events and counts.
 
 use strict;
@@ -44,19 +44,20 @@ my @runs = $w->runs_of($p);
 is(scalar @runs, 2, 'two runs');
 is($runs[0]{pid}, $w->pid('a'), 'the stuck one on a');
 is($runs[0]{outcome}, 'cancelled', 'which saw its cancel flag when it came back');
-is($runs[1]{pid}, $w->pid('b'), 'the finishing one on b');
+isnt($runs[1]{outcome} // '', 'cancelled', 'the second completed (on a or b: both are free by then)');
 ok(!RelyLoop::WorkerTest::overlap($runs[0], $runs[1]), 'never at the same time (the repo lock)');
 
 my @a = map { $_->{event} } grep { ($_->{job_id} // '') eq $r->{job_id} } $w->events('a');
 my @a_order = grep { /^job_(claimed|timeout|lease_expired|abandoned|succeeded|failed|released|retry)$/ } @a;
-is_deeply(\@a_order, [qw(job_claimed job_timeout job_abandoned)],
+is_deeply([@a_order[0 .. 2]], [qw(job_claimed job_timeout job_abandoned)],
     'a: claimed, timed out, abandoned (lease not renewed past the timeout); nothing written')
     or diag explain \@a_order;
 my @b = map { $_->{event} } grep { ($_->{job_id} // '') eq $r->{job_id} } $w->events('b');
 ok((grep { $_ eq 'job_reclaimed' } @b), 'b re-claimed the job after the lease expired');
 ok((grep { $_ eq 'pr_open_lock_contention' } @b),
     'while the stuck run still held the repo lock');
-ok((grep { $_ eq 'job_succeeded' } @b), 'and finished it');
+is(scalar(grep { $_ eq 'job_succeeded' } @a, @b), 1, 'one job_succeeded (a or b)');
+ok(!(grep { /^(job_failed|pr_open_failed)$/ } @a, @b), 'no failure written by either');
 
 is($w->stop('a', 'TERM', 30) >> 8, 0, 'a exits 0');
 is($w->stop('b', 'TERM', 30) >> 8, 0, 'b exits 0');
