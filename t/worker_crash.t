@@ -131,7 +131,9 @@ is($w->job($r6->{job_id})->{attempts}, 1, 'attempts = 1');
     ok(!RelyLoop::WorkerTest::overlap($pr[0], $pr[1]), 'the runs did not overlap');
     ok((grep { ($_->{job_id} // '') eq $r->{job_id} } $w->events('c', 'job_lock_lost')),
         'job_lock_lost logged');
-    is($w->job($r->{job_id})->{attempts}, 1, 'the lost claim is not counted');
+    is($w->job($r->{job_id})->{attempts}, 2, 'a lost lock counts as an attempt (poison after 3)');
+    ok((grep { ($_->{job_id} // '') eq $r->{job_id} } $w->events('c', 'job_retry')),
+        'job_retry logged');
 }
 
 # SIGTERM with a job claimed but idle workers: immediate exit.

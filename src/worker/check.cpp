@@ -60,6 +60,18 @@ int run_check(const Settings &s, FILE *out, FILE *err) noexcept {
         int v = PQserverVersion(conn.get());
         r.ok("postgres", "connected (PostgreSQL " + std::to_string(v / 10000) + "." +
                              std::to_string(v % 10000) + ")");
+        // 1b. Sessions that keep session state (the repo lock).
+        {
+            db::SessionProbe probe = db::probe_sessions(s.pg_conninfo, nullptr);
+            if (!probe.connected) {
+                return r.fail("sessions", "cannot probe: " + probe.error);
+            }
+            if (!probe.session_pooling_ok) {
+                return r.fail("sessions", db::transaction_pooling_message(probe));
+            }
+            r.ok("sessions", probe.proxied ? "through a session-pooling proxy; session locks work"
+                                           : "direct; session locks work");
+        }
         SchemaVersion sv;
         try {
             sv = read_schema_version(conn.get());

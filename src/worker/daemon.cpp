@@ -56,13 +56,19 @@ class SignalChannel {
 };
 
 // Start-up check only: an old schema is worth a warning, an unreachable
-// database is not fatal (the runners retry).
-void log_schema_state(const Settings &settings, EventLog &log) {
+// database is not fatal (the runners retry). A transaction-pooling proxy is:
+// the repo lock cannot work through it (returns false).
+bool check_database_at_start(const Settings &settings, EventLog &log) {
+    db::SessionProbe probe = db::probe_sessions(settings.pg_conninfo, &log);
+    if (probe.connected && !probe.session_pooling_ok) {
+        log.error("worker_start_failed", {{"message", db::transaction_pooling_message(probe)}});
+        return false;
+    }
     std::string err;
     PgConn conn = db::connect(settings.pg_conninfo, "relyloop-worker startup", &log, &err);
     if (!conn) {
         log.warn("db_unavailable", {{"message", "at start: " + err + "; will keep retrying"}});
-        return;
+        return true;
     }
     try {
         SchemaVersion sv = read_schema_version(conn.get());
@@ -75,6 +81,7 @@ void log_schema_state(const Settings &settings, EventLog &log) {
     } catch (const DbError &e) {
         log.warn("db_error", {{"message", e.what()}});
     }
+    return true;
 }
 
 }  // namespace
@@ -110,7 +117,9 @@ int run_daemon(const Settings &settings, Pipeline &pipeline, EventLog &log) noex
                                        ec.message()}});
             return 1;
         }
-        log_schema_state(settings, log);
+        if (!check_database_at_start(settings, log)) {
+            return 1;
+        }
 
         // The runner outlives the server: the server's DB threads kick it.
         JobRunner runner(settings, pipeline, log);

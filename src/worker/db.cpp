@@ -31,14 +31,84 @@ void notice_to_log(void *arg, const char *message) {
 
 }  // namespace
 
+namespace {
+
+// Server-side keepalives for the worker's sessions (docs/worker.md, "Lost
+// hosts"): the repo lock lives in a session, and the server must drop a
+// session whose host vanished within a minute, not after the kernel's
+// two-hour default. Passed as startup `options`, before the operator's own
+// (later -c settings win, so an operator can still override each of them).
+constexpr const char kServerKeepalives[] =
+    "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3 "
+    "-c tcp_user_timeout=30000";
+
+// The `options` the conninfo (or PGOPTIONS) already carries, "" when none.
+std::string user_options(const std::string &conninfo) {
+    char *err = nullptr;
+    PQconninfoOption *opts = PQconninfoParse(conninfo.c_str(), &err);
+    if (err != nullptr) {
+        PQfreemem(err);
+    }
+    std::string found;
+    bool set = false;
+    if (opts != nullptr) {
+        for (PQconninfoOption *o = opts; o->keyword != nullptr; o++) {
+            if (std::string_view(o->keyword) == "options" && o->val != nullptr) {
+                found = o->val;
+                set = true;
+            }
+        }
+        PQconninfoFree(opts);
+    }
+    if (!set) {
+        const char *env = std::getenv("PGOPTIONS");
+        found = env != nullptr ? env : "";
+    }
+    return found;
+}
+
+PgConn connect_with(const std::string &conninfo, const char *application_name,
+                    const std::string *options) {
+    // Keywords before "dbname" are defaults: the expanded conninfo overrides
+    // them. "options", when given, comes after it: it already merges ours
+    // with the conninfo's.
+    const char *keys[] = {"connect_timeout",
+                          "keepalives",
+                          "keepalives_idle",
+                          "keepalives_interval",
+                          "keepalives_count",
+                          "tcp_user_timeout",
+                          "application_name",
+                          "dbname",
+                          options != nullptr ? "options" : nullptr,
+                          nullptr};
+    const char *vals[] = {"5",
+                          "1",
+                          "10",
+                          "5",
+                          "3",
+                          "30000",
+                          application_name,
+                          conninfo.c_str(),
+                          options != nullptr ? options->c_str() : nullptr,
+                          nullptr};
+    return PgConn(PQconnectdbParams(keys, vals, 1));
+}
+
+}  // namespace
+
 PgConn connect(const std::string &conninfo, const char *application_name, EventLog *log,
                std::string *error) {
-    // Keywords before "dbname" are defaults: the expanded conninfo overrides them.
-    const char *keys[] = {
-        "connect_timeout",  "keepalives",       "keepalives_idle", "keepalives_interval",
-        "keepalives_count", "application_name", "dbname",          nullptr};
-    const char *vals[] = {"5", "1", "30", "10", "3", application_name, conninfo.c_str(), nullptr};
-    PgConn conn(PQconnectdbParams(keys, vals, 1));
+    std::string theirs = user_options(conninfo);
+    std::string merged = theirs.empty() ? kServerKeepalives : kServerKeepalives + (" " + theirs);
+    PgConn conn = connect_with(conninfo, application_name, &merged);
+    if (conn && PQstatus(conn.get()) != CONNECTION_OK &&
+        trim_message(PQerrorMessage(conn.get())).find("unsupported startup parameter") !=
+            std::string::npos) {
+        // A connection pooler (PgBouncer) that refuses startup options: no
+        // server keepalives through it; the pooler's own apply instead.
+        conn = connect_with(conninfo, application_name, theirs.empty() ? nullptr : &theirs);
+    }
     if (!conn) {
         if (error != nullptr) {
             *error = "out of memory";
@@ -123,6 +193,62 @@ PgResult exec_prepared(PGconn *conn, const char *name, const char *sql,
 bool is_connection_error(const DbError &e, PGconn *conn) noexcept {
     return conn == nullptr || PQstatus(conn) != CONNECTION_OK || e.sqlstate().empty() ||
            classify_sqlstate(e.sqlstate()) == SqlStateClass::kConnection;
+}
+
+bool is_transient(const DbError &e, PGconn *conn) noexcept {
+    return is_connection_error(e, conn) ||
+           classify_sqlstate(e.sqlstate()) == SqlStateClass::kSerialization;
+}
+
+SessionProbe probe_sessions(const std::string &conninfo, EventLog *log) {
+    SessionProbe p;
+    PgConn a = connect(conninfo, "relyloop-worker probe", log, &p.error);
+    if (!a) {
+        return p;
+    }
+    PgConn b = connect(conninfo, "relyloop-worker probe", log, &p.error);
+    if (!b) {
+        return p;
+    }
+    p.connected = true;
+    auto pid = [](PGconn *c) {
+        PgResult r = exec(c, "SELECT pg_backend_pid()");
+        return get_int(r.get(), 0, 0);
+    };
+    try {
+        long long first = pid(a.get());
+        p.proxied = first != PQbackendPID(a.get());
+        // A pooler hands a freed backend to the next client (PgBouncer: the
+        // most recently freed one first), so B's statement right after A's
+        // lands on A's backend. Three rounds in case other clients interfere.
+        for (int round = 0; round < 3 && p.session_pooling_ok; round++) {
+            long long a1 = pid(a.get());
+            long long b1 = pid(b.get());
+            long long a2 = pid(a.get());
+            if (a1 == b1 || a2 == b1) {
+                p.session_pooling_ok = false;
+                p.detail = "two client connections ran on the same server backend (pid " +
+                           std::to_string(b1) + ")";
+            } else if (a1 != a2 || a1 != first) {
+                p.session_pooling_ok = false;
+                p.detail = "one client connection moved between server backends (pid " +
+                           std::to_string(first) + ", then " + std::to_string(a2) + ")";
+            }
+        }
+    } catch (const DbError &e) {
+        p.connected = false;
+        p.error = e.what();
+    }
+    return p;
+}
+
+std::string transaction_pooling_message(const SessionProbe &p) {
+    return "the connection goes through a transaction-pooling proxy (PgBouncer "
+           "pool_mode=transaction or statement?): " +
+           p.detail +
+           ". The per-repo lock is a session-level advisory lock and cannot work there; "
+           "connect the worker directly to PostgreSQL, or through a pool with "
+           "pool_mode=session";
 }
 
 std::optional<std::string> get(const PGresult *r, int row, int col) {

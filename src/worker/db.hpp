@@ -53,6 +53,28 @@ PgResult exec_prepared(PGconn *conn, const char *name, const char *sql,
 // A DbError caused by a lost or unusable connection (reconnect and retry).
 [[nodiscard]] bool is_connection_error(const DbError &e, PGconn *conn) noexcept;
 
+// A DbError worth retrying the job for: a lost connection (class 08, 57P01–
+// 57P03, class 53) or a serialization failure / deadlock (40001, 40P01).
+[[nodiscard]] bool is_transient(const DbError &e, PGconn *conn) noexcept;
+
+// Whether the conninfo reaches PostgreSQL sessions the worker can keep
+// session state in (the repo lock is a session-level advisory lock, SPEC §7).
+// Two client connections each run `SELECT pg_backend_pid()` a few times: a
+// transaction- or statement-pooling proxy (PgBouncer pool_mode=transaction)
+// hands one backend to both, or moves one client between backends; a direct
+// connection or a session pool never does. See docs/worker.md.
+struct SessionProbe {
+    bool connected = false;
+    std::string error;               // when !connected
+    bool proxied = false;            // PQbackendPID() is not the backend's pid: a proxy in front
+    bool session_pooling_ok = true;  // false: transaction pooling, refuse
+    std::string detail;              // what was seen, for the message
+};
+[[nodiscard]] SessionProbe probe_sessions(const std::string &conninfo, EventLog *log);
+
+// The message for a connection that failed probe_sessions().
+[[nodiscard]] std::string transaction_pooling_message(const SessionProbe &p);
+
 // Text of (row, col), or nullopt for NULL.
 [[nodiscard]] std::optional<std::string> get(const PGresult *r, int row, int col);
 [[nodiscard]] std::string get_or(const PGresult *r, int row, int col, std::string fallback = {});

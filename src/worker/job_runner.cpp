@@ -37,7 +37,12 @@ const char *outcome_name(PipelineOutcome o) {
 struct ProgressData {
     PGconn *conn;
     const jobs::Fence *fence;
+    const std::atomic<bool> *cancel;  // set: no more writes for the job
 };
+
+int64_t ticks(Clock::time_point t) {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
 
 }  // namespace
 
@@ -88,7 +93,15 @@ class JobRunner::RepoLock {
             return;
         }
         try {
-            jobs::unlock(held_on_, a_.lock_key);
+            if (!jobs::unlock(held_on_, a_.lock_key.load())) {
+                log_.warn("repo_lock_not_held",
+                          {{"job_id", a_.fence.job_id},
+                           {"config_repo_id", a_.config_repo_id},
+                           {"message",
+                            "the runner's session did not hold the repo lock at unlock: "
+                            "is a transaction-pooling proxy in front? "
+                            "(docs/worker.md, \"Connection poolers\")"}});
+            }
         } catch (const DbError &e) {
             log_.warn("repo_unlock_failed", {{"job_id", a_.fence.job_id},
                                              {"config_repo_id", a_.config_repo_id},
@@ -108,7 +121,8 @@ JobRunner::JobRunner(const Settings &settings, Pipeline &pipeline, EventLog &log
     : settings_(settings),
       pipeline_(pipeline),
       log_(log),
-      lease_ttl_(std::chrono::duration_cast<milliseconds>(settings.lease_ttl)) {
+      lease_ttl_(std::chrono::duration_cast<milliseconds>(settings.lease_ttl)),
+      lease_margin_(std::max(lease_ttl_ / 6, milliseconds(100))) {
     stop_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 }
 
@@ -237,10 +251,11 @@ void JobRunner::runner_main(int index) noexcept {
                 std::lock_guard<std::mutex> lk(wake_mu_);
                 seen = kick_seq_;
             }
+            auto claim_sent = Clock::now();
             std::optional<jobs::ClaimedJob> job =
                 jobs::claim(conn.get(), settings_.worker_id, lease_ttl_);
             if (job) {
-                handle_job(conn, *job);
+                handle_job(conn, *job, claim_sent);
                 continue;
             }
             wait_for_work(seen, jobs::next_due_ms(conn.get()));
@@ -264,11 +279,12 @@ void JobRunner::runner_main(int index) noexcept {
     runners_alive_.fetch_sub(1);
 }
 
-void JobRunner::handle_job(PgConn &conn, const jobs::ClaimedJob &job) noexcept {
+void JobRunner::handle_job(PgConn &conn, const jobs::ClaimedJob &job,
+                           Clock::time_point claim_sent) noexcept {
     ActiveJob a;
     a.fence = {job.id, settings_.worker_id, job.attempts};
     a.proposal_id = job.proposal_id;
-    a.backend_pid = PQbackendPID(conn.get());
+    a.lease_valid_until.store(ticks(claim_sent + lease_ttl_));
     a.claimed_at = Clock::now();
     a.deadline = a.claimed_at + settings_.job_timeout;
     Registration reg(*this, a);
@@ -293,9 +309,14 @@ void JobRunner::handle_job(PgConn &conn, const jobs::ClaimedJob &job) noexcept {
                                     {"proposal_id", a.proposal_id},
                                     {"config_repo_id", a.config_repo_id},
                                     {"message", e.what()}});
+        bool transient = db::is_transient(e, conn.get());
         if (db::is_connection_error(e, conn.get())) {
             conn.reset();
-            with_retry(conn, "release", a, [&](PGconn *c) { release(c, a, "database error"); });
+        }
+        if (transient) {
+            with_retry(conn, "retry", a, [&](PGconn *c) {
+                retry_later(c, a, std::string("database error: ") + e.what());
+            });
         } else {
             with_retry(conn, "fail", a, [&](PGconn *c) {
                 fail(c, a, ErrorCode::kInternalError, std::string("database error: ") + e.what());
@@ -342,10 +363,13 @@ void JobRunner::run_job(PgConn &conn, ActiveJob &a, const jobs::ClaimedJob &job)
         return;
     }
     a.config_repo_id = p.config_repo_id;
-    a.lock_key = config_repo_lock_key(p.config_repo_id);
+    a.lock_key.store(config_repo_lock_key(p.config_repo_id));
 
     // SPEC §8 step 3 / §7: the per-repo lock, across hosts.
-    if (!jobs::try_lock(conn.get(), a.lock_key)) {
+    int backend_pid = 0;
+    bool locked = jobs::try_lock(conn.get(), a.lock_key.load(), &backend_pid);
+    a.backend_pid.store(backend_pid);
+    if (!locked) {
         if (job.lock_waits >= settings_.max_lock_waits) {
             fail(conn.get(), a, ErrorCode::kLockTimeout,
                  "config repo " + a.config_repo_id + " stayed locked by another job through " +
@@ -373,7 +397,7 @@ void JobRunner::run_job(PgConn &conn, ActiveJob &a, const jobs::ClaimedJob &job)
         return;
     }
 
-    ProgressData progress{conn.get(), &a.fence};
+    ProgressData progress{conn.get(), &a.fence, &a.cancel};
     JobContext ctx;
     ctx.job_id = a.fence.job_id;
     ctx.proposal_id = a.proposal_id;
@@ -389,12 +413,60 @@ void JobRunner::run_job(PgConn &conn, ActiveJob &a, const jobs::ClaimedJob &job)
     PipelineResult res = pipeline_.run(ctx);
     a.in_pipeline.store(false);
     a.finishing.store(true);
+    if (a.cancel_reason() == CancelReason::kLeaseExpired || lease_expired(a)) {
+        // Another worker may own the job by now: no write of ours may land.
+        // Closing the session frees the repo lock with it.
+        a.lock_held.store(false);
+        conn.reset();
+        abandon(a, std::string("the lease ran out before it could be renewed; pipeline ended ") +
+                       outcome_name(res.outcome));
+        return;
+    }
     lock.unlock();
     record_outcome(conn, a, res);
 }
 
+bool JobRunner::lease_expired(const ActiveJob &a) const noexcept {
+    return ticks(Clock::now() + lease_margin_) >= a.lease_valid_until.load();
+}
+
+void JobRunner::abandon(ActiveJob &a, std::string_view why) {
+    log_.warn("job_abandoned",
+              {{"job_id", a.fence.job_id},
+               {"proposal_id", a.proposal_id},
+               {"config_repo_id", a.config_repo_id},
+               {"attempts", a.fence.attempts},
+               {"duration_ms", elapsed_ms(a)},
+               {"message", std::string(why) + "; nothing written, any worker re-claims the job "
+                                              "once the lease has expired"}});
+}
+
+void JobRunner::retry_later(PGconn *conn, ActiveJob &a, const std::string &why) {
+    if (a.fence.attempts >= jobs::kMaxAttempts) {
+        fail(conn, a, ErrorCode::kInternalError,
+             why + " (gave up after " + std::to_string(a.fence.attempts) + " attempts)");
+        return;
+    }
+    a.finishing.store(true);  // the heartbeat leaves the row alone now
+    // lock_retry_delay × 2^(attempts−1), at most a minute (docs/worker.md).
+    auto base = std::chrono::duration_cast<milliseconds>(settings_.lock_retry_delay);
+    milliseconds delay = std::min<milliseconds>(
+        base * (1 << std::clamp(a.fence.attempts - 1, 0, 10)), std::chrono::minutes(1));
+    bool ours = jobs::requeue(conn, a.fence, delay, why);
+    log_.warn("job_retry", {{"job_id", a.fence.job_id},
+                            {"proposal_id", a.proposal_id},
+                            {"config_repo_id", a.config_repo_id},
+                            {"attempts", a.fence.attempts},
+                            {"duration_ms", elapsed_ms(a)},
+                            {"retry_in_ms", static_cast<long long>(delay.count())},
+                            {"message", why + (ours ? "" : " (no longer ours)")}});
+}
+
 void JobRunner::on_progress(void *data, std::string_view step) noexcept {
     auto *p = static_cast<ProgressData *>(data);
+    if (p->cancel->load()) {
+        return;  // a cancelled job (maybe no longer ours) writes nothing more
+    }
     try {
         jobs::set_last_event(p->conn, *p->fence, step);
     } catch (...) {
@@ -419,6 +491,10 @@ void JobRunner::record_outcome(PgConn &conn, ActiveJob &a, const PipelineResult 
             });
             return;
         case PipelineOutcome::kFailed:
+            if (res.retry) {
+                with_retry(conn, "retry", a, [&](PGconn *c) { retry_later(c, a, res.message); });
+                return;
+            }
             with_retry(conn, "fail", a, [&](PGconn *c) { fail(c, a, res.code, res.message); });
             return;
         case PipelineOutcome::kDryRun:
@@ -440,8 +516,13 @@ void JobRunner::record_outcome(PgConn &conn, ActiveJob &a, const PipelineResult 
             with_retry(conn, "release", a, [&](PGconn *c) { release(c, a, "worker stopping"); });
             return;
         case CancelReason::kLockLost:
-            with_retry(conn, "release", a,
-                       [&](PGconn *c) { release(c, a, "repo lock lost with the connection"); });
+            // Counted: a lock that keeps vanishing (a pooler in front, a
+            // flapping link) must not make the job run forever.
+            with_retry(conn, "retry", a, [&](PGconn *c) {
+                retry_later(c, a, "the repo lock was lost with the runner's session");
+            });
+            return;
+        case CancelReason::kLeaseExpired:  // handled in run_job
             return;
         case CancelReason::kLeaseLost:
             log_.warn("job_lease_lost", {{"job_id", a.fence.job_id},
@@ -462,6 +543,10 @@ template <typename Fn>
 void JobRunner::with_retry(PgConn &conn, const char *what, ActiveJob &a, Fn &&fn) noexcept {
     db::Backoff backoff(milliseconds(1000));
     for (int attempt = 0; attempt < 3; attempt++) {
+        if (lease_expired(a)) {
+            abandon(a, std::string(what) + " not written: the lease ran out meanwhile");
+            return;
+        }
         try {
             if (!conn) {
                 conn = connect("runner");
@@ -630,10 +715,14 @@ void JobRunner::heartbeat_main() noexcept {
         std::vector<Item> items;
         {
             std::lock_guard<std::mutex> lk(active_mu_);
+            auto now = Clock::now();
             for (ActiveJob *a : active_) {
-                if (!a->finishing.load()) {
+                // Never renewed past the job timeout (the watchdog cancels it:
+                // JOB_TIMEOUT), nor once given up.
+                if (!a->finishing.load() && now < a->deadline &&
+                    a->cancel_reason() != CancelReason::kLeaseExpired) {
                     items.push_back({a, a->fence, a->in_pipeline.load() && a->lock_held.load(),
-                                     a->backend_pid, a->lock_key});
+                                     a->backend_pid.load(), a->lock_key.load()});
                 }
             }
         }
@@ -647,15 +736,23 @@ void JobRunner::heartbeat_main() noexcept {
             }
             for (const Item &it : items) {
                 bool lock_ok = true;
+                auto sent = Clock::now();
                 bool ours = jobs::renew(conn.get(), it.fence, lease_ttl_, it.check_lock, it.pid,
                                         it.key, &lock_ok);
-                if (ours && lock_ok) {
-                    continue;
-                }
                 std::lock_guard<std::mutex> lk(active_mu_);
                 // Still the same claim, still running?
                 if (std::find(active_.begin(), active_.end(), it.job) == active_.end() ||
-                    it.job->fence.job_id != it.fence.job_id || it.job->finishing.load()) {
+                    it.job->fence.job_id != it.fence.job_id) {
+                    continue;
+                }
+                if (ours) {
+                    int64_t until = ticks(sent + lease_ttl_);
+                    int64_t prev = it.job->lease_valid_until.load();
+                    while (prev < until &&
+                           !it.job->lease_valid_until.compare_exchange_weak(prev, until)) {
+                    }
+                }
+                if ((ours && lock_ok) || it.job->finishing.load()) {
                     continue;
                 }
                 if (!ours) {
@@ -696,7 +793,18 @@ void JobRunner::watchdog_main() noexcept {
             if (a->cancel.load() || a->finishing.load()) {
                 continue;
             }
-            if (now >= a->deadline) {
+            if (lease_expired(*a)) {
+                // The heartbeat could not renew in time (PostgreSQL out of
+                // reach): stop before the next side effect, write nothing.
+                a->request_cancel(CancelReason::kLeaseExpired);
+                log_.warn("job_lease_expired", {{"job_id", a->fence.job_id},
+                                                {"proposal_id", a->proposal_id},
+                                                {"config_repo_id", a->config_repo_id},
+                                                {"duration_ms", elapsed_ms(*a)},
+                                                {"message",
+                                                 "the lease could not be renewed in "
+                                                 "time; cancelling"}});
+            } else if (now >= a->deadline) {
                 a->request_cancel(CancelReason::kTimeout);
                 log_.warn("job_timeout", {{"job_id", a->fence.job_id},
                                           {"proposal_id", a->proposal_id},

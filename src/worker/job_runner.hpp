@@ -12,10 +12,13 @@
 //    1 s, earlier when the next run_after or lease expiry is sooner.
 //  - dispatcher: the LISTEN connection; reconnects with backoff.
 //  - heartbeat: renews the lease of every running job every lease_ttl / 3 on
-//    its own connection, and checks that each runner's backend still holds
-//    its repo lock; a lost lease or lock cancels the job.
-//  - watchdog: in memory only; cancels jobs past the job timeout, and after
-//    the shutdown grace period every job still running.
+//    its own connection (never past the job timeout), and checks that each
+//    runner's backend still holds its repo lock; a lost lease or lock cancels
+//    the job.
+//  - watchdog: in memory only; cancels jobs past the job timeout, jobs whose
+//    lease could not be renewed in time (the runner then abandons the claim
+//    without another write: docs/worker.md, "Leases"), and after the shutdown
+//    grace period every job still running.
 // A PostgreSQL outage never ends a thread: connections are re-made with
 // exponential backoff, and a job whose outcome cannot be written is left to
 // lease expiry, after which any worker re-claims it.
@@ -65,16 +68,27 @@ class JobRunner {
     [[nodiscard]] size_t active_jobs() const;
 
   private:
-    enum class CancelReason : int { kNone, kTimeout, kShutdown, kLeaseLost, kLockLost };
+    enum class CancelReason : int {
+        kNone,
+        kTimeout,
+        kShutdown,
+        kLeaseLost,     // another worker claimed the job
+        kLockLost,      // the runner's session lost the repo lock
+        kLeaseExpired,  // no renewal got through before the lease ran out
+    };
 
     struct ActiveJob {
         jobs::Fence fence;
         std::string proposal_id;
         std::string config_repo_id;
-        int64_t lock_key = 0;
-        int backend_pid = 0;
+        std::atomic<int64_t> lock_key{0};
+        std::atomic<int> backend_pid{0};  // pg_backend_pid() of the lock's session
         std::chrono::steady_clock::time_point claimed_at;
         std::chrono::steady_clock::time_point deadline;
+        // Until when (steady clock, ns since its epoch) the lease is surely
+        // ours: the send time of the last claim or renewal that got through,
+        // plus lease_ttl (the server's now() cannot be earlier).
+        std::atomic<int64_t> lease_valid_until{0};
         std::atomic<bool> lock_held{false};
         std::atomic<bool> in_pipeline{false};
         std::atomic<bool> finishing{false};
@@ -95,13 +109,23 @@ class JobRunner {
     void heartbeat_main() noexcept;
     void watchdog_main() noexcept;
 
-    void handle_job(PgConn &conn, const jobs::ClaimedJob &job) noexcept;
+    void handle_job(PgConn &conn, const jobs::ClaimedJob &job,
+                    std::chrono::steady_clock::time_point claim_sent) noexcept;
     void run_job(PgConn &conn, ActiveJob &a, const jobs::ClaimedJob &job);
     void record_outcome(PgConn &conn, ActiveJob &a, const PipelineResult &res);
     void succeed(PGconn *conn, ActiveJob &a, std::string_view last_event,
                  const PipelineResult *res);
     void fail(PGconn *conn, ActiveJob &a, ErrorCode code, std::string_view message);
     void release(PGconn *conn, ActiveJob &a, std::string_view why);
+    // A transient failure (database error, vanished repo lock): back to
+    // queued with backoff, the attempt counted; after kMaxAttempts the job
+    // fails with INTERNAL_ERROR and `why`.
+    void retry_later(PGconn *conn, ActiveJob &a, const std::string &why);
+    // The lease may have run out (no renewal got through in time, less a
+    // safety margin): the runner must not write or act for the job any more.
+    [[nodiscard]] bool lease_expired(const ActiveJob &a) const noexcept;
+    // Logs job_abandoned: the claim is left to expire, nothing written.
+    void abandon(ActiveJob &a, std::string_view why);
     // Runs `fn` on `conn`, re-making the connection and retrying up to three
     // times on connection loss; logs job_outcome_not_recorded when it never
     // succeeds (the lease then expires and the job is re-claimed).
@@ -123,6 +147,7 @@ class JobRunner {
     Pipeline &pipeline_;
     EventLog &log_;
     std::chrono::milliseconds lease_ttl_;
+    std::chrono::milliseconds lease_margin_;
 
     std::atomic<bool> stopping_{false};
     std::atomic<bool> aux_stop_{false};

@@ -109,6 +109,16 @@ WITH r AS (
 SELECT id, pg_notify(')SQL" RELYLOOP_JOBS_CHANNEL R"SQL(', id) FROM r
 )SQL";
 
+constexpr const char kRequeueSql[] = R"SQL(
+WITH r AS (
+    UPDATE pr_jobs SET state = 'queued', lease_until = NULL, worker_id = NULL,
+        run_after = now() + $4::bigint * interval '1 millisecond', last_event = 'retry',
+        last_error = $5
+    )SQL" RL_FENCED R"SQL(
+    RETURNING id)
+SELECT id, pg_notify(')SQL" RELYLOOP_JOBS_CHANNEL R"SQL(', id) FROM r
+)SQL";
+
 constexpr const char kDeferSql[] = R"SQL(
 UPDATE pr_jobs SET state = 'queued', lease_until = NULL, worker_id = NULL,
     attempts = greatest(attempts - 1, 0), lock_waits = lock_waits + 1,
@@ -243,6 +253,14 @@ bool release(PGconn *conn, const Fence &f) {
     return PQntuples(r.get()) == 1;
 }
 
+bool requeue(PGconn *conn, const Fence &f, std::chrono::milliseconds delay, std::string_view why) {
+    auto params = fence_params(f);
+    params.emplace_back(std::to_string(delay.count()));
+    params.emplace_back(truncate_utf8(redact(why), 2000));
+    PgResult r = db::exec(conn, kRequeueSql, params);
+    return PQntuples(r.get()) == 1;
+}
+
 bool defer(PGconn *conn, const Fence &f, std::chrono::milliseconds delay) {
     auto params = fence_params(f);
     params.emplace_back(std::to_string(delay.count()));
@@ -275,13 +293,18 @@ bool renew(PGconn *conn, const Fence &f, std::chrono::milliseconds lease_ttl, bo
     return true;
 }
 
-bool try_lock(PGconn *conn, int64_t key) {
-    PgResult r = db::exec(conn, "SELECT pg_try_advisory_lock($1::bigint)", {std::to_string(key)});
+bool try_lock(PGconn *conn, int64_t key, int *backend_pid) {
+    PgResult r = db::exec(conn, "SELECT pg_try_advisory_lock($1::bigint), pg_backend_pid()",
+                          {std::to_string(key)});
+    if (backend_pid != nullptr) {
+        *backend_pid = static_cast<int>(db::get_int(r.get(), 0, 1));
+    }
     return db::get_or(r.get(), 0, 0) == "t";
 }
 
-void unlock(PGconn *conn, int64_t key) {
+bool unlock(PGconn *conn, int64_t key) {
     PgResult r = db::exec(conn, "SELECT pg_advisory_unlock($1::bigint)", {std::to_string(key)});
+    return db::get_or(r.get(), 0, 0) == "t";
 }
 
 std::string format_error(std::string_view code, std::string_view message) {

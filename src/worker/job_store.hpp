@@ -88,6 +88,11 @@ struct Fence {
                                  bool *proposal_updated);
 // Back to queued now, lease cleared, the claim not counted; notifies.
 [[nodiscard]] bool release(PGconn *conn, const Fence &f);
+// A retry (a transient database error, a repo lock that vanished): back to
+// queued after `delay`, the claim counted (so kMaxAttempts bounds retries),
+// last_error = why; notifies.
+[[nodiscard]] bool requeue(PGconn *conn, const Fence &f, std::chrono::milliseconds delay,
+                           std::string_view why);
 // Lock contention: back to queued after `delay`, lock_waits + 1, the claim
 // not counted.
 [[nodiscard]] bool defer(PGconn *conn, const Fence &f, std::chrono::milliseconds delay);
@@ -101,9 +106,12 @@ void set_last_event(PGconn *conn, const Fence &f, std::string_view event);
 [[nodiscard]] bool renew(PGconn *conn, const Fence &f, std::chrono::milliseconds lease_ttl,
                          bool check_lock, int backend_pid, int64_t key, bool *lock_ok);
 
-// Session-level advisory lock of SPEC §7.
-[[nodiscard]] bool try_lock(PGconn *conn, int64_t key);
-void unlock(PGconn *conn, int64_t key);
+// Session-level advisory lock of SPEC §7. `backend_pid` (optional) gets
+// pg_backend_pid() of the session that tried: the pid pg_locks shows (not
+// PQbackendPID(), which a proxy in front fakes).
+[[nodiscard]] bool try_lock(PGconn *conn, int64_t key, int *backend_pid = nullptr);
+// False when this session did not hold the lock (PostgreSQL also warns).
+[[nodiscard]] bool unlock(PGconn *conn, int64_t key);
 
 // "<CODE>: <message>", redacted, at most 2000 bytes (cut on a UTF-8 boundary).
 [[nodiscard]] std::string format_error(std::string_view code, std::string_view message);

@@ -38,9 +38,11 @@ struct JobContext {
     // close it, do not leave a transaction open on it.
     PGconn *db = nullptr;
 
-    // Set when the job timeout expires or the worker shuts down: stop at the
-    // next step boundary (and from libgit2/libcurl progress callbacks), return
-    // PipelineOutcome::kCancelled. Never write the proposal row after that.
+    // Set when the job timeout expires, the worker shuts down, or the job's
+    // lease or repo lock is lost: stop at the next step boundary and before
+    // every side effect (push, GitHub call, final update; also from
+    // libgit2/libcurl progress callbacks), return PipelineOutcome::kCancelled.
+    // Never write the proposal row after that.
     const std::atomic<bool> *cancel = nullptr;
 
     // The JSON event log (SPEC §10). Every line it writes is redacted.
@@ -74,6 +76,10 @@ struct PipelineResult {
     PipelineOutcome outcome = PipelineOutcome::kFailed;
     ErrorCode code = ErrorCode::kInternalError;  // kFailed only
     std::string message;                         // redacted; kFailed only
+    // kFailed only: a transient cause (the database connection was lost, a
+    // serialization failure): the runner retries the job later instead of
+    // failing it (docs/worker.md, "Jobs").
+    bool retry = false;
     std::string pr_url;                          // kOpened only
     std::string branch;
 };

@@ -120,6 +120,18 @@ class TestPipeline final : public Pipeline {
                 verb = "succeed";
             }
         }
+        if (verb == "hang") {
+            // Stuck where the cancel flag cannot reach (a blocking call):
+            // sleeps MS ms regardless, then stops at the next step boundary.
+            long long ms = 0;
+            words >> ms;
+            std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+            if (ctx.cancelled()) {
+                res.outcome = PipelineOutcome::kCancelled;
+                return finish(ctx, script, started, res);
+            }
+            verb = "succeed";
+        }
         if (verb == "block") {
             std::string release = dir_ + "/release-" + ctx.proposal_id;
             if (!wait_until(ctx, -1, release)) {

@@ -180,6 +180,11 @@ CurlTransport::CurlTransport(CurlOptions options, const Secret &token,
     : options_(std::move(options)), token_(token), cancel_(cancel) {}
 
 HttpResponse CurlTransport::send(const HttpRequest &request) {
+    // Every GitHub call is a side effect: none starts after a cancel (a lost
+    // lease, the job timeout; docs/worker.md).
+    if (cancel_ != nullptr && cancel_->load()) {
+        throw worker::Cancelled();
+    }
     HttpResponse response;
     CurlEasy easy(curl_easy_init());
     if (!easy) {

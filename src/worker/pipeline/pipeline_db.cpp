@@ -38,6 +38,9 @@ PgResult PipelineDb::exec(const char *sql,
     try {
         return db::exec(conn_, sql, values);
     } catch (const DbError &e) {
+        if (db::is_transient(e, conn_)) {
+            throw;  // run() makes it a retry (docs/worker.md, "Jobs")
+        }
         throw Error(ErrorCode::kInternalError, std::string("database: ") + e.what());
     }
 }

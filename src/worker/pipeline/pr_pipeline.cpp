@@ -226,6 +226,12 @@ PipelineResult PrPipeline::run(const JobContext &ctx) noexcept {
         r.outcome = PipelineOutcome::kCancelled;
         r.branch = ids.branch;
         return r;
+    } catch (const DbError &e) {
+        // Only transient ones get here (PipelineDb): retried later.
+        PipelineResult r =
+            failed(ErrorCode::kInternalError, std::string("database: ") + e.what(), pat, ids);
+        r.retry = true;
+        return r;
     } catch (const github::ApiError &e) {
         return failed(ErrorCode::kGithubApiFailed, e.what(), pat, ids);
     } catch (const Error &e) {

@@ -135,6 +135,14 @@ sub start_pg {
     make_path($pgdir);
     system('cp', '-a', _pg_template(), "$pgdir/data") == 0 or die "copy template";
     unlink "$pgdir/data/PG_VERSION.ok";
+    # listen => '127.0.0.1,ADDR' and hba => ['host all all NET trust', ...]:
+    # extra addresses (t/worker_lost_host.t's veth pair).
+    if ($opts{hba}) {
+        open my $hba, '>>', "$pgdir/data/pg_hba.conf" or die "pg_hba.conf: $!";
+        print $hba "$_\n" for @{$opts{hba}};
+        close $hba;
+    }
+    $self->{pg_listen} = $opts{listen} if $opts{listen};
     system('chown', '-R', 'postgres:postgres', $pgdir) if $IS_ROOT;
     $self->{pg_port} = free_port();
     $self->{pg_dir} = $pgdir;
@@ -147,7 +155,8 @@ sub start_pg {
 sub pg_ctl_start {
     my ($self) = @_;
     my $d = $self->{pg_dir};
-    my $o = "-k $d -p $self->{pg_port} -c listen_addresses=127.0.0.1 -c fsync=off "
+    my $listen = $self->{pg_listen} // '127.0.0.1';
+    my $o = "-k $d -p $self->{pg_port} -c listen_addresses=$listen -c fsync=off "
           . "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200";
     _as_pg("$PGBIN/pg_ctl", '-D', "$d/data", '-l', "$d/server.log", '-w', '-t', '30',
         '-o', $o, 'start', '>/dev/null') == 0 or die "pg_ctl start failed";
@@ -253,7 +262,8 @@ sub start_worker {
         $ENV{$_} = $env{$_} for keys %env;
         open STDOUT, '>>', $log or die;
         open STDERR, '>>', $log or die;
-        exec $bin, @args or die "exec $bin: $!";
+        # prefix => [...]: run it through a wrapper (ip netns exec NS).
+        exec @{$opts{prefix} || []}, $bin, @args or die "exec $bin: $!";
     }
     $self->{workers}{$name} = {pid => $pid, log => $log, socket => $socket};
     unless ($opts{no_wait}) {

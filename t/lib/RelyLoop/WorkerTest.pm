@@ -67,6 +67,7 @@ sub start {
         env => {$self->san_env($name), RELYLOOP_TEST_PIPELINE_DIR => $self->{ctl},
             %{$opts{env} || {}}},
         no_wait => $opts{no_wait},
+        ($opts{prefix} ? (prefix => $opts{prefix}) : ()),
     );
     return $self;
 }
