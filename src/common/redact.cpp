@@ -3,6 +3,8 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <memory>
 #include <stdexcept>
 #include <vector>
@@ -38,6 +40,11 @@ const std::vector<Pattern> &patterns() {
         {compile("gh[a-z]_[A-Za-z0-9_]{36,}"), "[REDACTED-GH-TOKEN]"},
         {compile("([A-Za-z][A-Za-z0-9+.-]*://[^\\s:/@]*):[^\\s@/]*@"),
          "$1:[REDACTED-URL-PASSWORD]@"},
+        // base64("x-access-token:") is exactly 20 characters, so a Basic
+        // credential for a token always starts with them, whatever the token.
+        {compile("eC1hY2Nlc3MtdG9rZW46[A-Za-z0-9+/=]*"), "[REDACTED-BASIC-AUTH]"},
+        {compile("(?i)(authorization:\\s*(?:basic|bearer|token)\\s+)[A-Za-z0-9+/=._~-]+"),
+         "$1[REDACTED]"},
     };
     return *kPatterns;
 }
@@ -90,16 +97,100 @@ std::string redact(std::string_view text) {
     return cur;
 }
 
+namespace {
+
+// Standard base64 (RFC 4648, with '+' and '/'), without padding, of `in`;
+// only the characters fully determined by `in` (floor(8n/6)): the last,
+// partial one depends on whatever byte follows in the real encoded string.
+std::string base64_determined(std::string_view in) {
+    static const char kAlphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    std::string out;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (char c : in) {
+        acc = (acc << 8) | static_cast<unsigned char>(c);
+        bits += 8;
+        while (bits >= 6) {
+            bits -= 6;
+            out.push_back(kAlphabet[(acc >> bits) & 0x3F]);
+        }
+        acc &= (1u << bits) - 1;
+    }
+    return out;
+}
+
+// Marks in `mark` every byte of `text` that lies in a run of at least
+// min(kMinSecretSlice, |needle|) bytes which is also a substring of `needle`.
+// One pass over the text with the classic longest-common-suffix recurrence
+// (row i: the longest common suffix of text[..i] and needle[..j] for every j),
+// so O(|text| * |needle|) time and O(|needle|) memory, no regex, no
+// O(|needle|^2) list of slices.
+void mark_slices(std::string_view text, std::string_view needle, std::vector<char> &mark) {
+    const size_t n = needle.size();
+    if (n == 0) return;
+    const size_t threshold = std::min(kMinSecretSlice, n);
+    std::vector<uint32_t> prev(n + 1, 0), cur(n + 1, 0);
+    size_t marked_to = 0;  // every position < marked_to is already decided
+    for (size_t i = 0; i < text.size(); i++) {
+        uint32_t best = 0;
+        const char t = text[i];
+        for (size_t j = 0; j < n; j++) {
+            uint32_t v = t == needle[j] ? prev[j] + 1 : 0;
+            cur[j + 1] = v;
+            if (v > best) best = v;
+        }
+        if (best >= threshold) {
+            for (size_t k = std::max(marked_to, i + 1 - best); k <= i; k++) mark[k] = 1;
+            marked_to = i + 1;
+        }
+        prev.swap(cur);
+    }
+}
+
+}  // namespace
+
 std::string redact(std::string_view text, std::string_view secret) {
     std::string cur = redact(text);
-    if (secret.empty()) {
+    if (secret.empty() || cur.empty()) {
         return cur;
     }
-    for (size_t pos = cur.find(secret); pos != std::string::npos;
-         pos = cur.find(secret, pos + 10)) {
-        cur.replace(pos, secret.size(), "[REDACTED]");
+    std::vector<char> mark(cur.size(), 0);
+    mark_slices(cur, secret, mark);
+    // The base64 forms at each alignment: "x-access-token:" is 15 bytes, so
+    // in a Basic credential the PAT starts on a base64 group boundary (k = 0);
+    // k = 1, 2 cover any other prefix length.
+    for (size_t k = 0; k < 3 && k < secret.size(); k++) {
+        mark_slices(cur, base64_determined(secret.substr(k)), mark);
     }
-    return cur;
+    std::string out;
+    out.reserve(cur.size());
+    for (size_t i = 0; i < cur.size();) {
+        if (mark[i] == 0) {
+            out.push_back(cur[i++]);
+            continue;
+        }
+        while (i < cur.size() && mark[i] != 0) i++;
+        out += "[REDACTED]";
+    }
+    return out;
+}
+
+std::string truncate_utf8(std::string s, size_t max) {
+    if (s.size() <= max) {
+        return s;
+    }
+    size_t cut = max;
+    // Step back over continuation bytes so a multi-byte character stays whole.
+    while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) {
+        cut--;
+    }
+    s.resize(cut);
+    return s;
+}
+
+std::string redact_truncate(std::string_view text, size_t max, std::string_view secret) {
+    return truncate_utf8(secret.empty() ? redact(text) : redact(text, secret), max);
 }
 
 }  // namespace relyloop
