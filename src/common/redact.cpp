@@ -4,7 +4,11 @@
 #include <pcre2.h>
 
 #include <algorithm>
+#include <atomic>
+#include <map>
+#include <mutex>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <stdexcept>
 #include <vector>
@@ -77,6 +81,9 @@ std::string substitute(const Pattern &p, const std::string &in) {
     return "[REDACTED-UNPRINTABLE]";
 }
 
+// Below: the registered secrets (redaction::register_secret).
+std::string strip_registered(std::string cur);
+
 }  // namespace
 
 std::string redact(std::string_view text) {
@@ -94,7 +101,7 @@ std::string redact(std::string_view text) {
     for (const Pattern &p : patterns()) {
         cur = substitute(p, cur);
     }
-    return cur;
+    return strip_registered(std::move(cur));
 }
 
 namespace {
@@ -159,10 +166,9 @@ void mark_slices(std::string_view text, std::string_view needle, std::vector<cha
     }
 }
 
-}  // namespace
-
-std::string redact(std::string_view text, std::string_view secret) {
-    std::string cur = redact(text);
+// The literal secret, its 8+ slices and those of its base64 forms become
+// "[REDACTED]" (docs/security.md).
+std::string strip_secret(std::string cur, std::string_view secret) {
     if (secret.empty() || cur.empty()) {
         return cur;
     }
@@ -185,6 +191,72 @@ std::string redact(std::string_view text, std::string_view secret) {
         out += "[REDACTED]";
     }
     return out;
+}
+
+struct Registry {
+    std::mutex mu;
+    std::map<uint64_t, std::string> secrets;
+    uint64_t next = 1;
+    std::atomic<size_t> count{0};
+};
+
+// Never freed, like the patterns: a Secret destroyed by an exit handler must
+// still find it.
+Registry &registry() {
+    static Registry *const r = new Registry;
+    return *r;
+}
+
+std::string strip_registered(std::string cur) {
+    Registry &r = registry();
+    if (r.count.load(std::memory_order_acquire) == 0) {
+        return cur;
+    }
+    std::lock_guard<std::mutex> lock(r.mu);
+    for (const auto &entry : r.secrets) {
+        cur = strip_secret(std::move(cur), entry.second);
+    }
+    return cur;
+}
+
+}  // namespace
+
+namespace redaction {
+
+uint64_t register_secret(std::string_view secret) {
+    if (secret.size() < kMinSecretSlice) {
+        return 0;
+    }
+    Registry &r = registry();
+    std::lock_guard<std::mutex> lock(r.mu);
+    uint64_t id = r.next++;
+    r.secrets.emplace(id, std::string(secret));
+    r.count.fetch_add(1, std::memory_order_release);
+    return id;
+}
+
+void unregister_secret(uint64_t id) noexcept {
+    if (id == 0) {
+        return;
+    }
+    try {
+        Registry &r = registry();
+        std::lock_guard<std::mutex> lock(r.mu);
+        auto it = r.secrets.find(id);
+        if (it != r.secrets.end()) {
+            explicit_bzero(it->second.data(), it->second.size());
+            r.secrets.erase(it);
+            r.count.fetch_sub(1, std::memory_order_release);
+        }
+    } catch (...) {
+        // a failed lock leaves the entry registered: over-redaction, never a leak
+    }
+}
+
+}  // namespace redaction
+
+std::string redact(std::string_view text, std::string_view secret) {
+    return strip_secret(redact(text), secret);
 }
 
 std::string truncate_utf8(std::string s, size_t max) {

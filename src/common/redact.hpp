@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -21,6 +22,17 @@ namespace relyloop {
 
 // The shortest slice of a secret that redact(text, secret) removes.
 inline constexpr size_t kMinSecretSlice = 8;
+
+// The process-wide set of secrets in memory: while registered, a secret is
+// removed by every redact() call, the one-argument form included, exactly
+// as redact(text, secret) removes it. relyloop::Secret registers its value
+// for its lifetime (docs/security.md), so a message that reaches the log or
+// the database through a path that did not pass the PAT still loses it.
+// Secrets shorter than kMinSecretSlice are not registered.
+namespace redaction {
+[[nodiscard]] uint64_t register_secret(std::string_view secret);  // 0: not registered
+void unregister_secret(uint64_t id) noexcept;
+}  // namespace redaction
 
 // Redact first, then cut to at most `max` bytes on a UTF-8 boundary: the
 // only way external text (GitHub bodies, libgit2/libcurl/libpq messages) may

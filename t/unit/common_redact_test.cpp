@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "common/redact.hpp"
+#include "common/secret.hpp"
 
 using relyloop::kMinSecretSlice;
 using relyloop::redact;
@@ -184,4 +185,21 @@ TEST(RedactSecret, PropertyNoSliceSurvives) {
             ASSERT_EQ(slice_in(cut, *pat), "") << "in: " << text << "\nout: " << cut;
         }
     }
+}
+
+// A Secret in memory is redacted from every redact() call while it lives.
+TEST(RedactRegistry, SecretsInMemoryAreRemovedEverywhere) {
+    const std::string token = "zz-registered-token-0123456789";
+    const std::string msg = "error: cut token zz-registered-tok";
+    EXPECT_EQ(redact(msg), msg);
+    {
+        relyloop::Secret s(token);
+        EXPECT_EQ(redact(msg), "error: cut token [REDACTED]");
+        EXPECT_EQ(redact_truncate("x " + token + " y", 100), "x [REDACTED] y");
+        relyloop::Secret moved(std::move(s));
+        EXPECT_EQ(redact(msg), "error: cut token [REDACTED]");
+    }
+    EXPECT_EQ(redact(msg), msg);  // unregistered with the last owner
+    relyloop::Secret shorty("abc");  // too short to register
+    EXPECT_EQ(redact("abc"), "abc");
 }
