@@ -6,6 +6,7 @@
 #   ./build.sh up       a local stack in the foreground (PostgreSQL, worker, nginx)
 #   ./build.sh demo     the stack plus a local git server and GitHub stand-in; opens a PR
 #   ./build.sh bench    the benchmarks, printed as ratios against references
+#   ./build.sh fuzz [SECONDS]  each libFuzzer target of t/fuzz for SECONDS (30)
 #
 # Each sub-command installs the Debian packages it needs when they are missing
 # (as root; otherwise it prints the apt-get command and stops).
@@ -23,6 +24,7 @@ BUILD_PKGS=(build-essential cmake pkg-config nginx nginx-dev libpq-dev libgit2-d
 TEST_PKGS=(postgresql-15 postgresql-contrib pgbouncer fcgiwrap git openssl python3 perl curl procps iproute2
     file)
 BENCH_PKGS=(wrk)
+FUZZ_PKGS=(clang libclang-rt-14-dev)
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'build.sh: %s\n' "$*" >&2; exit 1; }
@@ -135,7 +137,8 @@ cmd_test() {
     run_suite release
     build_variant asan -DCMAKE_BUILD_TYPE=Debug -DRELYLOOP_SANITIZE=ON
     run_suite asan
-    log "all tests passed (release and asan)"
+    cmd_fuzz 30
+    log "all tests passed (release and asan, fuzz targets 30 s each)"
 }
 
 # ./build.sh up [--no-build] [--demo]: PostgreSQL (kept under .run/pg),
@@ -372,6 +375,58 @@ stop_stack() {
     exit "${1:-0}"
 }
 
+# ./build.sh fuzz [SECONDS]: builds the libFuzzer targets of t/fuzz with clang
+# (ASan+UBSan, build/cmake-fuzz) and runs each for SECONDS, two at a time, on
+# its checked-in seed corpus (read only: new inputs and crash files go to a
+# temporary directory). Fails when any target finds a crash, a leak or a
+# hang. docs/testing.md has the targets and how to reproduce a finding.
+cmd_fuzz() {
+    local secs=${1:-30}
+    [[ $secs =~ ^[1-9][0-9]*$ ]] || die "fuzz: SECONDS must be a positive integer"
+    ensure_pkgs "${BUILD_PKGS[@]}" "${FUZZ_PKGS[@]}"
+    local cm=$BUILD/cmake-fuzz par=${RELYLOOP_FUZZ_JOBS:-2} f t work
+    local -a targets=()
+    for f in "$ROOT"/t/fuzz/fuzz_*.cpp; do targets+=("$(basename "$f" .cpp)"); done
+    log "fuzz targets (clang, ASan+UBSan): ${targets[*]}"
+    cmake -S "$ROOT" -B "$cm" -G "Unix Makefiles" -DCMAKE_C_COMPILER=clang \
+        -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRELYLOOP_TESTS=OFF \
+        -DRELYLOOP_FUZZ=ON >/dev/null
+    cmake --build "$cm" -j"$JOBS" --target "${targets[@]}"
+
+    work=$(mktemp -d "${TMPDIR:-/tmp}/relyloop-fuzz.XXXXXX")
+    log "fuzzing ${#targets[@]} targets for ${secs} s each, $par at a time (work dir $work)"
+    for t in "${targets[@]}"; do
+        while [ "$(jobs -rp | wc -l)" -ge "$par" ]; do wait -n || true; done
+        mkdir -p "$work/$t/corpus" "$work/$t/crashes"
+        (
+            rc=0
+            "$cm/$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
+                -print_final_stats=1 -artifact_prefix="$work/$t/crashes/" \
+                "$work/$t/corpus" "$ROOT/t/fuzz/corpus/$t" >"$work/$t/log" 2>&1 || rc=$?
+            echo "$rc" >"$work/$t/rc"
+        ) &
+    done
+    wait
+    local failed=() execs rate corp
+    for t in "${targets[@]}"; do
+        execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$work/$t/log")
+        rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$work/$t/log")
+        corp=$(find "$work/$t/corpus" "$ROOT/t/fuzz/corpus/$t" -type f 2>/dev/null | wc -l)
+        if [ "$(cat "$work/$t/rc" 2>/dev/null)" != 0 ]; then
+            failed+=("$t")
+            printf '  %-20s FAILED (rc %s)\n' "$t" "$(cat "$work/$t/rc" 2>/dev/null || echo '?')" >&2
+            grep -E 'ERROR|SUMMARY|survived|abort|gave|Test unit written' "$work/$t/log" | head -20 >&2 || true
+        else
+            printf '  %-20s ok: %s execs, %s exec/s, corpus %s inputs\n' "$t" "${execs:-?}" \
+                "${rate:-?}" "$corp" >&2
+        fi
+    done
+    if [ ${#failed[@]} -gt 0 ]; then
+        die "fuzz: ${failed[*]} failed; logs and crash inputs in $work (reproduce: $cm/<target> <crash file>)"
+    fi
+    rm -rf "$work"
+}
+
 cmd_bench() {
     ensure_pkgs "${BUILD_PKGS[@]}" "${TEST_PKGS[@]}" "${BENCH_PKGS[@]}"
     cmd_build
@@ -384,6 +439,7 @@ case "${1:-build}" in
     up) shift; cmd_up "$@" ;;
     demo) shift; cmd_up --demo "$@" ;;
     bench) shift; cmd_bench "$@" ;;
-    -h|--help|help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' ;;
-    *) die "unknown command '$1' (build, test, up, demo, bench)" ;;
+    fuzz) shift; cmd_fuzz "$@" ;;
+    -h|--help|help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' ;;
+    *) die "unknown command '$1' (build, test, up, demo, bench, fuzz)" ;;
 esac

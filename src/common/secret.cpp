@@ -9,16 +9,26 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "common/redact.hpp"
 #include "common/validate.hpp"
 
 namespace relyloop {
 
-Secret::Secret(Secret &&other) noexcept : value_(std::move(other.value_)) { other.wipe(); }
+Secret::Secret(std::string value)
+    : value_(std::move(value)), registration_(redaction::register_secret(value_)) {}
+
+Secret::Secret(Secret &&other) noexcept
+    : value_(std::move(other.value_)), registration_(other.registration_) {
+    other.registration_ = 0;
+    other.wipe();
+}
 
 Secret &Secret::operator=(Secret &&other) noexcept {
     if (this != &other) {
         wipe();
         value_ = std::move(other.value_);
+        registration_ = other.registration_;
+        other.registration_ = 0;
         other.wipe();
     }
     return *this;
@@ -27,6 +37,8 @@ Secret &Secret::operator=(Secret &&other) noexcept {
 Secret::~Secret() { wipe(); }
 
 void Secret::wipe() noexcept {
+    redaction::unregister_secret(registration_);
+    registration_ = 0;
     if (!value_.empty()) {
         explicit_bzero(value_.data(), value_.size());
         value_.clear();

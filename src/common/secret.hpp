@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -10,7 +11,9 @@ namespace relyloop {
 class Secret {
 public:
     Secret() = default;
-    explicit Secret(std::string value) : value_(std::move(value)) {}
+    // Registers the value with the redactor for the Secret's lifetime
+    // (common/redact.hpp: every redact() then removes it).
+    explicit Secret(std::string value);
     Secret(const Secret &) = delete;
     Secret &operator=(const Secret &) = delete;
     Secret(Secret &&other) noexcept;
@@ -24,6 +27,7 @@ private:
     void wipe() noexcept;
 
     std::string value_;
+    uint64_t registration_ = 0;
 };
 
 enum class SecretStatus {

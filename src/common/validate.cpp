@@ -131,4 +131,39 @@ std::optional<RepoCoordinates> parse_repo_url(std::string_view url, std::string_
     return RepoCoordinates{std::string(owner), std::string(repo)};
 }
 
+namespace {
+
+bool iequal(std::string_view a, std::string_view b) {
+    if (a.size() != b.size()) return false;
+    for (size_t i = 0; i < a.size(); i++) {
+        char x = a[i], y = b[i];
+        if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
+        if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
+        if (x != y) return false;
+    }
+    return true;
+}
+
+// Consumes `part` (case-insensitively) from the front of `s`.
+bool take(std::string_view &s, std::string_view part) {
+    if (s.size() < part.size() || !iequal(s.substr(0, part.size()), part)) return false;
+    s.remove_prefix(part.size());
+    return true;
+}
+
+}  // namespace
+
+bool valid_pull_url(std::string_view url, std::string_view web_url, std::string_view owner,
+                    std::string_view repo, long long number) {
+    while (!web_url.empty() && web_url.back() == '/') {
+        web_url.remove_suffix(1);
+    }
+    if (web_url.empty() || owner.empty() || repo.empty() || number <= 0 || url.size() > 2048) {
+        return false;
+    }
+    std::string_view rest = url;
+    return take(rest, web_url) && take(rest, "/") && take(rest, owner) && take(rest, "/") &&
+           take(rest, repo) && take(rest, "/pull/") && rest == std::to_string(number);
+}
+
 }  // namespace relyloop

@@ -33,4 +33,14 @@ struct RepoCoordinates {
 [[nodiscard]] std::optional<RepoCoordinates> parse_repo_url(std::string_view url,
                                                             std::string_view web_url);
 
+// A pull request's html_url as GitHub answers it, before the worker stores it
+// as pr_url (docs/runbook.md, GITHUB_API_FAILED): exactly
+// `<web_url>/<owner>/<repo>/pull/<number>` — the configured web URL's scheme,
+// host, port and path prefix (ASCII case-insensitive), the repo being worked
+// on (GitHub names are case-insensitive), this PR's number, nothing after it
+// (no query, fragment or extra segment), at most 2048 bytes.
+[[nodiscard]] bool valid_pull_url(std::string_view url, std::string_view web_url,
+                                  std::string_view owner, std::string_view repo,
+                                  long long number);
+
 }  // namespace relyloop

@@ -147,19 +147,6 @@ std::vector<db::Param> fence_params(const Fence &f) {
     return {f.job_id, f.worker_id, std::to_string(f.attempts)};
 }
 
-std::string truncate_utf8(std::string s, size_t max) {
-    if (s.size() <= max) {
-        return s;
-    }
-    size_t cut = max;
-    // Step back over continuation bytes so a multi-byte character stays whole.
-    while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) {
-        cut--;
-    }
-    s.resize(cut);
-    return s;
-}
-
 }  // namespace
 
 EnqueueResult enqueue(PGconn *conn, std::string_view proposal_id) {
@@ -233,7 +220,7 @@ ProposalInfo read_proposal(PGconn *conn, std::string_view proposal_id) {
 
 bool finish_succeeded(PGconn *conn, const Fence &f, std::string_view last_event) {
     auto params = fence_params(f);
-    params.emplace_back(truncate_utf8(std::string(last_event), 64));
+    params.emplace_back(redact_truncate(last_event, 64));
     PgResult r = db::exec(conn, kSucceededSql, params);
     return std::string_view(PQcmdTuples(r.get())) == "1";
 }
@@ -270,7 +257,7 @@ bool defer(PGconn *conn, const Fence &f, std::chrono::milliseconds delay) {
 
 void set_last_event(PGconn *conn, const Fence &f, std::string_view event) {
     auto params = fence_params(f);
-    params.emplace_back(truncate_utf8(redact(event), 64));
+    params.emplace_back(redact_truncate(event, 64));
     PgResult r = db::exec(conn, kLastEventSql, params);
 }
 
@@ -311,7 +298,7 @@ std::string format_error(std::string_view code, std::string_view message) {
     std::string s(code);
     s += ": ";
     s += message;
-    return truncate_utf8(redact(s), 2000);
+    return redact_truncate(s, 2000);
 }
 
 }  // namespace relyloop::worker::jobs

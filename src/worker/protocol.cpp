@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "common/raii.hpp"
+#include "common/redact.hpp"
 
 namespace relyloop::worker {
 
@@ -16,7 +17,8 @@ constexpr size_t kMaxIdLength = 128;
 // Echoed text (an unknown op) stays short and printable ASCII.
 std::string sanitize(std::string_view s) {
     std::string out;
-    for (char c : s.substr(0, 64)) {
+    // Redact, then cut (docs/security.md).
+    for (char c : redact_truncate(s, 64)) {
         auto u = static_cast<unsigned char>(c);
         out.push_back(u >= 0x20 && u < 0x7f && c != '"' && c != '\\' ? c : '?');
     }

@@ -196,7 +196,8 @@ bool worker_reply_ok(std::string_view reply, const char *required) {
 
 std::string worker_reply_excerpt(std::string_view reply) {
     constexpr size_t kMax = 200;
-    return json::quote(std::string(reply.substr(0, kMax)) + (reply.size() > kMax ? "..." : ""));
+    // Redact, then cut (docs/security.md).
+    return json::quote(redact_truncate(reply, kMax) + (reply.size() > kMax ? "..." : ""));
 }
 
 void expect_one_row(const PGresult *res, int ncols, const char *what) {

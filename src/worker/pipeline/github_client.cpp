@@ -358,7 +358,9 @@ std::string github_error_message(const HttpResponse &r) {
         if (!details.empty()) msg += (msg.empty() ? "" : ": ") + details;
     }
     if (msg.empty()) {
-        std::string excerpt = r.body.substr(0, 200);
+        // Redact the whole body, then cut (docs/security.md): a token cut
+        // inside would match neither the token patterns nor the PAT.
+        std::string excerpt = redact_truncate(r.body, 200);
         for (char &c : excerpt) {
             if (c == '\n' || c == '\r' || c == '\t') c = ' ';
         }

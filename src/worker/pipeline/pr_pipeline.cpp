@@ -491,6 +491,17 @@ PipelineResult PrPipeline::run_steps(const JobContext &ctx, RunIds &ids, Secret 
     github::Client::Opened opened =
         gh.open_or_adopt_pull(coords->owner, coords->repo, clean(pr_title(text)), ids.branch,
                               repo->pr_base_branch, clean(pr_body(text)));
+    // A hostile or broken API must not get a javascript: or foreign URL into
+    // pr_url, which the UI links to (docs/runbook.md, GITHUB_API_FAILED).
+    if (!valid_pull_url(opened.pr.html_url, settings_.github_web_url, coords->owner, coords->repo,
+                        opened.pr.number)) {
+        throw Error(ErrorCode::kGithubApiFailed,
+                    "malformed pull request: html_url is not " +
+                        web_base(settings_.github_web_url) + "/" + coords->owner + "/" +
+                        coords->repo + "/pull/" + std::to_string(opened.pr.number) +
+                        " (GitHub answered \"" +
+                        redact_truncate(opened.pr.html_url, 200, pat.reveal()) + "\")");
+    }
     if (opened.adopted) {
         log.info("pr_open_adopted", {{"job_id", ids.job_id},
                                      {"proposal_id", ids.proposal_id},

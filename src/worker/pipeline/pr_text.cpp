@@ -101,15 +101,69 @@ std::string markdown_cell(std::string_view text) {
     return out;
 }
 
+namespace {
+
+bool alnum(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+// Redacted and free of notifying mentions: the last step of every text.
+std::string finish(std::string_view text) { return quote_mentions(redact(text)); }
+
+}  // namespace
+
+std::string quote_mentions(std::string_view text) {
+    size_t longest = 0;
+    for (size_t i = 0; i < text.size();) {
+        size_t run = 0;
+        while (i < text.size() && text[i] == '`') {
+            run++;
+            i++;
+        }
+        longest = std::max(longest, run);
+        if (run == 0) i++;
+    }
+    const std::string fence(longest + 1, '`');
+    std::string out;
+    out.reserve(text.size());
+    for (size_t i = 0; i < text.size(); i++) {
+        const char c = text[i];
+        if (c != '@' || (i > 0 && alnum(text[i - 1])) || i + 1 >= text.size() ||
+            !alnum(text[i + 1])) {
+            out.push_back(c);
+            continue;
+        }
+        // GitHub user and org names: letters, digits, hyphens; a team after "/".
+        size_t end = i + 1;
+        while (end < text.size() && (alnum(text[end]) || text[end] == '-')) end++;
+        if (end + 1 < text.size() && text[end] == '/' && alnum(text[end + 1])) {
+            end++;
+            while (end < text.size() &&
+                   (alnum(text[end]) || text[end] == '-' || text[end] == '_')) {
+                end++;
+            }
+        }
+        // A backtick right beside the span would merge with its fence into
+        // a longer run: keep a space between them.
+        if (!out.empty() && out.back() == '`') out.push_back(' ');
+        out += fence;
+        out.append(text.substr(i, end - i));
+        out += fence;
+        if (end < text.size() && text[end] == '`') out.push_back(' ');
+        i = end - 1;
+    }
+    return out;
+}
+
 std::string chart_path(std::string_view study_id) {
     return ".relyloop/digest-charts/" + std::string(study_id) + ".png";
 }
 
 std::string pr_title(const PrText &t) {
     if (t.manual) {
-        return redact("RelyLoop manual proposal " + one_line(t.proposal_id.substr(0, 8)));
+        return finish("RelyLoop manual proposal " + one_line(t.proposal_id.substr(0, 8)));
     }
-    return redact("RelyLoop: " + one_line(t.study_name));
+    return finish("RelyLoop: " + one_line(t.study_name));
 }
 
 std::string pr_body(const PrText &t) {
@@ -119,7 +173,7 @@ std::string pr_body(const PrText &t) {
         out += "This proposal was entered by hand: no study metrics exist for it.\n\n";
         config_diff_table(out, t);
         footer(out, t);
-        return redact(out);
+        return finish(out);
     }
 
     out += "## RelyLoop relevance proposal\n\n";
@@ -173,7 +227,7 @@ std::string pr_body(const PrText &t) {
         out += "\n";
     }
     footer(out, t);
-    return redact(out);
+    return finish(out);
 }
 
 std::string commit_message(const PrText &t) {
@@ -210,7 +264,7 @@ std::string commit_message(const PrText &t) {
         out += "\n";
     }
     out += "\n" + std::string(kTrailerKey) + ": " + one_line(t.proposal_id) + "\n";
-    return redact(out);
+    return finish(out);
 }
 
 std::string chart_commit_message(const PrText &t) {
@@ -243,7 +297,7 @@ std::string importance_table_comment(
     for (const auto &[name, value] : rows) {
         out += "| " + markdown_cell(name) + " | " + json_number_text(value) + " |\n";
     }
-    return redact(out);
+    return finish(out);
 }
 
 bool has_proposal_trailer(std::string_view message, std::string_view proposal_id) {

@@ -85,6 +85,14 @@ struct PrText {
 // One Markdown table cell: `|` escaped, line breaks folded to spaces.
 [[nodiscard]] std::string markdown_cell(std::string_view text);
 
+// Every "@name" or "@org/team" that GitHub would turn into a notifying
+// mention is put in a code span (docs/worker.md, "Mentions"): an "@" not
+// preceded by a letter or digit (an e-mail address is no mention) and
+// followed by a letter or digit. The span's backtick run is one longer than
+// the longest run anywhere in `text`, so no backtick in a name can open or
+// close it. Applied to every title, body, commit message and comment.
+[[nodiscard]] std::string quote_mentions(std::string_view text);
+
 // True when `message` carries the trailer "Relyloop-Proposal: <proposal_id>".
 [[nodiscard]] bool has_proposal_trailer(std::string_view message, std::string_view proposal_id);
 
