@@ -137,7 +137,7 @@ is(scalar(grep { ($_->[2] // '') eq 'active' } @b), 0, 'and none busy');
 
 my $locker = psql_bg($t, "BEGIN; LOCK TABLE config_repos IN ACCESS EXCLUSIVE MODE; "
     . "SELECT pg_sleep(5); COMMIT;");
-RelyLoop::Test::wait_for(sub { lock_held($t, 'config_repos') }, 10);
+RelyLoop::Test::wait_for(sub { lock_held($t, 'config_repos') }, 30);
 my $t0 = time;
 my $r = api($t, GET => '/api/v1/config-repos');
 my $took = time - $t0;
@@ -163,7 +163,7 @@ for my $i (1 .. 5) {
 # First with queries in flight: they are blocked on a lock when the server goes.
 $locker = psql_bg($t, "BEGIN; LOCK TABLE config_repos IN ACCESS EXCLUSIVE MODE; "
     . "SELECT pg_sleep(30); COMMIT;");
-RelyLoop::Test::wait_for(sub { lock_held($t, 'config_repos') }, 10);
+RelyLoop::Test::wait_for(sub { lock_held($t, 'config_repos') }, 30);
 pipe(my $rd, my $wr) or die;
 my $inflight = fork // die;
 if ($inflight == 0) {
@@ -253,7 +253,7 @@ $t->start_nginx(directives => {relyloop_pg_timeout => '30s', relyloop_pg_pool_si
 for my $round (1 .. 2) {
     $locker = psql_bg($t, "BEGIN; LOCK TABLE config_repos IN ACCESS EXCLUSIVE MODE; "
         . "SELECT pg_sleep(2); COMMIT;");
-    RelyLoop::Test::wait_for(sub { lock_held($t, 'config_repos') }, 10);
+    RelyLoop::Test::wait_for(sub { lock_held($t, 'config_repos') }, 30);
     my @socks;
     for my $i (1 .. 6) {
         my $c = ka_connect($t);
@@ -302,7 +302,7 @@ $t->start_nginx(directives => {relyloop_pg_timeout => '30s', relyloop_pg_pool_si
 $t->parallel(4, sub { $t->http(GET => "/api/v1/clusters/$cluster->{id}")->{status} });
 $locker = psql_bg($t, "BEGIN; LOCK TABLE config_repos IN ACCESS EXCLUSIVE MODE; "
     . "SELECT pg_sleep(3); COMMIT;");
-RelyLoop::Test::wait_for(sub { lock_held($t, 'config_repos') }, 10);
+RelyLoop::Test::wait_for(sub { lock_held($t, 'config_repos') }, 30);
 @res = $t->parallel(7, sub {
     my $t0 = time;
     my $x = $t->http(GET => '/api/v1/config-repos');

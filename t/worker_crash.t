@@ -33,7 +33,7 @@ $w->script($blocked, 'block');
 my $rb = $w->enqueue($blocked, 'a');
 ok($rb->{ok}, 'blocking job acknowledged');
 is($w->wait_job($rb->{job_id}, 'running')->{state}, 'running', 'and running');
-RelyLoop::Test::wait_for(sub { scalar $w->runs_of($blocked) }, 5);
+RelyLoop::Test::wait_for(sub { scalar $w->runs_of($blocked) }, 30);
 
 my @queued = map { $w->proposal($clusters[$_ % 2]) } 0 .. 3;
 my @acks = map { $w->enqueue($_, 'a') } @queued;
@@ -87,7 +87,7 @@ my $p6 = $w->proposal($clusters[1]);
 $w->script($p6, 'block');
 my $r6 = $w->enqueue($p6, 'a');
 $w->wait_job($r6->{job_id}, 'running');
-RelyLoop::Test::wait_for(sub { scalar $w->runs_of($p6) }, 5);
+RelyLoop::Test::wait_for(sub { scalar $w->runs_of($p6) }, 30);
 my $t0 = time;
 my $status = $w->stop('b', 'TERM', 30);
 is($status, 0, 'SIGTERM: exit 0');
@@ -118,7 +118,7 @@ is($w->job($r6->{job_id})->{attempts}, 1, 'attempts = 1');
     $w->script($p, 'block');
     my $r = $w->enqueue($p, 'c');
     $w->wait_job($r->{job_id}, 'running');
-    RelyLoop::Test::wait_for(sub { scalar $w->runs_of($p) }, 5);
+    RelyLoop::Test::wait_for(sub { scalar $w->runs_of($p) }, 30);
     $w->script($p, 'succeed');
     my $killed = $t->psql(q{SELECT count(pg_terminate_backend(pid)) FROM pg_locks
         WHERE locktype = 'advisory' AND granted});

@@ -91,7 +91,7 @@ $w->script($holder, 'block');
 $w->script($loser, 'succeed');
 my $rh = $w->enqueue($holder, 'w3');
 $w->wait_job($rh->{job_id}, 'running');
-RelyLoop::Test::wait_for(sub { scalar $w->runs_of($holder) }, 5);
+RelyLoop::Test::wait_for(sub { scalar $w->runs_of($holder) }, 30);
 my $t0 = time;
 my $rl = $w->enqueue($loser, 'w3');
 my $jl = $w->wait_job($rl->{job_id}, 'succeeded|failed', 20);
