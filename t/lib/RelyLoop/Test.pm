@@ -306,7 +306,7 @@ sub psql {
 
 sub psql_raw {
     my ($self, $sql) = @_;
-    my $file = "$self->{dir}/q.sql";
+    my $file = "$self->{dir}/q-$$.sql";    # forked helpers query too
     open my $fh, '>', $file or die;
     print $fh $sql;
     close $fh;
