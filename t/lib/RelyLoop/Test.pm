@@ -149,6 +149,7 @@ sub _abort {
 
 sub new {
     my ($class, %opts) = @_;
+    _arm() if $0 =~ /\.t\z/;    # (also for a file that imported nothing)
     my $dir = tempdir('relyloop-t-XXXXXX', TMPDIR => 1, CLEANUP => 0);
     chmod 0755, $dir;    # postgres (the user) must traverse it
     my $self = bless {
