@@ -28,7 +28,7 @@ sub stop_sequence {
     my ($on, @out) = (0);
     for my $e ($w->events($name)) {
         $on ||= $e->{event} eq 'worker_stopping';
-        next unless $on && $e->{event} =~ /^(worker_stopping|worker_stopped|job_\w+)$/;
+        next unless $on && $e->{event} =~ /^(worker_stopping|worker_stopped|job_cancelling|job_released)$/;
         my $what = $e->{event};
         if ($what eq 'worker_stopping') {
             my ($grace) = ($e->{message} // '') =~ /(running jobs get \d+ s)/;
