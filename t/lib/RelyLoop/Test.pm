@@ -646,7 +646,7 @@ sub parallel {
         close $w;
         push @kids, [$pid, $r];
     }
-    # each child gets PARALLEL_TIMEOUT s (default 300) to answer, then is killed
+    # the children get {parallel_timeout} s (default 300) to answer, then are killed
     my $deadline = time + ($self->{parallel_timeout} // 300);
     my @out;
     for my $k (@kids) {
