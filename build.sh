@@ -103,15 +103,27 @@ build_variant() {
     make -s -f "$ngx/Makefile" -C "$src" modules >/dev/null
 }
 
+# cmd_build [CMAKE_ARGS...]: the release variant (extra CMake arguments last).
 cmd_build() {
     ensure_pkgs "${BUILD_PKGS[@]}"
     mkdir -p "$BUILD"
-    build_variant release -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRELYLOOP_SANITIZE=OFF
+    build_variant release -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRELYLOOP_SANITIZE=OFF "$@"
     install_file "$BUILD/nginx-release/ngx_http_relyloop_module.so" "$BUILD/ngx_http_relyloop_module.so"
     if [ -x "$BUILD/cmake-release/relyloop-worker" ]; then
         install_file "$BUILD/cmake-release/relyloop-worker" "$BUILD/relyloop-worker"
     fi
     log "built $BUILD/ngx_http_relyloop_module.so and $BUILD/relyloop-worker"
+}
+
+# Sanitizer settings come from here and from the test harness only: none is
+# inherited from the caller's environment.
+clear_sanitizer_env() {
+    local v
+    for v in $(compgen -e); do
+        case $v in
+            *SAN_OPTIONS | *SAN_SYMBOLIZER_PATH) unset "$v" ;;
+        esac
+    done
 }
 
 # run_suite NAME: unit tests (CTest) and integration tests (prove) against one
@@ -120,22 +132,39 @@ run_suite() {
     local name=$1
     local cm=$BUILD/cmake-$name
     log "unit tests ($name)"
-    (cd "$cm" && ctest --output-on-failure -j"$JOBS")
+    # A sanitizer report ends the unit test with a failure (halt_on_error,
+    # LeakSanitizer's exit code) and stays in its output on stderr.
+    (
+        cd "$cm"
+        if [ "$name" = asan ]; then
+            export ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:abort_on_error=0
+            export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+            export LSAN_OPTIONS=suppressions=$ROOT/t/lsan.supp:print_suppressions=0
+        fi
+        ctest --output-on-failure --no-tests=error --timeout "${RELYLOOP_UNIT_TIMEOUT:-300}" -j"$JOBS"
+    )
     log "integration tests ($name)"
+    # Each file fails itself after RELYLOOP_TEST_TIMEOUT seconds (t/lib/RelyLoop/Test.pm);
+    # `timeout` is the backstop for a file that cannot (SIGTERM, then SIGKILL).
+    local budget=${RELYLOOP_TEST_TIMEOUT:-}
+    [ -n "$budget" ] || { [ "$name" = asan ] && budget=900 || budget=300; }
+    PERL5LIB="$ROOT/t/lib${PERL5LIB:+:$PERL5LIB}" \
     RELYLOOP_VARIANT=$name \
     RELYLOOP_MODULE=$BUILD/nginx-$name/ngx_http_relyloop_module.so \
     RELYLOOP_WORKER=$cm/relyloop-worker \
     RELYLOOP_TEST_WORKER=$cm/relyloop-test-worker \
-        prove -I"$ROOT/t/lib" -j"${RELYLOOP_TEST_JOBS:-2}" --timer "${PROVE_ARGS[@]}"
+        prove -I"$ROOT/t/lib" -j"${RELYLOOP_TEST_JOBS:-2}" --timer \
+            --exec "timeout --foreground -k 30 $((budget + 120)) perl" "${PROVE_ARGS[@]}"
 }
 
 cmd_test() {
+    clear_sanitizer_env
     ensure_pkgs "${BUILD_PKGS[@]}" "${TEST_PKGS[@]}"
-    cmd_build
+    cmd_build -DRELYLOOP_TESTS=ON
     PROVE_ARGS=("$@")
     [ ${#PROVE_ARGS[@]} -eq 0 ] && PROVE_ARGS=("$ROOT"/t/*.t)
     run_suite release
-    build_variant asan -DCMAKE_BUILD_TYPE=Debug -DRELYLOOP_SANITIZE=ON
+    build_variant asan -DCMAKE_BUILD_TYPE=Debug -DRELYLOOP_SANITIZE=ON -DRELYLOOP_TESTS=ON
     run_suite asan
     cmd_fuzz 30
     log "all tests passed (release and asan, fuzz targets 30 s each)"

@@ -524,6 +524,7 @@ unlike($t->nginx_error_log, qr/empty URI in redirect/, 'no redirect of a URI-les
     # 404 page (HTML, which raw_http would not decode)
     my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1:' . $t->nginx_port, Timeout => 10)
         or die "connect: $!";
+    RelyLoop::Test::socket_timeout($s, 60);
     print $s "GET /.relyloop/error HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
     my $text = do { local $/; <$s> } // '';
     like($text, qr{^HTTP/1\.1 404 }, 'GET /.relyloop/error directly → 404 (internal location)');

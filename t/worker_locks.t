@@ -91,14 +91,18 @@ $w->script($holder, 'block');
 $w->script($loser, 'succeed');
 my $rh = $w->enqueue($holder, 'w3');
 $w->wait_job($rh->{job_id}, 'running');
-RelyLoop::Test::wait_for(sub { scalar $w->runs_of($holder) }, 5);
-my $t0 = time;
+RelyLoop::Test::wait_for(sub { scalar $w->runs_of($holder) }, 30);
 my $rl = $w->enqueue($loser, 'w3');
-my $jl = $w->wait_job($rl->{job_id}, 'succeeded|failed', 20);
-my $took = time - $t0;
+my $jl = $w->wait_job($rl->{job_id}, 'succeeded|failed', 60);
 is($jl->{state}, 'failed', 'the waiting job failed');
 is($jl->{lock_waits}, 2, 'after max-lock-waits retries');
-cmp_ok($took, '>=', 1.8, 'spread over the retry delays');
+# the worker's events for it, in order: two deferrals by the retry delay, then the failure
+my @seq = map { $_->{event} eq 'pr_open_lock_contention' ? "wait $_->{lock_waits}: $_->{message}" : $_->{event} }
+    grep { ($_->{job_id} // '') eq $rl->{job_id}
+        && $_->{event} =~ /^(pr_open_lock_contention|pr_open_failed)$/ } $w->events('w3');
+is_deeply(\@seq, ['wait 1: config repo locked by another job; retry in 1 s',
+    'wait 2: config repo locked by another job; retry in 1 s', 'pr_open_failed'],
+    'spread over the retry delays: deferred twice by --lock-retry-delay, then failed');
 like($w->proposal_row($loser)->{pr_open_error}, qr/^LOCK_TIMEOUT: /, 'LOCK_TIMEOUT in pr_open_error');
 is(scalar($w->runs_of($loser)), 0, 'its pipeline never ran');
 my @lt = grep { ($_->{error_code} // '') eq 'LOCK_TIMEOUT' } $w->events('w3', 'pr_open_failed');

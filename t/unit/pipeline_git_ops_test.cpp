@@ -2,6 +2,7 @@
 // builds the fixtures; the product itself never runs git).
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -369,11 +370,24 @@ class SilentServer {
         getsockname(fd_, reinterpret_cast<sockaddr *>(&a), &len);
         port_ = ntohs(a.sin_port);
     }
-    ~SilentServer() { close(fd_); }
+    ~SilentServer() {
+        if (client_ >= 0) close(client_);
+        close(fd_);
+    }
     [[nodiscard]] int port() const { return port_; }
+
+    // Waits (up to timeout_ms) for a client to connect and keeps its
+    // connection open without a word; false if none came.
+    bool await_client(int timeout_ms) {
+        pollfd p{fd_, POLLIN, 0};
+        if (poll(&p, 1, timeout_ms) != 1) return false;
+        client_ = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+        return client_ >= 0;
+    }
 
   private:
     int fd_ = -1;
+    int client_ = -1;
     int port_ = 0;
 };
 
@@ -383,15 +397,17 @@ TEST_F(GitOpsTest, SilentServerIsAbandonedOnCancel) {
     SilentServer silent;
     RepoSpec s = spec();
     s.url = "http://127.0.0.1:" + std::to_string(silent.port()) + "/acme/repo.git";
-    std::thread canceller([this] {
-        std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    // The order of events, not a clock: the clone connects to a server that
+    // never answers, then it is cancelled, and it gives up (a clone stuck in
+    // its read would hang here until ctest's timeout).
+    std::atomic<bool> connected{false};
+    std::thread canceller([this, &silent, &connected] {
+        connected = silent.await_client(30000);
         cancel_ = true;
     });
-    auto t0 = std::chrono::steady_clock::now();
     EXPECT_THROW(Workspace(s, pat_, &cancel_), worker::Cancelled);
-    auto waited = std::chrono::steady_clock::now() - t0;
     canceller.join();
-    EXPECT_LT(waited, std::chrono::seconds(3));
+    EXPECT_TRUE(connected.load()) << "the clone never connected to the silent server";
     EXPECT_FALSE(fs::exists(root_ + "/repo-1"));
 }
 

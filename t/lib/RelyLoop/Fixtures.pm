@@ -442,7 +442,8 @@ sub ka_connect {
     my ($t) = @_;
     my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1:' . $t->nginx_port, Timeout => 10)
         or die "connect: $!";
-    return $s;
+    # a read that waits longer than that is a hang: it returns undef (EAGAIN)
+    return RelyLoop::Test::socket_timeout($s, 60);
 }
 
 # ka_request($sock, METHOD, PATH, body => ..., headers => {...}) → {status,

@@ -67,13 +67,15 @@ sub start {
             or POSIX::_exit(127);
     }
     $self->{nginx_pid} = $npid;
-    $deadline = time + 10;
-    while (time < $deadline) {
-        last if IO::Socket::INET->new(PeerAddr => "127.0.0.1:$self->{port}", Timeout => 1);
+    $deadline = time + 30;
+    my $up;
+    while (!$up && time < $deadline) {
+        $up = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$self->{port}", Timeout => 1);
         die "git nginx exited: " . slurp("$dir/logs/error.log")
             if waitpid($npid, WNOHANG) == $npid;
-        sleep 0.05;
+        sleep 0.05 unless $up;
     }
+    die "git nginx did not come up: " . slurp("$dir/logs/error.log") unless $up;
     return $self;
 }
 

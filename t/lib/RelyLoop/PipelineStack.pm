@@ -35,7 +35,7 @@ sub new {
     my $self = bless {t => $t, pat => $o{pat} // $DEFAULT_PAT, auth_ref => 'acme-pat',
         author_name => 'RelyLoop Bot', author_email => 'relyloop-bot@test.invalid',
         worker_args => $o{worker_args} || [], base_url => $o{base_url},
-        worker_env => $o{worker_env} || _env_from_outside()}, $class;
+        worker_env => $o{worker_env} || _env_from_outside($t)}, $class;
     $t->start_pg->migrate;
     $self->{git} = RelyLoop::GitServer->start(dir => $t->dir, token => $self->{pat},
         stall => $o{stall});
@@ -82,10 +82,12 @@ sub start_worker {
 
 # RELYLOOP_PIPELINE_ASAN_FULL=1: full stack unwinding in the worker's leak
 # reports (slower; for chasing a leak in a library without frame pointers).
+# The reports go to logs/, where the harness's final check reads them.
 sub _env_from_outside {
+    my ($t) = @_;
     return {} unless $ENV{RELYLOOP_PIPELINE_ASAN_FULL};
     return {ASAN_OPTIONS => 'detect_leaks=1:halt_on_error=1:abort_on_error=0:'
-        . 'fast_unwind_on_malloc=0:log_path=' . "/tmp/relyloop-asan-full-$$"};
+        . 'fast_unwind_on_malloc=0:log_path=' . $t->dir . '/logs/asan-full'};
 }
 
 sub restart_worker {
@@ -245,13 +247,18 @@ sub job {
 }
 
 # Waits until the newest job of the proposal has finished; returns the row.
+# A job still unfinished after $timeout seconds fails the test (what follows
+# must not read the previous case's state as its own).
 sub wait_done {
     my ($self, $id, $timeout) = @_;
+    $timeout //= 60;
     my $ok = RelyLoop::Test::wait_for(sub {
         my $j = $self->job($id);
         $j && ($j->{state} eq 'succeeded' || $j->{state} eq 'failed');
-    }, $timeout // 60);
-    diag("job of $id did not finish: " . json_encode($self->job($id))) unless $ok;
+    }, $timeout);
+    local $Test::Builder::Level = $Test::Builder::Level + 1;
+    ok(0, "the job of proposal $id finished within $timeout s")
+        or diag('its job: ' . json_encode($self->job($id))) unless $ok;
     return $self->proposal($id);
 }
 

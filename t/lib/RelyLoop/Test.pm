@@ -9,26 +9,35 @@ package RelyLoop::Test;
 #   $t->start_pg->migrate->start_worker->start_nginx(environment => 'development');
 #   my $res = $t->http(GET => '/api/v1/health');
 #   is($res->{status}, 200);
-#   $t->done;    # checks logs for [alert]/[emerg]/sanitizer reports, then done_testing
+#   $t->done;    # stops everything (nginx must exit on QUIT, each live worker 0 on
+#                # SIGTERM), checks logs for [alert]/[emerg]/sanitizer reports, then
+#                # done_testing
 #
 # Binaries come from the environment set by build.sh (RELYLOOP_MODULE,
 # RELYLOOP_WORKER, RELYLOOP_TEST_WORKER, RELYLOOP_VARIANT=release|asan);
 # without it, from build/.
+#
+# Every t/*.t file that uses this module runs under a hard timeout: after
+# RELYLOOP_TEST_TIMEOUT seconds (default 300, 900 for the asan variant; a file
+# may ask for more with RelyLoop::Test->timeout(N)) it fails, its processes
+# are killed and it exits. SIGTERM and SIGINT do the same.
 
 use strict;
 use warnings;
 
 use Cwd qw(abs_path);
-use Exporter qw(import);
+use Exporter ();
 use Fcntl qw(:flock);
 use File::Basename qw(dirname);
 use File::Path qw(make_path remove_tree);
 use File::Temp qw(tempdir);
 use HTTP::Tiny;
 use IO::Socket::INET;
+use IO::Select;
 use IO::Socket::UNIX;
 use JSON::PP;
 use POSIX qw(:sys_wait_h);
+use Socket qw(SOL_SOCKET SO_RCVTIMEO SO_SNDTIMEO);
 use Test::More;
 use Time::HiRes qw(sleep time);
 
@@ -45,9 +54,105 @@ sub json_encode { $JSON->encode($_[0]) }
 sub json_decode { my $v = eval { $JSON->decode($_[0]) }; $v }
 
 my @INSTANCES;
+my $SAN_ENV_SET = 0;
+
+# --- the hard timeout of a test file ------------------------------------------------
+
+my ($ARMED_PID, $BUDGET);
+
+sub import {
+    _arm() if $0 =~ /\.t\z/;    # test files, not the bench scripts
+    goto &Exporter::import;
+}
+
+sub _default_budget {
+    return $ENV{RELYLOOP_TEST_TIMEOUT} if ($ENV{RELYLOOP_TEST_TIMEOUT} // '') =~ /^\d+\z/;
+    return ($ENV{RELYLOOP_VARIANT} // '') eq 'asan' ? 900 : 300;
+}
+
+sub _arm {
+    return if defined $ARMED_PID && $ARMED_PID == $$;
+    $ARMED_PID = $$;
+    $BUDGET = _default_budget();
+    $SIG{ALRM} = sub { _abort("ran longer than its hard timeout of $BUDGET s "
+        . '(RELYLOOP_TEST_TIMEOUT, RelyLoop::Test->timeout)') };
+    $SIG{TERM} = sub { _abort('got SIGTERM', 'TERM') };
+    $SIG{INT} = sub { _abort('got SIGINT', 'INT') };
+    alarm $BUDGET;
+}
+
+# RelyLoop::Test->timeout(N): this file's budget from now on is N seconds
+# (an environment RELYLOOP_TEST_TIMEOUT wins: it is the caller's limit).
+sub timeout {
+    my ($class, $secs) = @_;
+    _arm();
+    $BUDGET = $ENV{RELYLOOP_TEST_TIMEOUT} // $secs;
+    alarm $BUDGET;
+    return $BUDGET;
+}
+
+# Every process below $pid (by /proc's parent links).
+sub _descendants {
+    my ($root) = @_;
+    my %kids;
+    opendir(my $dh, '/proc') or return ();
+    for my $p (grep { /^\d+\z/ } readdir $dh) {
+        open my $fh, '<', "/proc/$p/stat" or next;
+        my $stat = <$fh> // '';
+        close $fh;
+        # pid (comm) state ppid ...: comm may hold spaces and parentheses
+        push @{$kids{$1}}, $p if $stat =~ /\)\s+\S+\s+(\d+)/;
+    }
+    closedir $dh;
+    my (@out, @todo);
+    @todo = @{$kids{$root} || []};
+    while (defined(my $p = shift @todo)) {
+        push @out, $p;
+        push @todo, @{$kids{$p} || []};
+    }
+    return @out;
+}
+
+# The file is over: fail it, kill what it started, stop PostgreSQL, exit.
+sub _abort {
+    my ($why, $signal) = @_;
+    if (!defined $ARMED_PID || $$ != $ARMED_PID) {
+        # a forked helper of the test: the signal's default action
+        $SIG{$signal // 'ALRM'} = 'DEFAULT';
+        kill($signal // 'ALRM', $$);
+        POSIX::_exit(1);
+    }
+    $SIG{ALRM} = sub { kill 'KILL', _descendants($$); POSIX::_exit(124) };
+    # (prove may be gone: writing the TAP line must not end us before the cleanup)
+    $SIG{$_} = 'IGNORE' for qw(TERM INT PIPE);
+    alarm 60;    # the cleanup itself gets a minute
+    my $tb = Test::More->builder;
+    $tb->ok(0, "$0 $why");
+    $tb->diag('killing the processes it started; RELYLOOP_KEEP_FAILED=1 keeps the test dir');
+    my @pids = _descendants($$);
+    kill 'TERM', @pids if @pids;
+    my $deadline = time + 3;
+    while (time < $deadline && grep { kill 0, $_ } @pids) {
+        1 while waitpid(-1, WNOHANG) > 0;
+        sleep 0.1;
+    }
+    kill 'KILL', _descendants($$);
+    1 while waitpid(-1, WNOHANG) > 0;
+    for my $t (@INSTANCES) {
+        next if $t->{owner_pid} != $$;
+        $t->{aborted} = 1;
+        if ($t->{pg_running}) {
+            _as_pg("$PGBIN/pg_ctl", '-D', "$t->{pg_dir}/data", '-m', 'immediate', '-w', 'stop',
+                '>/dev/null 2>&1');
+            $t->{pg_running} = 0;
+        }
+    }
+    exit($signal ? 128 + ($signal eq 'TERM' ? 15 : 2) : 124);
+}
 
 sub new {
     my ($class, %opts) = @_;
+    _arm() if $0 =~ /\.t\z/;    # (also for a file that imported nothing)
     my $dir = tempdir('relyloop-t-XXXXXX', TMPDIR => 1, CLEANUP => 0);
     chmod 0755, $dir;    # postgres (the user) must traverse it
     my $self = bless {
@@ -67,6 +172,11 @@ sub new {
         $self->{$k} = abs_path($self->{$k}) // $self->{$k} if -e $self->{$k};
     }
     push @INSTANCES, $self;
+    # Anything this process starts without its own sanitizer settings
+    # (qx{}, system) still reports into logs/, where check_logs looks.
+    if ($self->asan && !$SAN_ENV_SET++) {
+        %ENV = (%ENV, $self->_san_env('other'));
+    }
     return $self;
 }
 
@@ -83,15 +193,35 @@ sub free_port {
     return $port;
 }
 
+# wait_for { COND } TIMEOUT: COND's first true value, or false after TIMEOUT
+# seconds (default 10). Called in void context, where nobody looks at the
+# result, a timeout fails the test: a later assertion must not pass on a
+# state the wait never reached.
 sub wait_for(&;$) {
     my ($cond, $timeout) = @_;
-    my $deadline = time + ($timeout // 10);
+    my $checked = defined wantarray;
+    $timeout //= 10;
+    my $deadline = time + $timeout;
     while (time < $deadline) {
         my $v = $cond->();
         return $v if $v;
         sleep 0.05;
     }
-    return $cond->();
+    my $v = $cond->();
+    if (!$v && !$checked) {
+        my (undef, $file, $line) = caller;
+        Test::More->builder->ok(0, "wait_for at $file line $line: condition not met within $timeout s");
+    }
+    return $v;
+}
+
+# Reads on a harness socket give up after SECS (default 60) instead of hanging.
+sub socket_timeout {
+    my ($s, $secs) = @_;
+    my $tv = pack('l!l!', $secs // 60, 0);
+    setsockopt($s, SOL_SOCKET, SO_RCVTIMEO, $tv);
+    setsockopt($s, SOL_SOCKET, SO_SNDTIMEO, $tv);
+    return $s;
 }
 
 # --- PostgreSQL -------------------------------------------------------------
@@ -191,7 +321,7 @@ sub psql {
 
 sub psql_raw {
     my ($self, $sql) = @_;
-    my $file = "$self->{dir}/q.sql";
+    my $file = "$self->{dir}/q-$$.sql";    # forked helpers query too
     open my $fh, '>', $file or die;
     print $fh $sql;
     close $fh;
@@ -299,6 +429,7 @@ sub worker_request {
     my ($self, $req, $socket) = @_;
     my $s = IO::Socket::UNIX->new(Peer => $socket // $self->worker_socket, Type => SOCK_STREAM)
         or return undef;
+    socket_timeout($s, 30);
     print $s (ref $req ? json_encode($req) : $req) . "\n";
     my $line = <$s>;
     close $s;
@@ -350,7 +481,7 @@ sub start_nginx {
     } 10;
     die "nginx did not come up: " . RelyLoop::Proc::slurp("$n/logs/error.log") unless $up;
     # the workers connect their pools asynchronously: wait until one answers
-    wait_for { my $r = $self->http(GET => '/api/v1/health'); $r->{status} != 599 } 5;
+    wait_for { my $r = $self->http(GET => '/api/v1/health'); $r->{status} != 599 } 30;
     return $self;
 }
 
@@ -497,6 +628,7 @@ sub raw_http {
     my ($self, $request) = @_;
     my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$self->{nginx_port}", Timeout => 10)
         or die "connect: $!";
+    socket_timeout($s, 60);
     print $s $request;
     local $/;
     my $resp = <$s> // '';
@@ -527,14 +659,25 @@ sub parallel {
         close $w;
         push @kids, [$pid, $r];
     }
+    # the children get {parallel_timeout} s (default 300) to answer, then are killed
+    my $deadline = time + ($self->{parallel_timeout} // 300);
     my @out;
     for my $k (@kids) {
-        my $fh = $k->[1];
-        local $/;
-        my $data = <$fh>;
+        my ($pid, $fh) = @$k;
+        my ($data, $sel) = ('', IO::Select->new($fh));
+        while (1) {
+            my $left = $deadline - time;
+            last if $left <= 0 || !$sel->can_read($left);
+            my $n = sysread($fh, my $buf, 65536);
+            last unless $n;
+            $data .= $buf;
+        }
         close $fh;
-        waitpid($k->[0], 0);
-        push @out, json_decode($data // 'null');
+        if (!defined stop_pid($pid, undef, $deadline - time > 0 ? $deadline - time : 0.1)) {
+            Test::More->builder->ok(0, "parallel: child $pid answered in time");
+            $data = '';
+        }
+        push @out, json_decode(length $data ? $data : 'null');
     }
     return @out;
 }
@@ -555,6 +698,35 @@ sub slurp { RelyLoop::Proc::slurp($_[1]) }
 
 # --- checks and cleanup -----------------------------------------------------
 
+# What a sanitizer report looks like, wherever it was written.
+my $SAN_REPORT = qr/ERROR: (?:Address|Leak|UndefinedBehavior|Thread|Memory)Sanitizer|(?:Address|UndefinedBehavior)Sanitizer:DEADLYSIGNAL|SUMMARY: (?:Address|Leak|UndefinedBehavior)Sanitizer|runtime error:/;
+
+# The sanitizer reports of this test: every file in logs/ (the ASan/UBSan
+# log_path files, the workers' and CLI runs' stderr) and nginx's logs.
+sub sanitizer_reports {
+    my ($self) = @_;
+    my $d = $self->{dir};
+    my @reports;
+    if (opendir(my $dh, "$d/logs")) {
+        for my $f (sort readdir $dh) {
+            next if $f =~ /^\./ || !-f "$d/logs/$f";
+            my $text = RelyLoop::Proc::slurp("$d/logs/$f");
+            if ($f =~ /^(asan|ubsan)-/ || $text =~ $SAN_REPORT) {
+                push @reports, "$f:\n" . substr($text, 0, 4000);
+            }
+        }
+        closedir $dh;
+    }
+    if (opendir(my $dh, "$d/nginx/logs")) {
+        for my $f (sort grep { /\.log\z/ && !/^access/ } readdir $dh) {
+            my $text = RelyLoop::Proc::slurp("$d/nginx/logs/$f");
+            push @reports, "nginx/logs/$f:\n" . substr($text, 0, 4000) if $text =~ $SAN_REPORT;
+        }
+        closedir $dh;
+    }
+    return @reports;
+}
+
 # Every log of this test: no [alert]/[emerg], no sanitizer report.
 sub check_logs {
     my ($self) = @_;
@@ -563,35 +735,95 @@ sub check_logs {
     my @bad = grep { /\[(alert|emerg)\]/ } split /\n/, $nginx;
     ok(!@bad, 'no [alert] or [emerg] in the nginx error log')
         or diag(join "\n", @bad[0 .. ($#bad > 9 ? 9 : $#bad)]);
-    my @reports;
-    opendir(my $dh, "$d/logs") or die;
-    for my $f (sort readdir $dh) {
-        next if $f =~ /^\./;
-        my $text = RelyLoop::Proc::slurp("$d/logs/$f");
-        if ($f =~ /^(asan|ubsan)-/ || $text =~ /ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:/) {
-            push @reports, "$f:\n" . substr($text, 0, 4000);
-        }
-    }
-    closedir $dh;
-    if ($nginx =~ /ERROR: AddressSanitizer|runtime error:/) {
-        push @reports, "nginx:\n" . substr($nginx, 0, 4000);
-    }
+    my @reports = $self->sanitizer_reports;
     ok(!@reports, 'no sanitizer reports') or diag(join "\n", @reports);
+    $self->{logs_checked} = 1;
 }
 
+# How long teardown waits for nginx (QUIT) and each worker (TERM) to exit
+# by itself before it kills them.
+sub _nginx_grace { $_[0]->asan ? 40 : 20 }
+sub _worker_grace { $_[0]->asan ? 60 : 30 }
+
+# stop_all: stops everything; the final teardown of the processes still
+# alive is recorded in {teardown} ([ok, name, diag]...) for done() to assert:
+# nginx exits on QUIT by itself, each live worker exits 0 on SIGTERM.
 sub stop_all {
     my ($self) = @_;
     return if $self->{stopped} || $self->{owner_pid} != $$;
     $self->{stopped} = 1;
+    my @checks;
     $self->{on_stop}->() if $self->{on_stop};
-    $self->stop_nginx('QUIT');
-    $self->stop_worker($_) for keys %{$self->{workers}};
+    if (my $pid = delete $self->{nginx_pid}) {
+        my $r = _stop_checked($pid, 'QUIT', $self->_nginx_grace);
+        if ($r->{before}) {
+            # not live at teardown: only a crash is an error
+            my $st = $r->{status};
+            push @checks, [0, 'nginx did not crash', _status_text($st)]
+                if WIFSIGNALED($st) && WTERMSIG($st) != 9;
+        } elsif (!$r->{gone}) {
+            push @checks, [!$r->{killed} && $r->{status} == 0,
+                'nginx exited 0 on QUIT (graceful stop, no KILL needed)',
+                $r->{killed} ? 'still running ' . $self->_nginx_grace . ' s after QUIT: killed'
+                    : _status_text($r->{status})];
+        }
+    }
+    for my $name (sort keys %{$self->{workers}}) {
+        my $w = delete $self->{workers}{$name};
+        my $r = _stop_checked($w->{pid}, 'TERM', $self->_worker_grace);
+        $w->{status} = $r->{killed} ? undef : $r->{status};
+        $self->{stopped_workers}{$name} = $w;
+        next if $r->{gone};
+        my $st = $r->{status};
+        if ($r->{before}) {
+            # not a live process at teardown: only a crash is an error
+            # (kill -9 and exits with a status are the test's business)
+            my $sig = WIFSIGNALED($st) ? WTERMSIG($st) : 0;
+            push @checks, [0, "worker $name did not crash", _status_text($st)]
+                if $sig && $sig != 9;
+            next;
+        }
+        # a SIGKILL that the test sent (after its last look) is not ours to judge
+        next if !$r->{killed} && WIFSIGNALED($st) && WTERMSIG($st) == 9;
+        push @checks, [!$r->{killed} && $st == 0, "worker $name exited 0 on SIGTERM",
+            $r->{killed} ? 'still running ' . $self->_worker_grace . ' s after SIGTERM: killed'
+                : _status_text($st)];
+    }
     $self->pg_ctl_stop;
+    $self->{teardown} = \@checks;
+}
+
+# _stop_checked(pid, signal, grace): {before => 1, status} when it had
+# exited already, {gone => 1} when it is not our child, else the signal is
+# sent and {status} (its wait status) or {killed => 1} after GRACE seconds.
+sub _stop_checked {
+    my ($pid, $signal, $grace) = @_;
+    my $r = waitpid($pid, WNOHANG);
+    return {before => 1, status => $?} if $r == $pid;
+    return {gone => 1} if $r < 0;
+    kill $signal, $pid;
+    my $status = stop_pid($pid, undef, $grace);
+    return defined $status ? {status => $status} : {killed => 1};
+}
+
+sub _status_text {
+    my ($st) = @_;
+    return 'no status' unless defined $st;
+    return WIFSIGNALED($st) ? 'killed by signal ' . WTERMSIG($st) : 'exit status ' . ($st >> 8);
+}
+
+sub _teardown_failures {
+    my ($self) = @_;
+    return grep { !$_->[0] } @{$self->{teardown} || []};
 }
 
 sub done {
     my ($self) = @_;
     $self->stop_all;
+    for my $c (@{$self->{teardown} || []}) {
+        ok($c->[0], "teardown: $c->[1]") or diag($c->[2]);
+    }
+    $self->{teardown_reported} = 1;
     $self->check_logs;
     done_testing();
 }
@@ -603,6 +835,25 @@ END {
     for my $t (@INSTANCES) {
         next if $t->{owner_pid} != $$;
         $t->stop_all;
+        # a test file that ended without done(): its teardown and sanitizer
+        # reports still decide (the bench scripts print numbers only)
+        my $judge = !$t->{aborted} && $0 =~ /\.t\z/;
+        if ($judge && !$t->{teardown_reported}) {
+            my @bad = $t->_teardown_failures;
+            diag("teardown: $_->[1]: NOT OK ($_->[2])") for @bad;
+            if (@bad) {
+                $rc ||= 1;
+                Test::More->builder->is_passing(0);
+            }
+        }
+        if ($judge && !$t->{logs_checked}) {
+            my @reports = $t->sanitizer_reports;
+            if (@reports) {
+                diag("sanitizer reports:\n" . join("\n", @reports));
+                $rc ||= 1;
+                Test::More->builder->is_passing(0);
+            }
+        }
         if ($ENV{RELYLOOP_KEEP} || (Test::More->builder->is_passing == 0 && $ENV{RELYLOOP_KEEP_FAILED})) {
             diag("kept $t->{dir}");
         } else {
@@ -612,4 +863,3 @@ END {
     $? = $rc;
 }
 
-1;

@@ -180,14 +180,19 @@ sub proposal_row {
 }
 
 # Waits until the job is in one of the states (a regex alternative list);
-# returns the row.
+# returns the row. A job that does not get there within $timeout seconds
+# fails the test.
 sub wait_job {
     my ($self, $job_id, $states, $timeout) = @_;
+    $timeout //= 20;
     my $row;
-    RelyLoop::Test::wait_for(sub {
+    my $ok = RelyLoop::Test::wait_for(sub {
         $row = $self->job($job_id);
         $row && $row->{state} =~ /^(?:$states)$/;
-    }, $timeout // 20);
+    }, $timeout);
+    local $Test::Builder::Level = $Test::Builder::Level + 1;
+    ok(0, "job $job_id reached state $states within $timeout s")
+        or diag('its row: ' . $JSON->encode($row)) unless $ok;
     return $row;
 }
 
