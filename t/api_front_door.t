@@ -1,8 +1,9 @@
 #!/usr/bin/perl
 # The front door (docs/api.md "JSON in and out", docs/directives.md):
 # bodies only as application/json (415 UNSUPPORTED_MEDIA_TYPE otherwise,
-# body-less POSTs excepted); X-Content-Type-Options: nosniff on every
-# response of the module, nginx's own errors included; a body above
+# body-less POSTs excepted); X-Content-Type-Options: nosniff exactly once on
+# every response of an API location, nginx's own errors and access refusals
+# included (the module's header filter); a body above
 # client_body_buffer_size but within client_max_body_size kept in memory, not
 # refused; and nginx's access control (allow/deny, auth_basic, auth_request)
 # in front of the API.
@@ -14,6 +15,7 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 
 use HTTP::Tiny;
+use IO::Socket::INET;
 use MIME::Base64 ();
 use Test::More;
 use RelyLoop::Test qw(json_encode);
@@ -25,7 +27,7 @@ alarm 300;
 my $t = RelyLoop::Test->new;
 $t->start_pg->migrate->start_worker(test_pipeline => 1);
 
-my ($p_deny, $p_basic, $p_authreq) = map { RelyLoop::Test::free_port() } 1 .. 3;
+my ($p_deny, $p_basic, $p_authreq, $p_plain) = map { RelyLoop::Test::free_port() } 1 .. 4;
 my $htpasswd = $t->dir . '/htpasswd';
 {
     my $hash = qx{openssl passwd -apr1 -salt rlsalt1 's3cret'};
@@ -53,6 +55,10 @@ my $extra = <<"EOF";
             return 401;
         }
     }
+    server {
+        listen 127.0.0.1:$p_plain;
+        location /api/ { add_header X-Content-Type-Options nosniff always; relyloop_api; }
+    }
 EOF
 $t->start_nginx(environment => 'development', http => $extra,
     location => "            allow 127.0.0.1;\n            deny all;\n");
@@ -61,10 +67,17 @@ my $repo = create_repo($t);
 my $cluster = create_cluster($t, config_repo_id => $repo->{id}, config_path => 'relevance');
 my $template = create_template($t);
 
+# exactly once: HTTP::Tiny joins a repeated header into a list
 sub nosniff_ok {
     my ($r, $name) = @_;
     local $Test::Builder::Level = $Test::Builder::Level + 1;
-    is(header($r, 'x-content-type-options'), 'nosniff', "$name: nosniff");
+    if (exists $r->{raw}) {
+        my ($head) = split /\r\n\r\n/, $r->{raw}, 2;
+        my @v = $head =~ /^X-Content-Type-Options:[ \t]*(.*?)\r?$/mig;
+        is(join(', ', @v), 'nosniff', "$name: nosniff, once");
+    } else {
+        is(header($r, 'x-content-type-options'), 'nosniff', "$name: nosniff, once");
+    }
 }
 
 # --- 415 ------------------------------------------------------------------------------------
@@ -124,12 +137,19 @@ is($r->{status}, 204, 'OPTIONS');
 nosniff_ok($r, '204');
 my $raw = $t->raw_http("GET /api/v1/health HTTP/1.1\r\nHost: x\r\nHost: y\r\nConnection: close\r\n\r\n");
 is($raw->{status}, 400, "nginx's own 400 (two Host headers), through error_page");
-like($raw->{raw}, qr/^X-Content-Type-Options: nosniff\r$/mi, "nginx's own 400: nosniff");
+nosniff_ok($raw, "nginx's own 400");
+$raw = $t->raw_http("GET /api/v1/health HTTP/1.1 junk\r\nHost: x\r\nConnection: close\r\n\r\n");
+is($raw->{status}, 400, "a malformed request line, before any location, through error_page");
+is($raw->{json}{detail}{error_code}, 'BAD_REQUEST', '... as the envelope');
+nosniff_ok($raw, 'a malformed request line');
+$raw = $t->raw_http('GET /api/v1/' . ('a' x 9000) . " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+is($raw->{status}, 414, "nginx's own 414, through error_page");
+nosniff_ok($raw, "nginx's own 414");
 my $huge = '{"notes":"' . ('x' x (1100 * 1024)) . '"}';
 $raw = $t->raw_http("POST /api/v1/clusters HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
     . 'Content-Length: ' . length($huge) . "\r\nConnection: close\r\n\r\n");
 is($raw->{status}, 413, "nginx's own 413 (over client_max_body_size 1m), through error_page");
-like($raw->{raw}, qr/^X-Content-Type-Options: nosniff\r$/mi, "nginx's own 413: nosniff");
+nosniff_ok($raw, "nginx's own 413");
 
 # --- bodies between client_body_buffer_size and client_max_body_size ---------------------------
 
@@ -159,18 +179,61 @@ sub on {
     return HTTP::Tiny->new(timeout => 10)->request(GET => "http://127.0.0.1:$port$path",
         {headers => \%h});
 }
+sub raw_on {
+    my ($port, $request) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port", Timeout => 10) or die "connect: $!";
+    print $s $request;
+    local $/;
+    my $resp = <$s> // '';
+    my ($status) = $resp =~ m{^HTTP/1\.[01] (\d{3})};
+    my ($body) = $resp =~ m{\r\n\r\n(.*)\z}s;
+    return {status => $status // 0, raw => $resp,
+        json => defined $body && length $body ? RelyLoop::Test::json_decode($body) : undef};
+}
 my $path = "/api/v1/config-repos/$repo->{id}";
 is($t->http(GET => $path)->{status}, 200, 'allow 127.0.0.1; deny all: loopback is let in');
-is(on($p_deny, $path)->{status}, 403, 'deny 127.0.0.1: 403 before the module');
-is(on($p_basic, $path)->{status}, 401, 'auth_basic without credentials: 401');
+$r = on($p_deny, $path);
+is($r->{status}, 403, 'deny 127.0.0.1: 403 before the module');
+nosniff_ok($r, "deny's 403");
+$r = on($p_basic, $path);
+is($r->{status}, 401, 'auth_basic without credentials: 401');
+nosniff_ok($r, "auth_basic's 401");
 is(on($p_basic, $path, Authorization => 'Basic ' . MIME::Base64::encode_base64('operator:wrong', ''))
     ->{status}, 401, 'auth_basic with a wrong password: 401');
 my $ok = on($p_basic, $path,
     Authorization => 'Basic ' . MIME::Base64::encode_base64('operator:s3cret', ''));
 is($ok->{status}, 200, 'auth_basic with the password: 200');
-is(on($p_authreq, $path)->{status}, 401, 'auth_request answering 401: 401');
+nosniff_ok($ok, 'behind auth_basic, 200');
+$r = on($p_authreq, $path);
+is($r->{status}, 401, 'auth_request answering 401: 401');
+nosniff_ok($r, "auth_request's 401");
 is(on($p_authreq, $path, 'X-Token' => 'nope')->{status}, 401, 'auth_request, a bad token: 401');
 is(on($p_authreq, $path, 'X-Token' => 'letmein')->{status}, 200, 'auth_request answering 204: 200');
+
+# --- add_header of the same name; early failures as the envelope ------------------------------
+
+$r = on($p_plain, $path);
+is($r->{status}, 200, 'a location with add_header X-Content-Type-Options ... always');
+nosniff_ok($r, 'add_header and the module');
+$r = on($p_plain, '/api/v1/nowhere');
+nosniff_ok($r, 'add_header and the module, 404');
+# a broken chunked body on a route without a body, where no error_page applies
+$raw = raw_on($p_plain, "GET /api/v1/health HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+    . "Connection: close\r\n\r\nzz\r\nxx\r\n0\r\n\r\n");
+is($raw->{status}, 400, 'a broken chunked body on GET: 400');
+is($raw->{json}{detail}{error_code}, 'BAD_REQUEST', '... as the envelope, not an nginx page')
+    or diag($raw->{raw});
+nosniff_ok($raw, 'a broken chunked body');
+
+$t->stop_worker;
+my $p3 = insert_proposal($t, cluster_id => $cluster->{id}, template_id => $template->{id});
+$r = api($t, POST => "/api/v1/proposals/$p3/open_pr");
+error_ok($r, 503, 'QUEUE_UNAVAILABLE', 'open_pr with the worker socket gone');
+nosniff_ok($r, 'QUEUE_UNAVAILABLE');
+$t->pg_ctl_stop;
+$r = api($t, GET => $path);
+error_ok($r, 503, 'DATABASE_UNAVAILABLE', 'a read with PostgreSQL stopped');
+nosniff_ok($r, 'DATABASE_UNAVAILABLE');
 
 responses_ok();
 $t->done;

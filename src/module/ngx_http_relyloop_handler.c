@@ -60,13 +60,21 @@ ngx_http_relyloop_handler(ngx_http_request_t *r)
     rmcf = ngx_http_get_module_main_conf(r, ngx_http_relyloop_module);
     rlcf = ngx_http_get_module_loc_conf(r, ngx_http_relyloop_module);
 
+    /*
+     * The early failures answer with the core's static envelope, never an
+     * nginx error page. A worker process whose core or pool could not be
+     * created has exited (init_process), so the first cannot happen.
+     */
+
     if (rmcf->core == NULL || rmcf->pool == NULL) {
-        return NGX_HTTP_SERVICE_UNAVAILABLE;
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "relyloop: the module is not initialised");
+        return ngx_http_relyloop_internal_error(r);
     }
 
     ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_relyloop_ctx_t));
     if (ctx == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return ngx_http_relyloop_internal_error(r);
     }
 
     ctx->request = r;
@@ -145,7 +153,7 @@ ngx_http_relyloop_handler(ngx_http_request_t *r)
     /* runs when the request is freed or terminated (client gone) */
     cln = ngx_http_cleanup_add(r, 0);
     if (cln == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return ngx_http_relyloop_internal_error(r);
     }
 
     if (rl_request_new(&ctx->core, rmcf->core, &in, ngx_http_relyloop_log,
@@ -184,7 +192,15 @@ ngx_http_relyloop_handler(ngx_http_request_t *r)
         rc = ngx_http_discard_request_body(r);
 
         if (rc != NGX_OK) {
-            return rc;
+
+            /* a broken chunked body: the envelope, not nginx's page */
+
+            r->keepalive = 0;
+
+            rl_request_set_http_error(ctx->core,
+                                      rc >= NGX_HTTP_SPECIAL_RESPONSE
+                                      ? (int) rc
+                                      : NGX_HTTP_INTERNAL_SERVER_ERROR);
         }
     }
 
@@ -491,21 +507,11 @@ ngx_http_relyloop_respond(ngx_http_relyloop_ctx_t *ctx, rl_step_t *step)
 static ngx_int_t
 ngx_http_relyloop_send(ngx_http_request_t *r, u_char *body, size_t len)
 {
-    ngx_int_t         rc;
-    ngx_buf_t        *b;
-    ngx_chain_t       out;
-    ngx_table_elt_t  *h;
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
 
-    /* every answer of the module, errors included (docs/api.md) */
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    h->hash = 1;
-    ngx_str_set(&h->key, "X-Content-Type-Options");
-    ngx_str_set(&h->value, "nosniff");
+    /* X-Content-Type-Options is the header filter's (module.c) */
 
     rc = ngx_http_send_header(r);
 

@@ -14,6 +14,8 @@
 #include "ngx_http_relyloop_module.h"
 
 
+static ngx_int_t ngx_http_relyloop_init(ngx_conf_t *cf);
+static ngx_int_t ngx_http_relyloop_header_filter(ngx_http_request_t *r);
 static void *ngx_http_relyloop_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_relyloop_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_http_relyloop_create_loc_conf(ngx_conf_t *cf);
@@ -160,7 +162,7 @@ static ngx_command_t  ngx_http_relyloop_commands[] = {
 
 static ngx_http_module_t  ngx_http_relyloop_module_ctx = {
     NULL,                                  /* preconfiguration */
-    NULL,                                  /* postconfiguration */
+    ngx_http_relyloop_init,                /* postconfiguration */
 
     ngx_http_relyloop_create_main_conf,    /* create main configuration */
     ngx_http_relyloop_init_main_conf,      /* init main configuration */
@@ -187,6 +189,82 @@ ngx_module_t  ngx_http_relyloop_module = {
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
+
+
+static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
+
+
+/*
+ * X-Content-Type-Options: nosniff on every response sent in a location with
+ * relyloop_api: the module's own answers and everything nginx answers there
+ * by itself (allow/deny, auth_basic, auth_request, its error pages), and
+ * nginx's errors raised before location matching once error_page has
+ * redirected them to such a location (docs/decisions.md). The module sits
+ * below ngx_http_headers_filter_module in the filter chain (config), so an
+ * add_header of the same name is seen here and not doubled.
+ */
+
+static ngx_int_t
+ngx_http_relyloop_header_filter(ngx_http_request_t *r)
+{
+    ngx_uint_t                     i;
+    ngx_list_part_t               *part;
+    ngx_table_elt_t               *h;
+    ngx_http_relyloop_loc_conf_t  *rlcf;
+
+    rlcf = ngx_http_get_module_loc_conf(r, ngx_http_relyloop_module);
+
+    if (r != r->main || rlcf->api != 1) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    part = &r->headers_out.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].hash != 0
+            && h[i].key.len == sizeof("X-Content-Type-Options") - 1
+            && ngx_strncasecmp(h[i].key.data,
+                               (u_char *) "X-Content-Type-Options",
+                               h[i].key.len)
+               == 0)
+        {
+            return ngx_http_next_header_filter(r);
+        }
+    }
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "X-Content-Type-Options");
+    ngx_str_set(&h->value, "nosniff");
+
+    return ngx_http_next_header_filter(r);
+}
+
+
+static ngx_int_t
+ngx_http_relyloop_init(ngx_conf_t *cf)
+{
+    ngx_http_next_header_filter = ngx_http_top_header_filter;
+    ngx_http_top_header_filter = ngx_http_relyloop_header_filter;
+
+    return NGX_OK;
+}
 
 
 static void *
