@@ -280,7 +280,8 @@ my $did = uuid7();
 $t->psql("INSERT INTO digests (id, study_id, narrative, parameter_importance, recommended_config, "
     . "suggested_followups, generated_by, generated_at) VALUES ('$did', '$sid2', "
     . "'Boosting titles helps.', '{\"title.boost\": 0.8, \"op\": 0.2}', "
-    . "'{\"title.boost\": 2.5, \"op\": \"AND\"}', ARRAY['try fuzziness', 'widen the range'], "
+    . "'{\"title.boost\": 2.5, \"op\": \"AND\"}', "
+    . "'[{\"kind\": \"text\", \"rationale\": \"try fuzziness\", \"search_space\": null}, \"widen the range\"]', "
     . "'llm:test', '2026-03-03 04:05:06.7+00')");
 for my $i (1 .. 2) {
     $r = api($t, GET => "/api/v1/studies/$sid2/digest");
@@ -293,7 +294,10 @@ is($d->{study_id}, $sid2, 'study_id');
 is($d->{narrative}, 'Boosting titles helps.', 'narrative');
 is_deeply($d->{parameter_importance}, {'title.boost' => 0.8, op => 0.2}, 'parameter_importance');
 is_deeply($d->{recommended_config}, {'title.boost' => 2.5, op => 'AND'}, 'recommended_config');
-is_deeply($d->{suggested_followups}, ['try fuzziness', 'widen the range'], 'suggested_followups');
+is_deeply($d->{suggested_followups},
+    [{kind => 'text', rationale => 'try fuzziness', search_space => undef},
+     {kind => 'text', rationale => 'widen the range', search_space => undef}],
+    'suggested_followups: FollowupItems (a legacy string wrapped as text)');
 is($d->{generated_by}, 'llm:test', 'generated_by');
 is($d->{generated_at}, '2026-03-03T04:05:06.700000+00:00', 'generated_at');
 

@@ -167,13 +167,13 @@ sub study {
     my @trials = @{$o{trials} || [[{'title.boost' => 2.5}, 0.487], [{'title.boost' => 0.8}, 0.412]]};
     my $sql = 'INSERT INTO query_sets (id, name, cluster_id) VALUES ('
         . join(',', map { sql_quote($_) } $qs, uniq_name('qs'), $cluster->{id}) . ");\n"
-        . 'INSERT INTO judgment_lists (id, name, query_set_id, cluster_id, target, status) VALUES ('
+        . 'INSERT INTO judgment_lists (id, name, query_set_id, cluster_id, target, rubric, status) VALUES ('
         . join(',', map { sql_quote($_) } $jl, uniq_name('jl'), $qs, $cluster->{id}, 'products',
-            'complete') . ");\n"
+            '', 'complete') . ");\n"
         . 'INSERT INTO studies (id, name, cluster_id, target, template_id, query_set_id, '
-        . 'judgment_list_id, status, optuna_study_name, best_metric, objective) VALUES ('
+        . "judgment_list_id, status, optuna_study_name, search_space, config, best_metric, objective) VALUES ("
         . join(',', map { sql_quote($_) } $sid, $name, $cluster->{id}, 'products', $tmpl->{id},
-            $qs, $jl, 'completed', "optuna-$sid") . ', 0.487, '
+            $qs, $jl, 'completed', "optuna-$sid") . ", '{}', '{}', 0.487, "
         . sql_json($o{objective} // {metric => 'ndcg@10', direction => 'maximize'}) . ");\n";
     my $best;
     for my $i (0 .. $#trials) {
@@ -191,7 +191,9 @@ sub study {
             . 'recommended_config, suggested_followups, generated_by) VALUES ('
             . join(',', sql_quote(uuid7()), sql_quote($sid), sql_quote('narrative'),
                 sql_json($o{importance} // {'title.boost' => 1.0}), sql_json({}),
-                'ARRAY[' . join(',', map { sql_quote($_) } @{$o{followups} || ['Widen the range']}) . ']::text[]',
+                # strings are wrapped as text items, other values stored as given
+                sql_json([map { ref $_ ? $_ : {kind => 'text', rationale => $_, search_space => undef} }
+                    @{$o{followups} || ['Widen the range']}]),
                 sql_quote('test')) . ");\n";
     }
     $sql .= 'INSERT INTO proposals (id, study_id, cluster_id, template_id, config_diff, '
