@@ -163,4 +163,36 @@ $prow = $s->open_and_wait($m);
 is($prow->{status}, 'pending', '" Integer " is int: 2.5 refused');
 like($prow->{pr_open_error} // '', qr/^PARAM_NOT_IN_TEMPLATE/, 'with PARAM_NOT_IN_TEMPLATE');
 
+# --- the last merged proposal pointer (upstream's webhook writes it) -------------------
+$t->psql("UPDATE config_repos SET last_merged_proposal_id = '$sup' WHERE id = '$repo->{id}'");
+$r = api($t, GET => "/api/v1/config-repos/$repo->{id}");
+is($r->{json}{last_merged_proposal}{id}, $sup, 'config repo detail: last_merged_proposal');
+is($r->{json}{last_merged_proposal}{is_currently_live}, JSON::PP::true, 'which is live');
+is($r->{json}{last_merged_proposal}{template}{name}, 'product search', 'with its template');
+$r = api($t, GET => '/api/v1/config-repos');
+my ($lrow) = grep { $_->{id} eq $repo->{id} } @{$r->{json}{data} || []};
+ok(exists $lrow->{last_merged_proposal} && !defined $lrow->{last_merged_proposal}, 'null on list rows');
+$r = api($t, GET => "/api/v1/proposals?study_id=$sid");
+is_deeply({map { $_->{id} => $_->{is_currently_live} ? 1 : 0 } @{$r->{json}{data} || []}},
+    {$sup => 1, $pid => 0}, 'is_currently_live on the list');
+
+# --- solr, as upstream 0022 allows -------------------------------------------------------
+my $solr = uuid7();
+$t->psql('INSERT INTO clusters (id, name, engine_type, environment, base_url, auth_kind, '
+    . "credentials_ref, target_filter) VALUES ('$solr', 'solr-one', 'solr', 'dev', 'http://solr', "
+    . "'solr_basic', 'cred', 'products-*')");
+$r = api($t, GET => "/api/v1/clusters/$solr");
+is($r->{status}, 200, 'solr cluster → 200');
+is_deeply([@{$r->{json} || {}}{qw(engine_type auth_kind target_filter)}],
+    ['solr', 'solr_basic', 'products-*'], 'served as stored, with target_filter');
+
+# --- a database older than the module ------------------------------------------------
+$t->psql('ALTER TABLE clusters DROP COLUMN target_filter');
+$r = api($t, GET => "/api/v1/clusters/$cluster->{id}");
+is($r->{status}, 500, 'a column missing: 500');
+is($r->{json}{detail}{error_code}, 'INTERNAL_ERROR', 'INTERNAL_ERROR');
+like($t->nginx_error_log,
+    qr/\[error\].*relyloop: database schema older than this module \(run relyloop-worker migrate\): 42703/,
+    'the error log says the schema is older than the module');
+
 $s->done;
