@@ -153,9 +153,13 @@ sub template {
 # Returns {study_id, proposal_id}.
 sub seed {
     my ($self, $cluster, $tmpl) = @_;
-    return $self->study($cluster, $tmpl, name => 'e2e-seed-' . substr(uuid7(), 0, 8),
+    my $seed = $self->study($cluster, $tmpl, name => 'e2e-seed-' . substr(uuid7(), 0, 8),
         followups => ['Explore title.boost between 2.5 and 4.0',
             'Tune description.boost with title.boost fixed at 2.5']);
+    # "from": 1.0 spelled as the seed spelled it (Perl's JSON would write 1).
+    $self->{t}->psql(q{UPDATE proposals SET config_diff = '{"title.boost": {"from": 1.0, "to": 2.5}}' }
+        . 'WHERE id = ' . sql_quote($seed->{proposal_id}));
+    return $seed;
 }
 
 # study($cluster, $template, config_diff => {...}, importance => {...}, followups => [...],
