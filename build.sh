@@ -126,10 +126,13 @@ clear_sanitizer_env() {
     done
 }
 
-# run_suite NAME: unit tests (CTest) and integration tests (prove) against one
-# build variant.
+# run_suite NAME [DB_KIND]: unit tests (CTest) and integration tests (prove)
+# against one build variant. DB_KIND (own|upstream, RELYLOOP_DB_KIND) is the
+# kind of database every test's migrate() prepares: own = migrate on an empty
+# database, upstream = RelyLoop's 0023 schema (t/fixtures/relyloop-0023.sql)
+# first (docs/upstream-schema.md).
 run_suite() {
-    local name=$1
+    local name=$1 kind=${2:-own}
     local cm=$BUILD/cmake-$name
     log "unit tests ($name)"
     # A sanitizer report ends the unit test with a failure (halt_on_error,
@@ -143,12 +146,13 @@ run_suite() {
         fi
         ctest --output-on-failure --no-tests=error --timeout "${RELYLOOP_UNIT_TIMEOUT:-300}" -j"$JOBS"
     )
-    log "integration tests ($name)"
+    log "integration tests ($name, $kind database)"
     # Each file fails itself after RELYLOOP_TEST_TIMEOUT seconds (t/lib/RelyLoop/Test.pm);
     # `timeout` is the backstop for a file that cannot (SIGTERM, then SIGKILL).
     local budget=${RELYLOOP_TEST_TIMEOUT:-}
     [ -n "$budget" ] || { [ "$name" = asan ] && budget=900 || budget=300; }
     PERL5LIB="$ROOT/t/lib${PERL5LIB:+:$PERL5LIB}" \
+    RELYLOOP_DB_KIND=$kind \
     RELYLOOP_VARIANT=$name \
     RELYLOOP_MODULE=$BUILD/nginx-$name/ngx_http_relyloop_module.so \
     RELYLOOP_WORKER=$cm/relyloop-worker \
@@ -163,11 +167,13 @@ cmd_test() {
     cmd_build -DRELYLOOP_TESTS=ON
     PROVE_ARGS=("$@")
     [ ${#PROVE_ARGS[@]} -eq 0 ] && PROVE_ARGS=("$ROOT"/t/*.t)
-    run_suite release
+    # Both kinds of database, at no extra cost: the release run on our own
+    # databases, the ASan run on upstream RelyLoop ones.
+    run_suite release own
     build_variant asan -DCMAKE_BUILD_TYPE=Debug -DRELYLOOP_SANITIZE=ON -DRELYLOOP_TESTS=ON
-    run_suite asan
+    run_suite asan upstream
     cmd_fuzz 30
-    log "all tests passed (release and asan, fuzz targets 30 s each)"
+    log "all tests passed (release on own databases, asan on upstream ones, fuzz targets 30 s each)"
 }
 
 # ./build.sh up [--no-build] [--demo]: PostgreSQL (kept under .run/pg),

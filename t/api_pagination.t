@@ -193,11 +193,11 @@ walk_ok('/api/v1/proposals', 1, expected_proposals('true'), 'all proposals, limi
 
 my $base = base_rows($t, cluster => $ca, template => $tpl);
 $t->psql("INSERT INTO studies (id, name, cluster_id, target, template_id, query_set_id, "
-    . "judgment_list_id, status, optuna_study_name, created_at) "
+    . "judgment_list_id, status, optuna_study_name, created_at, search_space, objective, config) "
     . "SELECT $ID, 's' || i, '$ca->{id}', 't', '$tpl->{id}', '$base->{query_set_id}', "
     . "'$base->{judgment_list_id}', CASE WHEN i % 2 = 0 THEN 'completed' ELSE 'failed' END, "
-    . "'opt-' || i, '2026-03-01 00:00:00+00'::timestamptz + (i / 3) * interval '1 microsecond' "
-    . "FROM (SELECT i, md5('study' || i) AS h FROM generate_series(1, 230) AS i) s");
+    . "'opt-' || i, '2026-03-01 00:00:00+00'::timestamptz + (i / 3) * interval '1 microsecond', "
+    . "'{}', '{}', '{}' FROM (SELECT i, md5('study' || i) AS h FROM generate_series(1, 230) AS i) s");
 my $studies = [map { $_->[0] } $t->psql('SELECT id FROM studies ORDER BY created_at DESC, id DESC')];
 walk_ok('/api/v1/studies', 200, $studies, 'studies, ties a microsecond apart',
     pages => [200, scalar(@$studies) - 200]);

@@ -175,12 +175,332 @@ CREATE INDEX IF NOT EXISTS pr_jobs_lease_idx ON pr_jobs (lease_until) WHERE stat
 CREATE INDEX IF NOT EXISTS pr_jobs_proposal_idx ON pr_jobs (proposal_id, created_at DESC);
 )SQL";
 
+// Step 2 (docs/upstream-schema.md): an own database converges on upstream
+// RelyLoop's shape at alembic revision 0023, in one transaction, data kept.
+// Afterwards a catalog dump of the shared tables equals the upstream one
+// except for the own indexes (t/migrate_upstream.t checks it).
+constexpr const char kConverge0023[] = R"SQL(
+-- 1. Types (binary-compatible: no table rewrite).
+ALTER TABLE config_repos
+    ALTER COLUMN name TYPE VARCHAR,
+    ALTER COLUMN provider TYPE VARCHAR,
+    ALTER COLUMN repo_url TYPE VARCHAR,
+    ALTER COLUMN default_branch TYPE VARCHAR,
+    ALTER COLUMN pr_base_branch TYPE VARCHAR,
+    ALTER COLUMN auth_ref TYPE VARCHAR,
+    ALTER COLUMN webhook_secret_ref TYPE VARCHAR,
+    ALTER COLUMN webhook_registration_error TYPE VARCHAR;
+ALTER TABLE clusters
+    ALTER COLUMN name TYPE VARCHAR,
+    ALTER COLUMN engine_type TYPE VARCHAR,
+    ALTER COLUMN environment TYPE VARCHAR,
+    ALTER COLUMN base_url TYPE VARCHAR,
+    ALTER COLUMN auth_kind TYPE VARCHAR,
+    ALTER COLUMN credentials_ref TYPE VARCHAR,
+    ALTER COLUMN config_path TYPE VARCHAR,
+    ALTER COLUMN notes TYPE VARCHAR;
+ALTER TABLE query_templates
+    ALTER COLUMN name TYPE TEXT,
+    ALTER COLUMN engine_type TYPE TEXT;
+ALTER TABLE query_sets ALTER COLUMN name TYPE TEXT;
+ALTER TABLE judgment_lists
+    ALTER COLUMN name TYPE TEXT,
+    ALTER COLUMN target TYPE TEXT,
+    ALTER COLUMN status TYPE TEXT;
+ALTER TABLE studies
+    ALTER COLUMN name TYPE TEXT,
+    ALTER COLUMN target TYPE TEXT,
+    ALTER COLUMN status TYPE TEXT,
+    ALTER COLUMN optuna_study_name TYPE TEXT;
+ALTER TABLE trials ALTER COLUMN status TYPE TEXT;
+ALTER TABLE digests ALTER COLUMN generated_by TYPE TEXT;
+ALTER TABLE proposals
+    ALTER COLUMN status TYPE TEXT,
+    ALTER COLUMN pr_url TYPE TEXT,
+    ALTER COLUMN pr_state TYPE TEXT;
+
+-- 2. Defaults upstream does not have.
+ALTER TABLE query_templates ALTER COLUMN declared_params DROP DEFAULT;
+ALTER TABLE studies
+    ALTER COLUMN search_space DROP DEFAULT,
+    ALTER COLUMN objective DROP DEFAULT,
+    ALTER COLUMN config DROP DEFAULT;
+ALTER TABLE trials
+    ALTER COLUMN params DROP DEFAULT,
+    ALTER COLUMN metrics DROP DEFAULT;
+ALTER TABLE digests
+    ALTER COLUMN parameter_importance DROP DEFAULT,
+    ALTER COLUMN recommended_config DROP DEFAULT;
+
+-- 3. Constraints, re-created after the type changes with upstream's text.
+ALTER TABLE query_templates DROP CONSTRAINT query_templates_engine_type_check;
+ALTER TABLE config_repos DROP CONSTRAINT config_repos_provider_check;
+ALTER TABLE config_repos ADD CONSTRAINT config_repos_provider_check
+    CHECK (provider IN ('github'));
+ALTER TABLE clusters DROP CONSTRAINT clusters_engine_type_check;
+ALTER TABLE clusters ADD CONSTRAINT clusters_engine_type_check
+    CHECK (engine_type IN ('elasticsearch', 'opensearch', 'solr'));
+ALTER TABLE clusters DROP CONSTRAINT clusters_environment_check;
+ALTER TABLE clusters ADD CONSTRAINT clusters_environment_check
+    CHECK (environment IN ('prod', 'staging', 'dev'));
+ALTER TABLE clusters DROP CONSTRAINT clusters_auth_kind_check;
+ALTER TABLE clusters ADD CONSTRAINT clusters_auth_kind_check
+    CHECK (auth_kind IN ('es_apikey', 'es_basic', 'opensearch_basic', 'opensearch_sigv4',
+                         'solr_basic', 'solr_apikey'));
+ALTER TABLE judgment_lists DROP CONSTRAINT judgment_lists_status_check;
+ALTER TABLE judgment_lists ADD CONSTRAINT judgment_lists_status_check
+    CHECK (status IN ('generating', 'complete', 'failed'));
+ALTER TABLE studies DROP CONSTRAINT studies_status_check;
+ALTER TABLE studies ADD CONSTRAINT studies_status_check
+    CHECK (status IN ('queued', 'running', 'completed', 'cancelled', 'failed'));
+ALTER TABLE trials DROP CONSTRAINT trials_status_check;
+ALTER TABLE trials ADD CONSTRAINT trials_status_check
+    CHECK (status IN ('complete', 'failed', 'pruned'));
+ALTER TABLE proposals DROP CONSTRAINT proposals_status_check;
+ALTER TABLE proposals ADD CONSTRAINT proposals_status_check
+    CHECK (status IN ('pending', 'pr_opened', 'pr_merged', 'rejected', 'superseded'));
+ALTER TABLE proposals DROP CONSTRAINT proposals_pr_state_check;
+ALTER TABLE proposals ADD CONSTRAINT proposals_pr_state_check
+    CHECK (pr_state IS NULL OR pr_state IN ('open', 'closed', 'merged'));
+ALTER TABLE clusters DROP CONSTRAINT clusters_config_repo_id_fkey;
+ALTER TABLE clusters ADD CONSTRAINT clusters_config_repo_id_fkey
+    FOREIGN KEY (config_repo_id) REFERENCES config_repos (id);
+ALTER TABLE query_templates DROP CONSTRAINT query_templates_parent_id_fkey;
+ALTER TABLE query_templates ADD CONSTRAINT query_templates_parent_id_fkey
+    FOREIGN KEY (parent_id) REFERENCES query_templates (id);
+ALTER TABLE digests DROP CONSTRAINT digests_study_id_fkey;
+ALTER TABLE digests ADD CONSTRAINT digests_study_id_fkey
+    FOREIGN KEY (study_id) REFERENCES studies (id);
+
+-- 4. rubric is NOT NULL upstream.
+UPDATE judgment_lists SET rubric = '' WHERE rubric IS NULL;
+ALTER TABLE judgment_lists ALTER COLUMN rubric SET NOT NULL;
+
+-- 5. Columns upstream added, in its revision order (0008 .. 0021).
+ALTER TABLE clusters ADD COLUMN search_vector tsvector
+    GENERATED ALWAYS AS (to_tsvector('english', coalesce(name, '') || ' ' || coalesce(base_url, ''))) STORED;
+CREATE INDEX clusters_search_vector_idx ON clusters USING GIN (search_vector);
+ALTER TABLE studies ADD COLUMN search_vector tsvector
+    GENERATED ALWAYS AS (to_tsvector('english', coalesce(name, '') || ' ' || coalesce(target, ''))) STORED;
+CREATE INDEX studies_search_vector_idx ON studies USING GIN (search_vector);
+ALTER TABLE query_sets ADD COLUMN search_vector tsvector
+    GENERATED ALWAYS AS (to_tsvector('english', coalesce(name, ''))) STORED;
+CREATE INDEX query_sets_search_vector_idx ON query_sets USING GIN (search_vector);
+ALTER TABLE query_templates ADD COLUMN search_vector tsvector
+    GENERATED ALWAYS AS (to_tsvector('english', coalesce(name, ''))) STORED;
+CREATE INDEX query_templates_search_vector_idx ON query_templates USING GIN (search_vector);
+ALTER TABLE judgment_lists ADD COLUMN search_vector tsvector
+    GENERATED ALWAYS AS (to_tsvector('english', coalesce(name, '') || ' ' || coalesce(target, ''))) STORED;
+CREATE INDEX judgment_lists_search_vector_idx ON judgment_lists USING GIN (search_vector);
+ALTER TABLE clusters ADD COLUMN target_filter VARCHAR(256);
+ALTER TABLE trials ADD COLUMN per_query_metrics JSONB;
+ALTER TABLE trials ADD CONSTRAINT trials_per_query_metrics_object_check
+    CHECK (per_query_metrics IS NULL OR jsonb_typeof(per_query_metrics) = 'object');
+ALTER TABLE config_repos ADD COLUMN last_merged_proposal_id VARCHAR(36);
+ALTER TABLE config_repos ADD CONSTRAINT config_repos_last_merged_proposal_id_fkey
+    FOREIGN KEY (last_merged_proposal_id) REFERENCES proposals (id) ON DELETE SET NULL;
+CREATE INDEX config_repos_last_merged_proposal_id_idx ON config_repos (last_merged_proposal_id)
+    WHERE last_merged_proposal_id IS NOT NULL;
+UPDATE config_repos cr SET last_merged_proposal_id = sub.proposal_id
+FROM (SELECT DISTINCT ON (c.config_repo_id) c.config_repo_id, p.id AS proposal_id
+      FROM proposals p JOIN clusters c ON c.id = p.cluster_id
+      WHERE p.pr_state = 'merged' AND p.pr_merged_at IS NOT NULL AND c.config_repo_id IS NOT NULL
+      ORDER BY c.config_repo_id, p.pr_merged_at DESC, p.id DESC) sub
+WHERE cr.id = sub.config_repo_id;
+ALTER TABLE proposals ADD COLUMN last_polled_at TIMESTAMPTZ;
+ALTER TABLE studies ADD COLUMN parent_proposal_id VARCHAR(36);
+ALTER TABLE studies ADD CONSTRAINT studies_parent_proposal_id_fkey
+    FOREIGN KEY (parent_proposal_id) REFERENCES proposals (id);
+ALTER TABLE studies ADD COLUMN parent_proposal_followup_index INTEGER;
+CREATE INDEX ix_studies_parent_proposal_id ON studies (parent_proposal_id)
+    WHERE parent_proposal_id IS NOT NULL;
+ALTER TABLE studies ADD CONSTRAINT studies_parent_proposal_pair_check
+    CHECK ((parent_proposal_id IS NULL AND parent_proposal_followup_index IS NULL)
+        OR (parent_proposal_id IS NOT NULL AND parent_proposal_followup_index IS NOT NULL
+            AND parent_proposal_followup_index >= 0));
+-- Deleting a proposal detaches the studies it started (both lineage columns).
+CREATE OR REPLACE FUNCTION fn_clear_studies_parent_proposal_on_proposal_delete()
+RETURNS TRIGGER AS $$
+BEGIN
+    UPDATE studies SET parent_proposal_id = NULL, parent_proposal_followup_index = NULL
+     WHERE parent_proposal_id = OLD.id;
+    RETURN OLD;
+END;
+$$ LANGUAGE plpgsql;
+CREATE TRIGGER trg_clear_studies_parent_proposal_on_proposal_delete
+    BEFORE DELETE ON proposals
+    FOR EACH ROW EXECUTE FUNCTION fn_clear_studies_parent_proposal_on_proposal_delete();
+ALTER TABLE studies ADD COLUMN baseline_trial_id VARCHAR(36);
+ALTER TABLE trials ADD COLUMN is_baseline BOOLEAN NOT NULL DEFAULT FALSE;
+CREATE UNIQUE INDEX uq_trials_study_baseline_complete ON trials (study_id)
+    WHERE is_baseline = TRUE AND status = 'complete';
+ALTER TABLE judgment_lists ADD COLUMN generation_params JSONB;
+
+-- 6. suggested_followups TEXT[] -> JSONB: each string s becomes
+--    {"kind":"text","rationale":s,"search_space":null}, NULL becomes [].
+CREATE FUNCTION pg_temp.relyloop_followups_jsonb(arr TEXT[]) RETURNS JSONB AS $$
+DECLARE
+    out  JSONB := '[]'::jsonb;
+    item TEXT;
+BEGIN
+    IF arr IS NULL THEN
+        RETURN '[]'::jsonb;
+    END IF;
+    FOREACH item IN ARRAY arr LOOP
+        out := out || jsonb_build_array(jsonb_build_object(
+            'kind', 'text', 'rationale', item, 'search_space', NULL));
+    END LOOP;
+    RETURN out;
+END;
+$$ LANGUAGE plpgsql IMMUTABLE;
+ALTER TABLE digests ALTER COLUMN suggested_followups DROP DEFAULT;
+ALTER TABLE digests ALTER COLUMN suggested_followups TYPE JSONB
+    USING pg_temp.relyloop_followups_jsonb(suggested_followups);
+ALTER TABLE digests ALTER COLUMN suggested_followups SET DEFAULT '[]'::jsonb;
+DROP FUNCTION pg_temp.relyloop_followups_jsonb(TEXT[]);
+
+-- 7. The table and index step 1 lacked; upstream's name for the trial index.
+CREATE TABLE queries (
+    id               VARCHAR(36) NOT NULL PRIMARY KEY,
+    query_set_id     VARCHAR(36) NOT NULL REFERENCES query_sets (id) ON DELETE CASCADE,
+    query_text       TEXT        NOT NULL,
+    reference_answer TEXT,
+    metadata         JSONB
+);
+CREATE INDEX proposals_pr_url_idx ON proposals (pr_url) WHERE pr_url IS NOT NULL;
+ALTER INDEX trials_study_metric_idx RENAME TO trials_study_metric;
+)SQL";
+
+// The own tables again, for an upstream database (IF NOT EXISTS throughout).
+constexpr const char kOwnTables[] = R"SQL(
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    INT         PRIMARY KEY,
+    applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS pr_jobs (
+    id          VARCHAR(36)  PRIMARY KEY,
+    proposal_id VARCHAR(36)  NOT NULL REFERENCES proposals (id) ON DELETE CASCADE,
+    state       VARCHAR(16)  NOT NULL
+                CHECK (state IN ('queued', 'running', 'succeeded', 'failed')),
+    attempts    INT          NOT NULL DEFAULT 0,
+    lock_waits  INT          NOT NULL DEFAULT 0,
+    run_after   TIMESTAMPTZ  NOT NULL DEFAULT now(),
+    lease_until TIMESTAMPTZ,
+    worker_id   VARCHAR(128),
+    last_event  VARCHAR(64),
+    last_error  TEXT,
+    created_at  TIMESTAMPTZ  NOT NULL DEFAULT now(),
+    started_at  TIMESTAMPTZ,
+    finished_at TIMESTAMPTZ
+);
+CREATE UNIQUE INDEX IF NOT EXISTS pr_jobs_live_proposal_idx
+    ON pr_jobs (proposal_id) WHERE state IN ('queued', 'running');
+CREATE INDEX IF NOT EXISTS pr_jobs_claim_idx ON pr_jobs (run_after) WHERE state = 'queued';
+CREATE INDEX IF NOT EXISTS pr_jobs_lease_idx ON pr_jobs (lease_until) WHERE state = 'running';
+CREATE INDEX IF NOT EXISTS pr_jobs_proposal_idx ON pr_jobs (proposal_id, created_at DESC);
+)SQL";
+
+constexpr OwnIndex kOwnIndexes[] = {
+    {"config_repos_created_idx",
+     "CREATE INDEX CONCURRENTLY IF NOT EXISTS config_repos_created_idx"
+     " ON config_repos (created_at DESC, id DESC)"},
+    {"clusters_created_idx",
+     "CREATE INDEX CONCURRENTLY IF NOT EXISTS clusters_created_idx"
+     " ON clusters (created_at DESC, id DESC)"},
+    {"query_templates_created_idx",
+     "CREATE INDEX CONCURRENTLY IF NOT EXISTS query_templates_created_idx"
+     " ON query_templates (created_at DESC, id DESC)"},
+    {"studies_created_idx",
+     "CREATE INDEX CONCURRENTLY IF NOT EXISTS studies_created_idx"
+     " ON studies (created_at DESC, id DESC)"},
+    {"proposals_created_idx",
+     "CREATE INDEX CONCURRENTLY IF NOT EXISTS proposals_created_idx"
+     " ON proposals (created_at DESC, id DESC)"},
+    {"proposals_status_idx",
+     "CREATE INDEX CONCURRENTLY IF NOT EXISTS proposals_status_idx"
+     " ON proposals (status, created_at DESC, id DESC)"},
+    {"proposals_cluster_idx",
+     "CREATE INDEX CONCURRENTLY IF NOT EXISTS proposals_cluster_idx"
+     " ON proposals (cluster_id, created_at DESC)"},
+    {"proposals_study_idx",
+     "CREATE INDEX CONCURRENTLY IF NOT EXISTS proposals_study_idx ON proposals (study_id)"},
+};
+
+// Every column the module or the worker reads or writes.
+constexpr RequiredColumn kRequired[] = {
+    {"config_repos", "id", nullptr}, {"config_repos", "name", nullptr},
+    {"config_repos", "provider", nullptr}, {"config_repos", "repo_url", nullptr},
+    {"config_repos", "default_branch", nullptr}, {"config_repos", "pr_base_branch", nullptr},
+    {"config_repos", "auth_ref", nullptr}, {"config_repos", "webhook_secret_ref", nullptr},
+    {"config_repos", "webhook_registration_error", nullptr},
+    {"config_repos", "last_merged_proposal_id", nullptr}, {"config_repos", "created_at", nullptr},
+    {"clusters", "id", nullptr}, {"clusters", "name", nullptr},
+    {"clusters", "engine_type", nullptr}, {"clusters", "environment", nullptr},
+    {"clusters", "base_url", nullptr}, {"clusters", "auth_kind", nullptr},
+    {"clusters", "credentials_ref", nullptr}, {"clusters", "config_repo_id", nullptr},
+    {"clusters", "config_path", nullptr}, {"clusters", "engine_config", nullptr},
+    {"clusters", "notes", nullptr}, {"clusters", "target_filter", nullptr},
+    {"clusters", "search_vector", nullptr}, {"clusters", "created_at", nullptr},
+    {"clusters", "deleted_at", nullptr},
+    {"query_templates", "id", nullptr}, {"query_templates", "name", nullptr},
+    {"query_templates", "engine_type", nullptr}, {"query_templates", "body", nullptr},
+    {"query_templates", "declared_params", nullptr}, {"query_templates", "version", nullptr},
+    {"query_templates", "parent_id", nullptr}, {"query_templates", "search_vector", nullptr},
+    {"query_templates", "created_at", nullptr},
+    {"query_sets", "id", nullptr}, {"query_sets", "name", nullptr},
+    {"query_sets", "description", nullptr}, {"query_sets", "cluster_id", nullptr},
+    {"query_sets", "created_at", nullptr},
+    {"queries", "id", nullptr}, {"queries", "query_set_id", nullptr},
+    {"queries", "query_text", nullptr},
+    {"judgment_lists", "id", nullptr}, {"judgment_lists", "name", nullptr},
+    {"judgment_lists", "query_set_id", nullptr}, {"judgment_lists", "cluster_id", nullptr},
+    {"judgment_lists", "target", nullptr}, {"judgment_lists", "rubric", nullptr},
+    {"judgment_lists", "status", nullptr}, {"judgment_lists", "created_at", nullptr},
+    {"studies", "id", nullptr}, {"studies", "name", nullptr}, {"studies", "cluster_id", nullptr},
+    {"studies", "target", nullptr}, {"studies", "template_id", nullptr},
+    {"studies", "query_set_id", nullptr}, {"studies", "judgment_list_id", nullptr},
+    {"studies", "search_space", nullptr}, {"studies", "objective", nullptr},
+    {"studies", "config", nullptr}, {"studies", "status", nullptr},
+    {"studies", "failed_reason", nullptr}, {"studies", "optuna_study_name", nullptr},
+    {"studies", "parent_study_id", nullptr}, {"studies", "baseline_metric", nullptr},
+    {"studies", "baseline_trial_id", nullptr}, {"studies", "best_metric", nullptr},
+    {"studies", "best_trial_id", nullptr}, {"studies", "search_vector", nullptr},
+    {"studies", "created_at", nullptr}, {"studies", "started_at", nullptr},
+    {"studies", "completed_at", nullptr},
+    {"trials", "id", nullptr}, {"trials", "study_id", nullptr},
+    {"trials", "optuna_trial_number", nullptr}, {"trials", "params", nullptr},
+    {"trials", "primary_metric", nullptr}, {"trials", "metrics", nullptr},
+    {"trials", "per_query_metrics", nullptr}, {"trials", "is_baseline", nullptr},
+    {"trials", "duration_ms", nullptr}, {"trials", "status", nullptr},
+    {"trials", "error", nullptr}, {"trials", "started_at", nullptr},
+    {"trials", "ended_at", nullptr},
+    {"digests", "id", nullptr}, {"digests", "study_id", nullptr},
+    {"digests", "narrative", nullptr}, {"digests", "parameter_importance", nullptr},
+    {"digests", "recommended_config", nullptr}, {"digests", "suggested_followups", "jsonb"},
+    {"digests", "generated_by", nullptr}, {"digests", "generated_at", nullptr},
+    {"proposals", "id", nullptr}, {"proposals", "study_id", nullptr},
+    {"proposals", "study_trial_id", nullptr}, {"proposals", "cluster_id", nullptr},
+    {"proposals", "template_id", nullptr}, {"proposals", "config_diff", nullptr},
+    {"proposals", "metric_delta", nullptr}, {"proposals", "status", nullptr},
+    {"proposals", "pr_url", nullptr}, {"proposals", "pr_state", nullptr},
+    {"proposals", "pr_merged_at", nullptr}, {"proposals", "pr_open_error", nullptr},
+    {"proposals", "rejected_reason", nullptr}, {"proposals", "last_polled_at", nullptr},
+    {"proposals", "created_at", nullptr},
+};
+
 constexpr Migration kMigrations[] = {
     {1, "initial schema", kInitial},
+    {2, "converge with upstream 0023", kConverge0023},
 };
 
 }  // namespace
 
 std::span<const Migration> migrations() { return kMigrations; }
+
+const char *own_tables_sql() { return kOwnTables; }
+
+std::span<const OwnIndex> own_indexes() { return kOwnIndexes; }
+
+std::span<const RequiredColumn> required_columns() { return kRequired; }
 
 }  // namespace relyloop::schema

@@ -44,6 +44,7 @@ const Regex &re_repo_name() { static const Regex r("[a-z0-9][a-z0-9-]*"); return
 const Regex &re_auth_ref() { static const Regex r("[A-Za-z0-9_-]+"); return r; }
 const Regex &re_branch() { static const Regex r("[A-Za-z0-9][A-Za-z0-9._/-]*"); return r; }
 const Regex &re_template() { static const Regex r("[A-Za-z0-9][A-Za-z0-9._-]*"); return r; }
+const Regex &re_stored_template() { static const Regex r("[A-Za-z0-9][A-Za-z0-9 ._-]*"); return r; }
 const Regex &re_config_path() { static const Regex r("[A-Za-z0-9_./-]+"); return r; }
 const Regex &re_segment() { static const Regex r("[A-Za-z0-9._-]+"); return r; }
 
@@ -83,6 +84,10 @@ bool valid_branch_name(std::string_view s) {
 
 bool valid_template_name(std::string_view s) {
     return !s.empty() && s.size() <= 128 && re_template().full_match(s);
+}
+
+bool valid_stored_template_name(std::string_view s) {
+    return !s.empty() && s.size() <= 256 && re_stored_template().full_match(s);
 }
 
 bool valid_config_path(std::string_view s) {

@@ -18,6 +18,10 @@ namespace relyloop {
 [[nodiscard]] bool valid_branch_name(std::string_view s);
 // template name (becomes a file name): 1..128, ^[A-Za-z0-9][A-Za-z0-9._-]*$
 [[nodiscard]] bool valid_template_name(std::string_view s);
+// A template name as the worker accepts it from the database, where upstream
+// RelyLoop may have written it (docs/upstream-schema.md): 1..256,
+// ^[A-Za-z0-9][A-Za-z0-9 ._-]*$ (spaces allowed).
+[[nodiscard]] bool valid_stored_template_name(std::string_view s);
 // config_path: 1..512, ^[A-Za-z0-9_./-]+$, relative, no ".." segment.
 [[nodiscard]] bool valid_config_path(std::string_view s);
 

@@ -78,15 +78,18 @@ int run_check(const Settings &s, FILE *out, FILE *err) noexcept {
         } catch (const DbError &e) {
             return r.fail("schema", e.what());
         }
-        if (!sv.table_exists || sv.current < sv.latest) {
-            return r.fail("schema", "database schema is at version " + std::to_string(sv.current) +
-                                        ", this worker needs " + std::to_string(sv.latest) +
-                                        "; run `relyloop-worker migrate`");
+        if (std::string why = sv.problem(); !why.empty()) {
+            return r.fail("schema", why);
         }
-        r.ok("schema", "version " + std::to_string(sv.current) +
-                           (sv.current > sv.latest
-                                ? " (newer than this worker's " + std::to_string(sv.latest) + ")"
-                                : ""));
+        if (sv.kind == DbKind::upstream || sv.kind == DbKind::upstream_unknown) {
+            r.ok("schema", "upstream RelyLoop database at alembic revision " + sv.alembic +
+                               ", every column this worker needs, own tables present");
+        } else {
+            r.ok("schema", "version " + std::to_string(sv.current) +
+                               (sv.current > sv.latest ? " (newer than this worker's " +
+                                                             std::to_string(sv.latest) + ")"
+                                                       : ""));
+        }
 
         // 3. Secrets directory: PAT files are read from it per job.
         if (std::string why = check_dir(s.secrets_dir, R_OK | X_OK); !why.empty()) {

@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "event_log.hpp"
 #include "pipeline.hpp"
@@ -17,19 +18,41 @@
 
 namespace relyloop::worker {
 
-// `relyloop-worker migrate`: applies the missing steps of common/schema in
-// one transaction under pg_advisory_xact_lock(kMigrateLockKey), creating
-// schema_migrations in the same locked transaction, so concurrent runs
-// serialize and the later ones find nothing to do. Exit status.
+// `relyloop-worker migrate` (docs/upstream-schema.md): recognises the kind
+// of database, then on an empty or own one applies the missing steps of
+// common/schema in one transaction (schema_migrations created in the same
+// transaction), on an upstream RelyLoop one adds only the own tables; then,
+// after the commit, creates the own indexes CONCURRENTLY. Each phase holds
+// kMigrateLockKey (taken by polling, so no session waits on it inside a
+// transaction a concurrent index build would wait for). Exit status.
 [[nodiscard]] int run_migrate(const Settings &settings, FILE *out, FILE *err) noexcept;
 
+enum class DbKind {
+    empty,             // no marker, none of the shared tables
+    own,               // schema_migrations, no alembic_version
+    upstream,          // alembic_version at the supported revision
+    upstream_behind,   // alembic_version older than the supported revision
+    upstream_unknown,  // alembic_version with another value (or 0 / 2+ rows)
+    unknown,           // shared tables, neither marker
+};
+
 struct SchemaVersion {
+    DbKind kind = DbKind::empty;
+    std::string alembic;  // the alembic_version value (upstream kinds)
     bool table_exists = false;
-    int current = 0;  // highest applied version, 0 when none
-    int latest = 0;   // the highest version this binary knows
+    int current = 0;                   // highest applied own step, 0 when none
+    int latest = 0;                    // the highest step this binary knows
+    bool own_tables = false;           // pr_jobs and schema_migrations exist
+    std::vector<std::string> missing;  // required columns absent ("table.column")
+
+    // Why this worker cannot run on the database as it is ("" = it can), ending
+    // in what to run.
+    [[nodiscard]] std::string problem() const;
 };
 // Throws DbError.
 [[nodiscard]] SchemaVersion read_schema_version(PGconn *conn);
+// The required columns (common/schema) absent from the database. Throws DbError.
+[[nodiscard]] std::vector<std::string> missing_columns(PGconn *conn);
 
 // `relyloop-worker check`: validates configuration and connectivity, prints
 // one line per check, stops at the first failure. Exit status (0 = all ok).

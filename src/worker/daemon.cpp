@@ -72,11 +72,8 @@ bool check_database_at_start(const Settings &settings, EventLog &log) {
     }
     try {
         SchemaVersion sv = read_schema_version(conn.get());
-        if (sv.current < sv.latest) {
-            log.warn("schema_outdated",
-                     {{"message", "database schema version " + std::to_string(sv.current) +
-                                      ", this worker needs " + std::to_string(sv.latest) +
-                                      "; run `relyloop-worker migrate`"}});
+        if (std::string why = sv.problem(); !why.empty()) {
+            log.warn("schema_outdated", {{"message", why}});
         }
     } catch (const DbError &e) {
         log.warn("db_error", {{"message", e.what()}});

@@ -216,7 +216,11 @@ TEST(ParamsEdit, TypeChecksPerHint) {
               ErrorCode::kParamNotInTemplate);
     EXPECT_EQ(err(R"({"p": {"type": "int", "min": 2}})", R"({"p": {"to": 1}})"),
               ErrorCode::kParamNotInTemplate);
-    EXPECT_EQ(err(R"({"p": "weird"})", R"({"p": {"to": 1}})"), ErrorCode::kParamNotInTemplate);
+    EXPECT_EQ(err(R"({"p": "number"})", R"({"p": {"to": true}})"), ErrorCode::kParamNotInTemplate);
+    EXPECT_EQ(err(R"({"p": " Integer "})", R"({"p": {"to": 1e3}})"),
+              ErrorCode::kParamNotInTemplate);
+    EXPECT_EQ(err(R"({"p": {"type": "BOOLEAN"}})", R"({"p": {"to": "yes"}})"),
+              ErrorCode::kParamNotInTemplate);
     EXPECT_EQ(err(R"({"q": "float"})", R"({"p": {"to": 1}})"), ErrorCode::kParamNotInTemplate);
     EXPECT_EQ(err(R"({"p": "float"})", R"({"p": {"from": 1}})"), ErrorCode::kParamNotInTemplate);
     EXPECT_EQ(err(R"({"p": "float"})", R"({"p": 1})"), ErrorCode::kParamNotInTemplate);
@@ -230,6 +234,16 @@ TEST(ParamsEdit, TypeChecksPerHint) {
     EXPECT_EQ(edit(in, R"({"p": "categorical"})", R"({"p": {"to": "AND"}})"),
               "{\"x\": 1, \"p\": \"AND\"}");
     EXPECT_EQ(edit(in, R"({"p": "int"})", R"({"p": {"to": -3}})"), "{\"x\": 1, \"p\": -3}");
+    // Upstream RelyLoop's aliases and free-form type names (docs/upstream-schema.md).
+    EXPECT_EQ(edit(in, R"({"p": "number"})", R"({"p": {"to": 2}})"), "{\"x\": 1, \"p\": 2}");
+    EXPECT_EQ(edit(in, R"({"p": {"type": "Double"}})", R"({"p": {"to": 0.5}})"),
+              "{\"x\": 1, \"p\": 0.5}");
+    EXPECT_EQ(edit(in, R"({"p": "integer"})", R"({"p": {"to": 4}})"), "{\"x\": 1, \"p\": 4}");
+    EXPECT_EQ(edit(in, R"({"p": "boolean"})", R"({"p": {"to": false}})"),
+              "{\"x\": 1, \"p\": false}");
+    EXPECT_EQ(edit(in, R"({"p": "weird"})", R"({"p": {"to": [1]}})"), "{\"x\": 1, \"p\": [1]}");
+    EXPECT_EQ(edit(in, R"({"p": {"type": 7}})", R"({"p": {"to": "s"}})"),
+              "{\"x\": 1, \"p\": \"s\"}");
 }
 
 TEST(ParamsEdit, FileShapeErrors) {
@@ -239,7 +253,8 @@ TEST(ParamsEdit, FileShapeErrors) {
               ErrorCode::kParamsFileNotFound);
     EXPECT_EQ(edit_error("{\"size\": 1, \"size\": 2}", kFloat, R"({"size": {"to": 3}})"),
               ErrorCode::kParamsFileNotFound);
-    EXPECT_EQ(edit_error("", kFloat, R"({"size": {"to": 3}})"), ErrorCode::kParamsFileNotFound);
+    // A 0-byte file is {} (upstream RelyLoop reads it so).
+    EXPECT_EQ(edit("", kFloat, R"({"size": {"to": 3}})"), "{\"size\": 3}");
     EXPECT_EQ(edit_error("{\"a\": 5}", kFloat, R"({"a.b.c": {"to": 3.0}})"),
               ErrorCode::kParamNotInTemplate);
 }

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <climits>
 #include <cmath>
@@ -25,20 +26,35 @@ namespace {
 // ---------------------------------------------------------------------------
 // Type checks (step 7)
 
+// The hint's type name, trimmed and lower-cased, with upstream RelyLoop's
+// aliases folded (docs/upstream-schema.md): "number"/"double" are "float",
+// "integer" is "int", "boolean" is "bool".
+std::string hint_type(std::string_view raw) {
+    size_t b = 0;
+    size_t e = raw.size();
+    while (b < e && std::isspace(static_cast<unsigned char>(raw[b])) != 0) b++;
+    while (e > b && std::isspace(static_cast<unsigned char>(raw[e - 1])) != 0) e--;
+    std::string t;
+    for (char c : raw.substr(b, e - b)) {
+        t.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+    }
+    if (t == "number" || t == "double") return "float";
+    if (t == "integer") return "int";
+    if (t == "boolean") return "bool";
+    return t;
+}
+
 void check_one(const std::string &param, const json_t *hint, const json_t *to) {
     std::string type;
     const json_t *min = nullptr;
     const json_t *max = nullptr;
     const json_t *values = nullptr;
     if (json_is_string(hint)) {
-        type = json_string_value(hint);
+        type = hint_type(json_string_value(hint));
     } else if (json_is_object(hint)) {
         const json_t *t = json_object_get(hint, "type");
-        if (!json_is_string(t)) {
-            fail(ErrorCode::kParamNotInTemplate,
-                 "param " + json::quote(param) + " is declared without a type");
-        }
-        type = json_string_value(t);
+        // A type that is not a string is never an error: the value is unchecked.
+        type = json_is_string(t) ? hint_type(json_string_value(t)) : std::string();
         min = json_object_get(hint, "min");
         max = json_object_get(hint, "max");
         values = json_object_get(hint, "values");
@@ -69,9 +85,8 @@ void check_one(const std::string &param, const json_t *hint, const json_t *to) {
             mismatch("a string, number or boolean");
         }
     } else {
-        fail(ErrorCode::kParamNotInTemplate, "param " + json::quote(param) +
-                                                 " is declared with unsupported type " +
-                                                 json::quote(type));
+        // Any other type name (upstream: free-form): unchecked.
+        return;
     }
 
     if (type == "float" || type == "int") {
@@ -419,7 +434,8 @@ ParamsEdit apply_config_diff(std::string_view original, const json_t *declared_p
                              const json_t *config_diff) {
     check_config_diff(declared_params, config_diff);
 
-    std::string text(original);
+    // A 0-byte params file is an empty object (as upstream RelyLoop reads it).
+    std::string text(original.empty() ? std::string_view("{}") : original);
     std::string why;
     Json doc = json_parse(text, &why, JSON_REJECT_DUPLICATES);
     if (!doc) {
@@ -605,7 +621,7 @@ ParamsFilePath resolve_params_file(const std::string &workdir, std::string_view 
             start = slash + 1;
         }
     }
-    if (!valid_template_name(template_name)) {
+    if (!valid_stored_template_name(template_name)) {
         fail(ErrorCode::kConfigPathInvalid,
              "template name " + json::quote(template_name) + " cannot be used as a file name");
     }

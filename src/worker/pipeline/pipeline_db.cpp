@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "common/error.hpp"
+#include "common/followups.hpp"
 #include "db.hpp"
 #include "pipeline/json_text.hpp"
 
@@ -110,7 +111,9 @@ std::optional<StudyRows> PipelineDb::study(std::string_view id) {
     out.best_metric = opt_double(s.get(), 0, 2);
     bool minimize = db::get_or(s.get(), 0, 3) == "t";
 
-    PgResult count = exec("SELECT count(*) FROM trials WHERE study_id = $1", {id});
+    // Baseline trials (upstream RelyLoop's) are not part of the search.
+    PgResult count =
+        exec("SELECT count(*) FROM trials WHERE study_id = $1 AND NOT is_baseline", {id});
     out.trial_count = db::get_int(count.get(), 0, 0);
 
     if (best_trial_id) {
@@ -125,10 +128,10 @@ std::optional<StudyRows> PipelineDb::study(std::string_view id) {
     PgResult top = exec(
         minimize ? "SELECT optuna_trial_number, params::text, primary_metric FROM trials "
                    "WHERE study_id = $1 AND status = 'complete' AND primary_metric IS NOT NULL "
-                   "ORDER BY primary_metric ASC, optuna_trial_number ASC LIMIT 10"
+                   "AND NOT is_baseline ORDER BY primary_metric ASC, optuna_trial_number ASC LIMIT 10"
                  : "SELECT optuna_trial_number, params::text, primary_metric FROM trials "
                    "WHERE study_id = $1 AND status = 'complete' AND primary_metric IS NOT NULL "
-                   "ORDER BY primary_metric DESC, optuna_trial_number ASC LIMIT 10",
+                   "AND NOT is_baseline ORDER BY primary_metric DESC, optuna_trial_number ASC LIMIT 10",
         {id});
     for (int i = 0; i < PQntuples(top.get()); i++) {
         TrialRow row;
@@ -139,7 +142,7 @@ std::optional<StudyRows> PipelineDb::study(std::string_view id) {
     }
 
     PgResult d = exec(
-        "SELECT parameter_importance::text, array_to_json(suggested_followups)::text "
+        "SELECT parameter_importance::text, to_jsonb(suggested_followups)::text "
         "FROM digests WHERE study_id = $1",
         {id});
     if (PQntuples(d.get()) > 0) {
@@ -153,11 +156,11 @@ std::optional<StudyRows> PipelineDb::study(std::string_view id) {
                     out.importance.emplace_back(key, json_number_value(value));
             }
         }
-        Json followups = json_col(d.get(), 0, 1);
-        for (size_t i = 0; json_is_array(followups.get()) && i < json_array_size(followups.get());
-             i++) {
-            const json_t *f = json_array_get(followups.get(), i);
-            if (json_is_string(f)) out.followups.emplace_back(json_string_value(f));
+        // FollowupItems of either kind of database (docs/upstream-schema.md).
+        Json items = followups::parse(db::get_or(d.get(), 0, 1), PQgetisnull(d.get(), 0, 1) != 0,
+                                      nullptr);
+        for (size_t i = 0; i < json_array_size(items.get()); i++) {
+            out.followups.push_back(followups::pr_line(json_array_get(items.get(), i)));
         }
     }
     return out;

@@ -326,7 +326,7 @@ PipelineResult PrPipeline::run_steps(const JobContext &ctx, RunIds &ids, Secret 
         throw Error(ErrorCode::kConfigPathInvalid,
                     "config_path '" + *cluster->config_path + "' is not a safe relative path");
     }
-    if (!valid_template_name(tmpl->name)) {
+    if (!valid_stored_template_name(tmpl->name)) {
         throw Error(ErrorCode::kConfigPathInvalid,
                     "template name '" + tmpl->name + "' cannot be used as a file name");
     }

@@ -380,9 +380,9 @@ sub base_rows {
     my ($qs, $jl) = (uuid7(), uuid7());
     $t->psql('INSERT INTO query_sets (id, name, cluster_id) VALUES ('
         . join(',', map { sql_quote($_) } $qs, uniq_name('qs'), $cluster->{id}) . ");\n"
-        . 'INSERT INTO judgment_lists (id, name, query_set_id, cluster_id, target, status) VALUES ('
+        . 'INSERT INTO judgment_lists (id, name, query_set_id, cluster_id, target, rubric, status) VALUES ('
         . join(',', map { sql_quote($_) } $jl, uniq_name('jl'), $qs, $cluster->{id}, 'products',
-            'complete') . ')');
+            '', 'complete') . ')');
     return {cluster => $cluster, template => $template, cluster_id => $cluster->{id},
         template_id => $template->{id}, query_set_id => $qs, judgment_list_id => $jl};
 }
@@ -401,6 +401,9 @@ sub insert_study {
         judgment_list_id => $base->{judgment_list_id},
         status => 'queued',
         optuna_study_name => "optuna-$id",
+        search_space => {},
+        objective => {},
+        config => {},
         %c,
     );
     my @cols = sort keys %row;

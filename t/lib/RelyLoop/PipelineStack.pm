@@ -31,7 +31,7 @@ our $DEFAULT_PAT = 'github_pat_11RELYLOOPTESTpipeline_' . join('', map { ('A' ..
 
 sub new {
     my ($class, %o) = @_;
-    my $t = RelyLoop::Test->new;
+    my $t = RelyLoop::Test->new($o{db_kind} ? (db_kind => $o{db_kind}) : ());
     my $self = bless {t => $t, pat => $o{pat} // $DEFAULT_PAT, auth_ref => 'acme-pat',
         author_name => 'RelyLoop Bot', author_email => 'relyloop-bot@test.invalid',
         worker_args => $o{worker_args} || [], base_url => $o{base_url},
@@ -148,14 +148,20 @@ sub template {
     return $res->{json};
 }
 
-# seed($cluster, $template): the seed endpoint's completed study with a pending
-# proposal (title.boost 1.0 → 2.5). Returns {study_id, digest_id, proposal_id}.
+# seed($cluster, $template): a completed study with a pending proposal
+# (title.boost 1.0 → 2.5, trials 0.487 and 0.412, two follow-ups) — the shape
+# the seed endpoint had before it followed upstream HEAD's values (boost);
+# t/upstream_rows.t opens a PR from the endpoint's own seed.
+# Returns {study_id, proposal_id}.
 sub seed {
     my ($self, $cluster, $tmpl) = @_;
-    my $res = api($self->{t}, POST => '/api/v1/_test/studies/seed-completed',
-        json => {cluster_id => $cluster->{id}, template_id => $tmpl->{id}});
-    die "seed: $res->{status} $res->{body}" unless $res->{status} == 201;
-    return $res->{json};
+    my $seed = $self->study($cluster, $tmpl, name => 'e2e-seed-' . substr(uuid7(), 0, 8),
+        followups => ['Explore title.boost between 2.5 and 4.0',
+            'Tune description.boost with title.boost fixed at 2.5']);
+    # "from": 1.0 spelled as the seed spelled it (Perl's JSON would write 1).
+    $self->{t}->psql(q{UPDATE proposals SET config_diff = '{"title.boost": {"from": 1.0, "to": 2.5}}' }
+        . 'WHERE id = ' . sql_quote($seed->{proposal_id}));
+    return $seed;
 }
 
 # study($cluster, $template, config_diff => {...}, importance => {...}, followups => [...],
@@ -169,13 +175,13 @@ sub study {
     my @trials = @{$o{trials} || [[{'title.boost' => 2.5}, 0.487], [{'title.boost' => 0.8}, 0.412]]};
     my $sql = 'INSERT INTO query_sets (id, name, cluster_id) VALUES ('
         . join(',', map { sql_quote($_) } $qs, uniq_name('qs'), $cluster->{id}) . ");\n"
-        . 'INSERT INTO judgment_lists (id, name, query_set_id, cluster_id, target, status) VALUES ('
+        . 'INSERT INTO judgment_lists (id, name, query_set_id, cluster_id, target, rubric, status) VALUES ('
         . join(',', map { sql_quote($_) } $jl, uniq_name('jl'), $qs, $cluster->{id}, 'products',
-            'complete') . ");\n"
+            '', 'complete') . ");\n"
         . 'INSERT INTO studies (id, name, cluster_id, target, template_id, query_set_id, '
-        . 'judgment_list_id, status, optuna_study_name, best_metric, objective) VALUES ('
+        . "judgment_list_id, status, optuna_study_name, search_space, config, best_metric, objective) VALUES ("
         . join(',', map { sql_quote($_) } $sid, $name, $cluster->{id}, 'products', $tmpl->{id},
-            $qs, $jl, 'completed', "optuna-$sid") . ', 0.487, '
+            $qs, $jl, 'completed', "optuna-$sid") . ", '{}', '{}', 0.487, "
         . sql_json($o{objective} // {metric => 'ndcg@10', direction => 'maximize'}) . ");\n";
     my $best;
     for my $i (0 .. $#trials) {
@@ -193,7 +199,9 @@ sub study {
             . 'recommended_config, suggested_followups, generated_by) VALUES ('
             . join(',', sql_quote(uuid7()), sql_quote($sid), sql_quote('narrative'),
                 sql_json($o{importance} // {'title.boost' => 1.0}), sql_json({}),
-                'ARRAY[' . join(',', map { sql_quote($_) } @{$o{followups} || ['Widen the range']}) . ']::text[]',
+                # strings are wrapped as text items, other values stored as given
+                sql_json([map { ref $_ ? $_ : {kind => 'text', rationale => $_, search_space => undef} }
+                    @{$o{followups} || ['Widen the range']}]),
                 sql_quote('test')) . ");\n";
     }
     $sql .= 'INSERT INTO proposals (id, study_id, cluster_id, template_id, config_diff, '

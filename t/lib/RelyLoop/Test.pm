@@ -164,6 +164,11 @@ sub new {
             || "$ROOT/build/cmake-release/relyloop-test-worker",
         workers => {},
         owner_pid => $$,
+        # Which kind of database migrate() prepares: 'own' (migrate on an empty
+        # database) or 'upstream' (RelyLoop's 0023 schema from
+        # t/fixtures/relyloop-0023.sql, then migrate). RELYLOOP_DB_KIND picks it
+        # for a whole run; a test may pass db_kind => ... to new().
+        db_kind => $ENV{RELYLOOP_DB_KIND} || 'own',
         %opts,
     }, $class;
     make_path("$dir/logs", "$dir/secrets", "$dir/clones");
@@ -330,8 +335,22 @@ sub psql_raw {
     return $out;
 }
 
+sub db_kind { $_[0]{db_kind} }
+
+# Loads RelyLoop's own schema at alembic revision 0023 (an upstream database).
+sub load_upstream_schema {
+    my ($self) = @_;
+    my $fixture = "$ROOT/t/fixtures/relyloop-0023.sql";
+    my $out = qx{psql -X -q -o /dev/null -v ON_ERROR_STOP=1 -h 127.0.0.1 -p $self->{pg_port} -U postgres -d relyloop -f $fixture 2>&1};
+    die "loading $fixture failed: $out" if $? != 0;
+    return $self;
+}
+
 sub migrate {
     my ($self) = @_;
+    die "RELYLOOP_DB_KIND must be own or upstream, not $self->{db_kind}\n"
+        unless $self->{db_kind} =~ /^(own|upstream)$/;
+    $self->load_upstream_schema if $self->{db_kind} eq 'upstream' && !$self->{upstream_loaded}++;
     my $cmd = "$self->{worker_bin} migrate --pg-conninfo " . quotemeta($self->conninfo)
         . " >>$self->{dir}/logs/migrate.log 2>&1";
     local %ENV = (%ENV, $self->_san_env('migrate'));
