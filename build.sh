@@ -99,14 +99,18 @@ cmd_build() {
     log "built $BUILD/ngx_http_relyloop_module.so and $BUILD/relyloop-worker"
 }
 
-# run_suite NAME: unit tests (CTest) and integration tests (prove) against one
-# build variant.
+# run_suite NAME [DB_KIND]: unit tests (CTest) and integration tests (prove)
+# against one build variant. DB_KIND (own|upstream, RELYLOOP_DB_KIND) is the
+# kind of database every test's migrate() prepares: own = migrate on an empty
+# database, upstream = RelyLoop's 0023 schema (t/fixtures/relyloop-0023.sql)
+# first (docs/upstream-schema.md).
 run_suite() {
-    local name=$1
+    local name=$1 kind=${2:-own}
     local cm=$BUILD/cmake-$name
     log "unit tests ($name)"
     (cd "$cm" && ctest --output-on-failure -j"$JOBS")
-    log "integration tests ($name)"
+    log "integration tests ($name, $kind database)"
+    RELYLOOP_DB_KIND=$kind \
     RELYLOOP_VARIANT=$name \
     RELYLOOP_MODULE=$BUILD/nginx-$name/ngx_http_relyloop_module.so \
     RELYLOOP_WORKER=$cm/relyloop-worker \
@@ -119,10 +123,12 @@ cmd_test() {
     cmd_build
     PROVE_ARGS=("$@")
     [ ${#PROVE_ARGS[@]} -eq 0 ] && PROVE_ARGS=("$ROOT"/t/*.t)
-    run_suite release
+    # Both kinds of database, at no extra cost: the release run on our own
+    # databases, the ASan run on upstream RelyLoop ones.
+    run_suite release own
     build_variant asan -DCMAKE_BUILD_TYPE=Debug -DRELYLOOP_SANITIZE=ON
-    run_suite asan
-    log "all tests passed (release and asan)"
+    run_suite asan upstream
+    log "all tests passed (release on own databases, asan on upstream ones)"
 }
 
 # ./build.sh up: PostgreSQL (kept under .run/pg), migrations, the worker and

@@ -18,9 +18,10 @@ my $t = setup();
 
 my @STUDY_FIELDS = qw(id name cluster_id target template_id query_set_id judgment_list_id
     search_space objective config status failed_reason optuna_study_name parent_study_id
-    baseline_metric best_metric best_trial_id created_at started_at completed_at trials_summary);
+    baseline_metric baseline_trial_id best_metric best_trial_id created_at started_at completed_at
+    trials_summary confidence convergence);
 my @TRIAL_FIELDS = qw(id study_id optuna_trial_number params primary_metric metrics duration_ms
-    status error started_at ended_at);
+    status error started_at ended_at is_baseline);
 my @DIGEST_FIELDS = qw(id study_id narrative parameter_importance recommended_config
     suggested_followups generated_by generated_at);
 
@@ -81,8 +82,8 @@ is($s->{best_trial_id}, $trial_ids{1}, 'best_trial_id');
 ok(exists $s->{$_} && !defined $s->{$_}, "$_ null") for qw(failed_reason parent_study_id completed_at);
 is($s->{created_at}, '2026-03-01T10:00:00.500000+00:00', 'created_at: UTC, six digits');
 is($s->{started_at}, '2026-03-01T10:00:01.123456+00:00', 'started_at converted to UTC');
-is_deeply($s->{trials_summary}, {total => $ntrials, complete => 17, failed => 1, pruned => 2},
-    'trials_summary counts');
+is_deeply($s->{trials_summary}, {total => $ntrials, complete => 17, failed => 1, pruned => 2,
+    best_primary_metric => 0.7}, 'trials_summary counts');
 
 for my $id (uuid7(), 'nope', 'x' x 300, 'abc%2Fdef') {
     $r = api($t, GET => "/api/v1/studies/$id");
@@ -178,8 +179,8 @@ $r = api($t, GET => "/api/v1/studies/$empty/trials");
 my @none = list_ok($r, 'trials of a study without trials', total => 0);
 is(scalar @none, 0, 'empty page');
 $r = api($t, GET => "/api/v1/studies/$empty");
-is_deeply($r->{json}{trials_summary}, {total => 0, complete => 0, failed => 0, pruned => 0},
-    'trials_summary of a study without trials');
+is_deeply($r->{json}{trials_summary}, {total => 0, complete => 0, failed => 0, pruned => 0,
+    best_primary_metric => undef}, 'trials_summary of a study without trials');
 
 # --- list and filters ---------------------------------------------------------------------
 
@@ -196,7 +197,10 @@ $r = api($t, GET => '/api/v1/studies?limit=200');
 my @rows = list_ok($r, 'studies list', total => $total);
 is(scalar @rows, $total, 'every study listed');
 my ($row) = grep { ($_->{id} // '') eq $sid } @rows;
+my %extra = map { $_ => delete $row->{$_} } qw(trial_count direction convergence_verdict);
 is_deeply($row, $s, 'list row equals the detail (with trials_summary)');
+is_deeply(\%extra, {trial_count => $ntrials, direction => 'maximize', convergence_verdict => undef},
+    'list row: trial_count, direction, convergence_verdict');
 is_deeply([map { $_->{id} } @rows],
     [map { $_->[0] } $t->psql('SELECT id FROM studies ORDER BY created_at DESC, id DESC')],
     'ordered created_at DESC, id DESC');

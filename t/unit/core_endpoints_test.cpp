@@ -68,7 +68,8 @@ TEST(ConfigRepoCreate, InsertsWithDefaults) {
     EXPECT_EQ(keys(j.get()),
               (std::vector<std::string>{"id", "name", "provider", "repo_url", "default_branch",
                                         "pr_base_branch", "auth_ref", "webhook_secret_ref",
-                                        "webhook_registration_error", "created_at"}));
+                                        "webhook_registration_error", "last_merged_proposal",
+                                        "created_at"}));
 }
 
 TEST(ConfigRepoCreate, OptionalFields) {
@@ -253,7 +254,8 @@ TEST(ClusterCreate, InsertsAndRendersHealthCheck) {
     EXPECT_EQ(keys(j.get()), (std::vector<std::string>{
                                  "id", "name", "engine_type", "environment", "base_url",
                                  "auth_kind", "credentials_ref", "config_repo_id", "config_path",
-                                 "engine_config", "notes", "created_at", "health_check"}));
+                                 "engine_config", "notes", "target_filter", "created_at",
+                                 "health_check"}));
     EXPECT_NE(
         r.body.find(
             R"("health_check":{"status":"unknown","checked_at":null,"version":null,"error":null})"),
@@ -272,7 +274,7 @@ TEST(ClusterCreate, MinimalBodyAndMissingRepo) {
     EXPECT_EQ(q.params[8], N);   // config_path
     EXPECT_EQ(q.params[9], N);   // engine_config
     EXPECT_EQ(q.params[10], N);  // notes
-    c.rows({concat({"f"}, Row(12, N))});
+    c.rows({concat({"f"}, Row(13, N))});
     Response r = c.expect_response();
     EXPECT_EQ(r.status, 404);
     EXPECT_EQ(r.code(), "CONFIG_REPO_NOT_FOUND");
@@ -314,7 +316,7 @@ TEST(ClusterGetAndList, SoftDeletedIsNotFoundAndListWorks) {
     Core core;
     Call g(core, "GET", "/api/v1/clusters/c1");
     EXPECT_EQ(g.expect_query().name, "rl_cluster_get");
-    g.rows({}, 12);
+    g.rows({}, 13);
     EXPECT_EQ(g.expect_response().code(), "CLUSTER_NOT_FOUND");
     Call l(core, "GET", "/api/v1/clusters", args("since=2026-05-01T00:00:00.5Z"));
     Query q = l.expect_query();
@@ -352,7 +354,7 @@ TEST(ClusterPatch, EmptyPatchReadsTheCluster) {
     }
     Call gone(core, "PATCH", "/api/v1/clusters/c1", body("{}"));
     gone.expect_query();
-    gone.rows({}, 12);
+    gone.rows({}, 13);
     EXPECT_EQ(gone.expect_response().code(), "CLUSTER_NOT_FOUND");
 }
 
@@ -367,7 +369,7 @@ TEST(ClusterPatch, MissingClusterOrRepo) {
           Case{{"t", "t"}, "CLUSTER_NOT_FOUND"}}) {
         Call c(core, "PATCH", "/api/v1/clusters/c1", body(R"({"config_repo_id":"r9"})"));
         c.expect_query();
-        c.rows({concat(k.flags, Row(12, N))});
+        c.rows({concat(k.flags, Row(13, N))});
         Response r = c.expect_response();
         EXPECT_EQ(r.status, 404);
         EXPECT_EQ(r.code(), k.code);
@@ -489,14 +491,19 @@ TEST(StudyGet, ShapeWithTrialsSummary) {
                                                        "optuna_study_name",
                                                        "parent_study_id",
                                                        "baseline_metric",
+                                                       "baseline_trial_id",
                                                        "best_metric",
                                                        "best_trial_id",
                                                        "created_at",
                                                        "started_at",
                                                        "completed_at",
-                                                       "trials_summary"}));
-    EXPECT_NE(r.body.find(R"("baseline_metric":0.412,"best_metric":0.487)"), std::string::npos);
-    EXPECT_NE(r.body.find(R"("trials_summary":{"total":3,"complete":2,"failed":1,"pruned":0})"),
+                                                       "trials_summary",
+                                                       "confidence",
+                                                       "convergence"}));
+    EXPECT_NE(r.body.find(R"("baseline_metric":0.412,"baseline_trial_id":null,"best_metric":0.487)"),
+              std::string::npos);
+    EXPECT_NE(r.body.find(R"("trials_summary":{"total":3,"complete":2,"failed":1,"pruned":0,)"
+                          R"("best_primary_metric":0.487},"confidence":null,"convergence":null})"),
               std::string::npos);
     EXPECT_NE(r.body.find(R"("objective":{"metric":"ndcg@10"})"), std::string::npos);
 }
@@ -530,7 +537,7 @@ TEST(TrialList, DefaultSortAndCursor) {
     EXPECT_EQ(keys(json_array_get(data, 0)),
               (std::vector<std::string>{"id", "study_id", "optuna_trial_number", "params",
                                         "primary_metric", "metrics", "duration_ms", "status",
-                                        "error", "started_at", "ended_at"}));
+                                        "error", "started_at", "ended_at", "is_baseline"}));
     EXPECT_TRUE(json_is_null(json_object_get(json_array_get(data, 1), "primary_metric")));
     std::string cursor = str(j.get(), "next_cursor");
     // The cursor keeps PostgreSQL's text of the key, NaN included.
@@ -572,7 +579,7 @@ TEST(TrialList, UnknownStudyAndBadSort) {
     Core core;
     Call c(core, "GET", "/api/v1/studies/s9/trials");
     c.expect_query();
-    c.rows({concat({"f", "0"}, Row(11, N))});
+    c.rows({concat({"f", "0"}, Row(12, N))});
     Response r = c.expect_response();
     EXPECT_EQ(r.status, 404);
     EXPECT_EQ(r.code(), "STUDY_NOT_FOUND");
@@ -588,12 +595,12 @@ TEST(StudyCancel, Transitions) {
     Query q = missing.expect_query();
     EXPECT_EQ(q.name, "rl_study_cancel");
     EXPECT_TRUE(q.isolated);
-    missing.rows({concat({N}, Row(24, N))});
+    missing.rows({concat({N}, Row(27, N))});
     EXPECT_EQ(missing.expect_response().code(), "STUDY_NOT_FOUND");
 
     Call done(core, "POST", "/api/v1/studies/s1/cancel", body("{}"));
     done.expect_query();
-    done.rows({concat({"completed"}, Row(24, N))});
+    done.rows({concat({"completed"}, Row(27, N))});
     Response r = done.expect_response();
     EXPECT_EQ(r.status, 409);
     EXPECT_EQ(r.code(), "INVALID_STATE_TRANSITION");
@@ -612,7 +619,7 @@ TEST(StudyCancel, Transitions) {
 
     Call raced(core, "POST", "/api/v1/studies/s1/cancel");
     raced.expect_query();
-    raced.rows({concat({"running"}, Row(24, N))});
+    raced.rows({concat({"running"}, Row(27, N))});
     EXPECT_EQ(raced.expect_response().message(),
               "Study \"s1\" is no longer queued or running; only queued or running studies can "
               "be cancelled");
@@ -622,24 +629,35 @@ TEST(Digest, NotFoundNotReadyAndShape) {
     Core core;
     Call s(core, "GET", "/api/v1/studies/s1/digest");
     EXPECT_EQ(s.expect_query().name, "rl_digest_get");
-    s.rows({concat({"f"}, Row(8, N))});
+    s.rows({concat({"f", N}, Row(8, N))});
     EXPECT_EQ(s.expect_response().code(), "STUDY_NOT_FOUND");
 
     Call n(core, "GET", "/api/v1/studies/s1/digest");
     n.expect_query();
-    n.rows({concat({"t"}, Row(8, N))});
+    n.rows({concat({"t", "completed"}, Row(8, N))});
     Response r = n.expect_response();
     EXPECT_EQ(r.status, 404);
     EXPECT_EQ(r.code(), "DIGEST_NOT_READY");
+    EXPECT_EQ(r.message(), "digest for study s1 has not been written yet");
     EXPECT_TRUE(r.retryable());
+
+    Call run(core, "GET", "/api/v1/studies/s1/digest");
+    run.expect_query();
+    run.rows({concat({"t", "running"}, digest_row("d1", "s1"))});
+    Response rr = run.expect_response();
+    EXPECT_EQ(rr.code(), "DIGEST_NOT_READY");
+    EXPECT_EQ(rr.message(),
+              "study is in status 'running'; digest is only available on completed studies");
 
     Call d(core, "GET", "/api/v1/studies/s1/digest");
     d.expect_query();
-    d.rows({concat({"t"}, digest_row("d1", "s1"))});
+    d.rows({concat({"t", "completed"}, digest_row("d1", "s1"))});
     Response ok = d.expect_response();
     EXPECT_EQ(
         ok.body,
         R"({"id":"d1","study_id":"s1","narrative":"narrative","parameter_importance":{"title.boost":1.0},)"
-        R"("recommended_config":{"title.boost":2.5},"suggested_followups":["a","b"],)"
+        R"("recommended_config":{"title.boost":2.5},"suggested_followups":)"
+        R"([{"kind":"text","rationale":"a","search_space":null},)"
+        R"({"kind":"text","rationale":"b","search_space":null}],)"
         R"("generated_by":"local:e2e_seed","generated_at":"2026-05-11T20:13:43.000000+00:00"})");
 }

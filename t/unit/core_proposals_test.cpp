@@ -7,9 +7,9 @@ using relyloop::Json;
 
 // ---- proposals ------------------------------------------------------------------
 
-const std::vector<std::string> kSummaryKeys = {"id",       "study_id",     "cluster",
-                                               "template", "status",       "pr_state",
-                                               "pr_url",   "metric_delta", "created_at"};
+const std::vector<std::string> kSummaryKeys = {
+    "id",     "study_id",     "cluster",           "template",  "status",
+    "pr_state", "pr_url",     "metric_delta",      "is_currently_live", "created_at"};
 
 TEST(ProposalGet, DetailOfAStudyProposalWithItsJob) {
     Core core;
@@ -18,11 +18,11 @@ TEST(ProposalGet, DetailOfAStudyProposalWithItsJob) {
     c.rows({proposal_detail_row("p1", true, true)});
     Response r = c.expect_response();
     Json j = r.json();
-    std::vector<std::string> detail = kSummaryKeys;
-    for (const char *k : {"study_summary", "study_trial_id", "config_diff", "pr_merged_at",
-                          "pr_open_error", "rejected_reason", "digest", "pr_job"}) {
-        detail.emplace_back(k);
-    }
+    std::vector<std::string> detail = {
+        "id",           "study_id",      "study_summary",   "study_trial_id",    "cluster",
+        "template",     "config_diff",   "metric_delta",    "status",            "pr_url",
+        "pr_state",     "pr_merged_at",  "pr_open_error",   "rejected_reason",   "is_currently_live",
+        "digest",       "created_at",    "pr_job"};
     EXPECT_EQ(keys(j.get()), detail);
     EXPECT_NE(
         r.body.find(
@@ -34,7 +34,9 @@ TEST(ProposalGet, DetailOfAStudyProposalWithItsJob) {
         std::string::npos);
     EXPECT_NE(
         r.body.find(
-            R"("study_summary":{"id":"s1","name":"study-1","status":"completed","best_metric":0.487,"best_trial_id":"tr1"})"),
+            R"("study_summary":{"id":"s1","name":"study-1","status":"completed","best_metric":0.487,"best_trial_id":"tr1",)"
+            R"("query_set":{"id":"qs1","name":"qs-1","query_count":12},)"
+            R"("judgment_list":{"id":"jl1","name":"jl-1","status":"complete"}})"),
         std::string::npos);
     EXPECT_NE(r.body.find(R"("config_diff":{"title.boost":{"to":2.5,"from":1.0}})"),
               std::string::npos);
@@ -60,7 +62,7 @@ TEST(ProposalGet, ManualProposalHasNulls) {
     }
     Call gone(core, "GET", "/api/v1/proposals/p9");
     gone.expect_query();
-    gone.rows({}, 40);
+    gone.rows({}, 47);
     EXPECT_EQ(gone.expect_response().code(), "PROPOSAL_NOT_FOUND");
 }
 
@@ -111,7 +113,7 @@ TEST(ProposalCreate, MissingClusterOrTemplate) {
                body(R"({"cluster_id":"c1","template_id":"t1","config_diff":{"a":{"to":1}}})"));
         Query q = c.expect_query();
         EXPECT_EQ(q.params[4], N);
-        c.rows({concat(flags, Row(40, N))});
+        c.rows({concat(flags, Row(47, N))});
         EXPECT_EQ(c.expect_response().code(), code);
     }
 }
@@ -161,12 +163,12 @@ TEST(ProposalReject, Transitions) {
     Core core;
     Call gone(core, "POST", "/api/v1/proposals/p1/reject");
     gone.expect_query();
-    gone.rows({concat({N}, Row(40, N))});
+    gone.rows({concat({N}, Row(47, N))});
     EXPECT_EQ(gone.expect_response().code(), "PROPOSAL_NOT_FOUND");
 
     Call opened(core, "POST", "/api/v1/proposals/p1/reject");
     opened.expect_query();
-    opened.rows({concat({"pr_opened"}, Row(40, N))});
+    opened.rows({concat({"pr_opened"}, Row(47, N))});
     Response r = opened.expect_response();
     EXPECT_EQ(r.status, 409);
     EXPECT_EQ(r.message(), "Proposal \"p1\" is pr_opened; only pending proposals can be rejected");
@@ -179,7 +181,7 @@ TEST(ProposalReject, Transitions) {
     // Still pending at the statement's snapshot, but a racing reject won.
     Call raced(core, "POST", "/api/v1/proposals/p1/reject");
     raced.expect_query();
-    raced.rows({concat({"pending"}, Row(40, N))});
+    raced.rows({concat({"pending"}, Row(47, N))});
     Response r2 = raced.expect_response();
     EXPECT_EQ(r2.status, 409);
     EXPECT_EQ(r2.message(),

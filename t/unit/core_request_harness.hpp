@@ -319,6 +319,12 @@ inline Row config_repo_row(const std::string &id, const std::string &name,
             N,  N,    created};
 }
 
+// GET /config-repos/{id}: the ConfigRepo, then the last merged proposal's
+// summary (NULLs: none).
+inline Row config_repo_detail_row(const std::string &id, const std::string &name) {
+    return concat(config_repo_row(id, name), Row(16, N));
+}
+
 inline Row cluster_row(const std::string &id, const std::string &name, const Cell &repo = N,
                        const std::string &created = "2026-05-11 20:13:43+00") {
     return {id,
@@ -332,7 +338,8 @@ inline Row cluster_row(const std::string &id, const std::string &name, const Cel
             repo ? Cell("search/params") : N,
             Cell(R"({"shards": 2})"),
             N,
-            created};
+            created,
+            N};
 }
 
 inline Row template_row(const std::string &id, const std::string &name,
@@ -349,8 +356,9 @@ inline Row study_row(const std::string &id, const std::string &status = "complet
             "{}",        status,    N,
             "opt-" + id, N,         "0.412",
             "0.487",     "tr1",     created,
-            N,           N,         "3",
-            "2",         "1",       "0"};
+            N,           N,         N,
+            "3",         "2",       "1",
+            "0",         "0.487",   "maximize"};
 }
 
 inline Row trial_row(const std::string &id, const Cell &metric, const std::string &number = "1") {
@@ -364,7 +372,8 @@ inline Row trial_row(const std::string &id, const Cell &metric, const std::strin
             "complete",
             N,
             "2026-05-11 20:13:43+00",
-            "2026-05-11 20:14:43+00"};
+            "2026-05-11 20:14:43+00",
+            "f"};
 }
 
 inline Row digest_row(const std::string &id, const std::string &study) {
@@ -395,16 +404,18 @@ inline Row proposal_summary_row(const std::string &id, const Cell &study = Cell(
             N,
             N,
             Cell(R"({"ndcg@10": {"achieved": 0.487}})"),
-            created};
+            created,
+            "f"};
 }
 
-// Detail: summary + study_summary + 5 + digest + pr_job (all NULL when empty).
+// Detail: summary + study_summary (11) + 5 + digest + pr_job (all NULL when empty).
 inline Row proposal_detail_row(const std::string &id, bool with_study, bool with_job) {
     Row r = proposal_summary_row(id, with_study ? Cell("s1") : N);
     if (with_study) {
-        r = concat(r, {"s1", "study-1", "completed", "0.487", "tr1"});
+        r = concat(r, {"s1", "study-1", "completed", "0.487", "tr1", "qs1", "qs-1", "12", "jl1",
+                       "jl-1", "complete"});
     } else {
-        r = concat(r, {N, N, N, N, N});
+        r = concat(r, Row(11, N));
     }
     r = concat(
         r, {with_study ? Cell("tr1") : N, R"({"title.boost": {"to": 2.5, "from": 1.0}})", N, N, N});

@@ -16,7 +16,7 @@ TEST(RequestRouting, GetByIdAsksForOneStatementThenAnswers) {
     EXPECT_EQ(q.name, "rl_config_repo_get");
     EXPECT_EQ(q.params, std::vector<Cell>{"r1"});
     EXPECT_FALSE(q.isolated);
-    c.rows({config_repo_row("r1", "shop")});
+    c.rows({config_repo_detail_row("r1", "shop")});
     Response r = c.expect_response();
     EXPECT_EQ(r.status, 200);
     EXPECT_EQ(r.header("X-Request-ID"), "req-42");
@@ -25,7 +25,7 @@ TEST(RequestRouting, GetByIdAsksForOneStatementThenAnswers) {
         R"({"id":"r1","name":"shop","provider":"github","repo_url":"https://github.com/acme/shop",)"
         R"("default_branch":"main","pr_base_branch":"main","auth_ref":"gh-main",)"
         R"("webhook_secret_ref":null,"webhook_registration_error":null,)"
-        R"("created_at":"2026-05-11T20:13:43.123456+00:00"})");
+        R"("last_merged_proposal":null,"created_at":"2026-05-11T20:13:43.123456+00:00"})");
     EXPECT_TRUE(c.logs().empty());
     // The answer stays put when asked again.
     EXPECT_EQ(c.expect_response().status, 200);
@@ -35,7 +35,7 @@ TEST(RequestRouting, NoRowIsTheResources404) {
     Core core;
     Call c(core, "GET", "/api/v1/config-repos/nope");
     c.expect_query();
-    c.rows({}, 10);
+    c.rows({}, 26);
     Response r = c.expect_response();
     EXPECT_EQ(r.status, 404);
     EXPECT_EQ(r.code(), "CONFIG_REPO_NOT_FOUND");
@@ -89,7 +89,7 @@ TEST(RequestRouting, HeadIsAnsweredAsGet) {
     Core core;
     Call c(core, "HEAD", "/api/v1/config-repos/r1");
     EXPECT_EQ(c.expect_query().name, "rl_config_repo_get");
-    c.rows({config_repo_row("r1", "shop")});
+    c.rows({config_repo_detail_row("r1", "shop")});
     Response r = c.expect_response();
     EXPECT_EQ(r.status, 200);
     EXPECT_FALSE(r.body.empty());  // nginx drops it for HEAD, with the right length
@@ -127,7 +127,7 @@ TEST(RequestCors, EveryResponseOfAnAllowedOriginCarriesTheHeaders) {
     Options o{.origin = "https://ui.example.com", .cors_enabled = true, .cors_allowed = true};
     Call ok(core, "GET", "/api/v1/config-repos/r1", o);
     ok.expect_query();
-    ok.rows({config_repo_row("r1", "shop")});
+    ok.rows({config_repo_detail_row("r1", "shop")});
     Call err(core, "GET", "/api/v1/nope", o);
     Call bad(core, "PUT", "/api/v1/health", o);
     for (Call *c : {&ok, &err, &bad}) {
@@ -292,8 +292,8 @@ TEST(RequestProtocol, OutcomesAtTheWrongTimeAreIgnored) {
     rl_request_query_failed(c.req(), RL_DB_TIMEOUT, "x");
     c.expect_query();
     rl_request_worker_failed(c.req(), "x");  // a query is pending, not the worker
-    c.rows({config_repo_row("r1", "shop")});
-    rl_request_query_result(c.req(), result({config_repo_row("r1", "other")}));  // late duplicate
+    c.rows({config_repo_detail_row("r1", "shop")});
+    rl_request_query_result(c.req(), result({config_repo_detail_row("r1", "other")}));  // late duplicate
     Response r = c.expect_response();
     EXPECT_EQ(r.status, 200);
     EXPECT_NE(r.body.find("\"shop\""), std::string::npos);
@@ -354,7 +354,7 @@ TEST(Seed, CreatesEverythingInOneStatement) {
     Query q = c.expect_query();
     EXPECT_EQ(q.name, "rl_seed_completed");
     EXPECT_TRUE(q.isolated);
-    ASSERT_EQ(q.params.size(), 11u);
+    ASSERT_EQ(q.params.size(), 15u);
     for (int i : {0, 1, 2, 3, 4, 9, 10}) {
         ASSERT_TRUE(q.params[i]) << i;
         EXPECT_TRUE(relyloop::is_uuid(*q.params[i])) << i;
@@ -363,11 +363,39 @@ TEST(Seed, CreatesEverythingInOneStatement) {
     EXPECT_EQ(q.params[6], "t1");
     EXPECT_EQ(q.params[7], N);
     EXPECT_EQ(q.params[8], N);
+    EXPECT_EQ(q.params[11], N);  // per-query metrics of trial #0, #1
+    EXPECT_EQ(q.params[12], N);
+    EXPECT_EQ(q.params[13], N);  // the default follow-ups
+    EXPECT_EQ(q.params[14], "[]");
     c.rows({{"t", "t", "t", "t", q.params[0], q.params[3], q.params[4], "2"}});
     Response r = c.expect_response();
     EXPECT_EQ(r.status, 201);
     EXPECT_EQ(r.body, "{\"study_id\":\"" + *q.params[0] + "\",\"digest_id\":\"" + *q.params[3] +
                           "\",\"proposal_id\":\"" + *q.params[4] + "\"}");
+}
+
+TEST(Seed, HeadFieldsAreCheckedAndPassedOn) {
+    Core core;
+    Call c(core, "POST", "/api/v1/_test/studies/seed-completed",
+           body(R"({"cluster_id":"c1","template_id":"t1","winner_per_query":{"q1":{"ndcg@10":0.5}},)"
+                R"("runner_up_per_query":null,"suggested_followups":[{"kind":"text"}],)"
+                R"("extra_trial_metrics":[0.3,0.45]})"));
+    Query q = c.expect_query();
+    ASSERT_EQ(q.params.size(), 15u);
+    EXPECT_EQ(q.params[11], R"({"q1":{"ndcg@10":0.5}})");
+    EXPECT_EQ(q.params[12], N);
+    EXPECT_EQ(q.params[13], R"([{"kind":"text"}])");
+    ASSERT_TRUE(q.params[14]);
+    EXPECT_NE(q.params[14]->find(R"("i":0,"n":2,"boost":1.5,"v":0.3})"), std::string::npos);
+    EXPECT_NE(q.params[14]->find(R"("i":1,"n":3,"boost":1.6,"v":0.45})"), std::string::npos);
+
+    for (const char *bad : {R"("extra_trial_metrics":[0.487])", R"("extra_trial_metrics":[true])",
+                            R"("extra_trial_metrics":3)", R"("winner_per_query":{"q":1})",
+                            R"("suggested_followups":["text"])"}) {
+        Call b(core, "POST", "/api/v1/_test/studies/seed-completed",
+               body(std::string(R"({"cluster_id":"c1","template_id":"t1",)") + bad + "}"));
+        EXPECT_EQ(b.expect_response().status, 422) << bad;
+    }
 }
 
 TEST(Seed, WithoutProposalAndGivenSets) {

@@ -84,7 +84,8 @@ std::unique_ptr<Handler> make_config_repo_handler(Endpoint e) {
                                                  render_config_repo, kCreatedCol);
         default:
             return std::make_unique<GetByIdHandler>(e, db::Stmt::kConfigRepoGet,
-                                                    db::kConfigRepoCols, render_config_repo,
+                                                    db::kConfigRepoCols + db::kProposalSummaryCols,
+                                                    render_config_repo_detail,
                                                     ErrorCode::kConfigRepoNotFound, "Config repo");
     }
 }

@@ -1,16 +1,19 @@
 #include "api/render.hpp"
 
+#include "api/handler.hpp"
 #include "api/pagination.hpp"
+#include "common/followups.hpp"
 #include "common/timefmt.hpp"
+#include "db/statements.hpp"
 
 namespace relyloop::core {
 
 using db::RowWriter;
 
-void render_config_repo(std::string &out, const db::Row &r, int at) {
-    RowWriter(out, r)
-        .open()
-        .str("id", at + 0)
+namespace {
+
+void config_repo_fields(RowWriter &w, int at) {
+    w.str("id", at + 0)
         .str("name", at + 1)
         .str("provider", at + 2)
         .str("repo_url", at + 3)
@@ -18,9 +21,31 @@ void render_config_repo(std::string &out, const db::Row &r, int at) {
         .str("pr_base_branch", at + 5)
         .str("auth_ref", at + 6)
         .str("webhook_secret_ref", at + 7)
-        .str("webhook_registration_error", at + 8)
-        .ts("created_at", at + 9)
-        .close();
+        .str("webhook_registration_error", at + 8);
+}
+
+}  // namespace
+
+void render_config_repo(std::string &out, const db::Row &r, int at) {
+    RowWriter w(out, r);
+    w.open();
+    config_repo_fields(w, at);
+    w.null("last_merged_proposal").ts("created_at", at + 9).close();
+}
+
+void render_config_repo_detail(std::string &out, const db::Row &r, int at) {
+    RowWriter w(out, r);
+    w.open();
+    config_repo_fields(w, at);
+    // The ProposalSummary of last_merged_proposal_id; null without the
+    // proposal or its template row.
+    int p = at + db::kConfigRepoCols;
+    if (r.null(p) || r.null(p + 6)) {
+        w.null("last_merged_proposal");
+    } else {
+        render_proposal_summary(w.key("last_merged_proposal"), r, p);
+    }
+    w.ts("created_at", at + 9).close();
 }
 
 void render_cluster(std::string &out, const db::Row &r, int at) {
@@ -37,6 +62,7 @@ void render_cluster(std::string &out, const db::Row &r, int at) {
         .str("config_path", at + 8)
         .jsonb("engine_config", at + 9)
         .str("notes", at + 10)
+        .str("target_filter", at + 12)
         .ts("created_at", at + 11)
         // This server never probes search clusters (SPEC §5.2); the UI still
         // needs the object.
@@ -59,10 +85,10 @@ void render_template(std::string &out, const db::Row &r, int at) {
         .close();
 }
 
-void render_study(std::string &out, const db::Row &r, int at) {
-    RowWriter(out, r)
-        .open()
-        .str("id", at + 0)
+namespace {
+
+void study_fields(RowWriter &w, int at) {
+    w.str("id", at + 0)
         .str("name", at + 1)
         .str("cluster_id", at + 2)
         .str("target", at + 3)
@@ -77,18 +103,38 @@ void render_study(std::string &out, const db::Row &r, int at) {
         .str("optuna_study_name", at + 12)
         .str("parent_study_id", at + 13)
         .real("baseline_metric", at + 14)
+        .str("baseline_trial_id", at + 20)
         .real("best_metric", at + 15)
         .str("best_trial_id", at + 16)
         .ts("created_at", at + 17)
         .ts("started_at", at + 18)
         .ts("completed_at", at + 19)
         .object("trials_summary")
-        .integer("total", at + 20)
-        .integer("complete", at + 21)
-        .integer("failed", at + 22)
-        .integer("pruned", at + 23)
+        .integer("total", at + 21)
+        .integer("complete", at + 22)
+        .integer("failed", at + 23)
+        .integer("pruned", at + 24)
+        .real("best_primary_metric", at + 25)
         .close()
-        .close();
+        // The analytics (docs/upstream-schema.md): not computed yet.
+        .null("confidence")
+        .null("convergence");
+}
+
+}  // namespace
+
+void render_study(std::string &out, const db::Row &r, int at) {
+    RowWriter w(out, r);
+    w.open();
+    study_fields(w, at);
+    w.close();
+}
+
+void render_study_list_row(std::string &out, const db::Row &r, int at) {
+    RowWriter w(out, r);
+    w.open();
+    study_fields(w, at);
+    w.integer("trial_count", at + 21).str("direction", at + 26).null("convergence_verdict").close();
 }
 
 void render_trial(std::string &out, const db::Row &r, int at) {
@@ -105,6 +151,7 @@ void render_trial(std::string &out, const db::Row &r, int at) {
         .str("error", at + 8)
         .ts("started_at", at + 9)
         .ts("ended_at", at + 10)
+        .literal("is_baseline", r.boolean_value(at + 11) ? "true" : "false")
         .close();
 }
 
@@ -116,16 +163,27 @@ void render_digest(std::string &out, const db::Row &r, int at) {
         .str("narrative", at + 2)
         .jsonb("parameter_importance", at + 3)
         .jsonb("recommended_config", at + 4)
-        .jsonb("suggested_followups", at + 5)
+        .literal("suggested_followups",
+                 followups::parse_to_json(r.text(at + 5), r.null(at + 5), nullptr))
         .str("generated_by", at + 6)
         .ts("generated_at", at + 7)
         .close();
 }
 
+void log_followup_events(const Context &ctx, const db::Row &r, int col) {
+    if (r.null(col)) {
+        return;
+    }
+    std::vector<followups::Event> events;
+    (void)followups::parse(r.text(col), false, &events);
+    for (const followups::Event &e : events) {
+        ctx.log(RL_LOG_WARN, std::string(e.event) + ": " + e.detail);
+    }
+}
+
 namespace {
 
-void summary_fields(RowWriter &w, const db::Row &r, int at) {
-    w.str("id", at + 0).str("study_id", at + 1);
+void cluster_and_template(RowWriter &w, const db::Row &r, int at) {
     if (r.null(at + 2)) {
         w.null("cluster");
     } else {
@@ -146,58 +204,74 @@ void summary_fields(RowWriter &w, const db::Row &r, int at) {
             .str("engine_type", at + 9)
             .close();
     }
-    w.str("status", at + 10)
-        .str("pr_state", at + 11)
-        .str("pr_url", at + 12)
-        .jsonb("metric_delta", at + 13)
-        .ts("created_at", at + 14);
 }
 
 }  // namespace
 
 void render_proposal_summary(std::string &out, const db::Row &r, int at) {
     RowWriter w(out, r);
-    w.open();
-    summary_fields(w, r, at);
-    w.close();
+    w.open().str("id", at + 0).str("study_id", at + 1);
+    cluster_and_template(w, r, at);
+    w.str("status", at + 10)
+        .str("pr_state", at + 11)
+        .str("pr_url", at + 12)
+        .jsonb("metric_delta", at + 13);
+    w.literal("is_currently_live", r.boolean_value(at + 15) ? "true" : "false");
+    w.ts("created_at", at + 14).close();
 }
 
 void render_proposal_detail(std::string &out, const db::Row &r, int at) {
     RowWriter w(out, r);
-    w.open();
-    summary_fields(w, r, at);
-    if (r.null(at + 15)) {
+    w.open().str("id", at + 0).str("study_id", at + 1);
+    if (r.null(at + 16)) {
         w.null("study_summary");
     } else {
         w.object("study_summary")
-            .str("id", at + 15)
-            .str("name", at + 16)
-            .str("status", at + 17)
-            .real("best_metric", at + 18)
-            .str("best_trial_id", at + 19)
+            .str("id", at + 16)
+            .str("name", at + 17)
+            .str("status", at + 18)
+            .real("best_metric", at + 19)
+            .str("best_trial_id", at + 20)
+            .object("query_set")
+            .str("id", at + 21)
+            .str("name", at + 22)
+            .integer("query_count", at + 23)
+            .close()
+            .object("judgment_list")
+            .str("id", at + 24)
+            .str("name", at + 25)
+            .str("status", at + 26)
+            .close()
             .close();
     }
-    w.str("study_trial_id", at + 20)
-        .jsonb("config_diff", at + 21)
-        .ts("pr_merged_at", at + 22)
-        .str("pr_open_error", at + 23)
-        .str("rejected_reason", at + 24);
-    if (r.null(at + 25)) {
+    w.str("study_trial_id", at + 27);
+    cluster_and_template(w, r, at);
+    w.jsonb("config_diff", at + 28)
+        .jsonb("metric_delta", at + 13)
+        .str("status", at + 10)
+        .str("pr_url", at + 12)
+        .str("pr_state", at + 11)
+        .ts("pr_merged_at", at + 29)
+        .str("pr_open_error", at + 30)
+        .str("rejected_reason", at + 31);
+    w.literal("is_currently_live", r.boolean_value(at + 15) ? "true" : "false");
+    if (r.null(at + 32)) {
         w.null("digest");
     } else {
-        render_digest(w.key("digest"), r, at + 25);
+        render_digest(w.key("digest"), r, at + 32);
     }
-    if (r.null(at + 33)) {
+    w.ts("created_at", at + 14);
+    if (r.null(at + 40)) {
         w.null("pr_job");
     } else {
         w.object("pr_job")
-            .str("state", at + 33)
-            .integer("attempts", at + 34)
-            .str("last_event", at + 35)
-            .str("last_error", at + 36)
-            .ts("created_at", at + 37)
-            .ts("started_at", at + 38)
-            .ts("finished_at", at + 39)
+            .str("state", at + 40)
+            .integer("attempts", at + 41)
+            .str("last_event", at + 42)
+            .str("last_error", at + 43)
+            .ts("created_at", at + 44)
+            .ts("started_at", at + 45)
+            .ts("finished_at", at + 46)
             .close();
     }
     w.close();

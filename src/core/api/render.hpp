@@ -13,14 +13,23 @@
 
 namespace relyloop::core {
 
+class Context;
+
 using RenderFn = void (*)(std::string &out, const db::Row &r, int at);
 
 void render_config_repo(std::string &out, const db::Row &r, int at);
+// GET /config-repos/{id}: with the last merged proposal's summary after the
+// ConfigRepo layout.
+void render_config_repo_detail(std::string &out, const db::Row &r, int at);
 void render_cluster(std::string &out, const db::Row &r, int at);
 void render_template(std::string &out, const db::Row &r, int at);
 void render_study(std::string &out, const db::Row &r, int at);
+// A study list row: the Study plus trial_count, direction, convergence_verdict.
+void render_study_list_row(std::string &out, const db::Row &r, int at);
 void render_trial(std::string &out, const db::Row &r, int at);
 void render_digest(std::string &out, const db::Row &r, int at);
+// Logs what parsing the stored follow-ups at `col` downgraded or dropped.
+void log_followup_events(const Context &ctx, const db::Row &r, int col);
 void render_proposal_summary(std::string &out, const db::Row &r, int at);
 void render_proposal_detail(std::string &out, const db::Row &r, int at);
 

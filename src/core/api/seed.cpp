@@ -2,8 +2,11 @@
 // does not know the route in other environments, so it is a 404
 // RESOURCE_NOT_FOUND before the body is even looked at.
 
+#include <cmath>
+
 #include "api/crud.hpp"
 #include "api/validation.hpp"
+#include "common/json_writer.hpp"
 #include "common/uuid.hpp"
 
 namespace relyloop::core {
@@ -21,6 +24,46 @@ class SeedHandler : public Handler {
         auto query_set = r.string("query_set_id", false, kIdRule);
         auto judgments = r.string("judgment_list_id", false, kIdRule);
         auto with_proposal = r.boolean("with_pending_proposal", false);
+        Param winner_pq = per_query(r, "winner_per_query");
+        Param runner_pq = per_query(r, "runner_up_per_query");
+        Param followups;
+        if (const json_t *f = r.get("suggested_followups"); f != nullptr && !json_is_null(f)) {
+            bool ok = json_is_array(f);
+            for (size_t i = 0; ok && i < json_array_size(f); i++) {
+                ok = json_is_object(json_array_get(f, i));
+            }
+            if (ok) {
+                followups = json::dump(f);
+            } else {
+                r.problems().add(r.path("suggested_followups"), "must be an array of objects");
+            }
+        }
+        // Extra trials #2, #3, …: each below the winner's 0.487, so it stays the winner.
+        std::string extra = "[";
+        if (const json_t *m = r.get("extra_trial_metrics"); m != nullptr && !json_is_null(m)) {
+            if (!json_is_array(m)) {
+                r.problems().add(r.path("extra_trial_metrics"), "must be an array of numbers");
+            }
+            for (size_t i = 0; json_is_array(m) && i < json_array_size(m); i++) {
+                const json_t *v = json_array_get(m, i);
+                double d = json_number_value(v);
+                if (!json_is_number(v) || !std::isfinite(d) || !(d < kWinnerMetric)) {
+                    r.problems().add(r.path("extra_trial_metrics") + "[" + std::to_string(i) + "]",
+                                     "must be a finite number below 0.487");
+                    continue;
+                }
+                extra += (i == 0 ? "{\"id\":" : ",{\"id\":");
+                json::write_string(extra, uuid_v7());
+                extra += ",\"i\":" + std::to_string(i) + ",\"n\":" + std::to_string(i + 2) +
+                         ",\"boost\":";
+                json::write_double(extra, std::round((1.5 + 0.1 * static_cast<double>(i)) * 100) /
+                                              100);
+                extra += ",\"v\":";
+                json::write_double(extra, d);
+                extra += "}";
+            }
+        }
+        extra += "]";
         r.done();
 
         cluster_id_ = *cluster;
@@ -39,7 +82,8 @@ class SeedHandler : public Handler {
             db::Stmt::kSeedCompleted,
             {std::move(study), std::move(winner), std::move(other), std::move(digest),
              std::move(proposal), std::move(cluster), std::move(tmpl), std::move(query_set),
-             std::move(judgments), uuid_v7(), uuid_v7()});
+             std::move(judgments), uuid_v7(), uuid_v7(), std::move(winner_pq),
+             std::move(runner_pq), std::move(followups), std::move(extra)});
     }
 
     // cluster_ok, template_ok, query_set_ok, judgment_list_ok, study id,
@@ -72,6 +116,30 @@ class SeedHandler : public Handler {
     }
 
   private:
+    static constexpr double kWinnerMetric = 0.487;
+
+    // {query_id: {metric token: number}} or null → per_query_metrics text.
+    static Param per_query(BodyReader &r, const char *name) {
+        const json_t *v = r.get(name);
+        if (v == nullptr || json_is_null(v)) {
+            return {};
+        }
+        bool ok = json_is_object(v);
+        const char *qid = nullptr;
+        json_t *metrics = nullptr;
+        json_object_foreach(const_cast<json_t *>(v), qid, metrics) {
+            ok = ok && json_is_object(metrics);
+            const char *token = nullptr;
+            json_t *x = nullptr;
+            json_object_foreach(metrics, token, x) { ok = ok && json_is_number(x); }
+        }
+        if (!ok) {
+            r.problems().add(r.path(name), "must be an object of {metric: number} objects");
+            return {};
+        }
+        return json::dump(v);
+    }
+
     std::string cluster_id_;
     std::string template_id_;
     std::string query_set_id_;

@@ -127,18 +127,24 @@ class DigestHandler : public Handler {
 
     Action start(Context &ctx) override { return Action::query(db::Stmt::kDigestGet, {ctx.id()}); }
 
-    // study_found, Digest
+    // study_found, study status, Digest
     Action on_rows(Context &ctx, const PGresult *res) override {
-        expect_columns(res, 1 + db::kDigestCols);
+        expect_columns(res, 2 + db::kDigestCols);
         db::Row row(res, 0);
         if (PQntuples(res) == 0 || !row.boolean_value(0)) {
             return study_not_found(ctx);
         }
-        if (row.null(1)) {
+        if (row.text(1) != "completed") {
             return Action::error(ErrorCode::kDigestNotReady,
-                                 "The digest of study \"" + ctx.id() + "\" is not ready yet");
+                                 "study is in status '" + std::string(row.text(1)) +
+                                     "'; digest is only available on completed studies");
         }
-        return Action::respond(object_response(200, render_digest, res, 1));
+        if (row.null(2)) {
+            return Action::error(ErrorCode::kDigestNotReady,
+                                 "digest for study " + ctx.id() + " has not been written yet");
+        }
+        log_followup_events(ctx, row, 2 + 5);
+        return Action::respond(object_response(200, render_digest, res, 2));
     }
 };
 
@@ -148,7 +154,7 @@ std::unique_ptr<Handler> make_study_handler(Endpoint e) {
     switch (e) {
         case Endpoint::kStudyList:
             return std::make_unique<ListHandler>(e, db::Stmt::kStudyList, db::kStudyCols,
-                                                 render_study, kCreatedCol, list_filters);
+                                                 render_study_list_row, kCreatedCol, list_filters);
         case Endpoint::kTrialList:
             return std::make_unique<TrialListHandler>();
         case Endpoint::kStudyCancel:

@@ -16,56 +16,68 @@ namespace {
     "r.id, r.name, r.provider, r.repo_url, r.default_branch, r.pr_base_branch, r.auth_ref, " \
     "r.webhook_secret_ref, r.webhook_registration_error, r.created_at"
 
-// Cluster (12): every column but deleted_at.
+// Cluster (13): every column but deleted_at and search_vector.
 #define RL_CLUSTER_COLS                                                                    \
     "c.id, c.name, c.engine_type, c.environment, c.base_url, c.auth_kind, "                \
     "c.credentials_ref, c.config_repo_id, c.config_path, c.engine_config, c.notes, "       \
-    "c.created_at"
+    "c.created_at, c.target_filter"
 
 // Template (8)
 #define RL_TEMPLATE_COLS \
     "t.id, t.name, t.engine_type, t.body, t.declared_params, t.version, t.parent_id, t.created_at"
 
-// Study (20) + trials_summary (4), with RL_TRIALS_SUMMARY joined as ts.
+// Study (27): 20 columns, baseline_trial_id, trials_summary (5) from
+// RL_TRIALS_SUMMARY joined as ts, direction (objective.direction when
+// maximize/minimize, else maximize).
 #define RL_STUDY_COLS                                                                        \
     "s.id, s.name, s.cluster_id, s.target, s.template_id, s.query_set_id, "                  \
     "s.judgment_list_id, s.search_space, s.objective, s.config, s.status, s.failed_reason, " \
     "s.optuna_study_name, s.parent_study_id, s.baseline_metric, s.best_metric, "             \
-    "s.best_trial_id, s.created_at, s.started_at, s.completed_at, "                          \
-    "ts.total, ts.complete, ts.failed, ts.pruned"
+    "s.best_trial_id, s.created_at, s.started_at, s.completed_at, s.baseline_trial_id, "     \
+    "ts.total, ts.complete, ts.failed, ts.pruned, ts.best_primary_metric, "                  \
+    "CASE WHEN jsonb_typeof(s.objective) = 'object' AND s.objective->>'direction' IN "       \
+    "('maximize', 'minimize') THEN s.objective->>'direction' ELSE 'maximize' END"
 
+// Over the study's search trials: baseline trials (upstream RelyLoop's) left out.
 #define RL_TRIALS_SUMMARY                                                            \
     " LEFT JOIN LATERAL (SELECT count(*) AS total,"                                  \
     " count(*) FILTER (WHERE x.status = 'complete') AS complete,"                    \
     " count(*) FILTER (WHERE x.status = 'failed') AS failed,"                        \
-    " count(*) FILTER (WHERE x.status = 'pruned') AS pruned"                         \
-    " FROM trials x WHERE x.study_id = s.id) ts ON true "
+    " count(*) FILTER (WHERE x.status = 'pruned') AS pruned,"                        \
+    " max(x.primary_metric) FILTER (WHERE x.status = 'complete') AS best_primary_metric" \
+    " FROM trials x WHERE x.study_id = s.id AND NOT x.is_baseline) ts ON true "
 
-// Trial (11)
+// Trial (12)
 #define RL_TRIAL_COLS                                                                    \
     "t.id, t.study_id, t.optuna_trial_number, t.params, t.primary_metric, t.metrics, "   \
-    "t.duration_ms, t.status, t.error, t.started_at, t.ended_at"
+    "t.duration_ms, t.status, t.error, t.started_at, t.ended_at, t.is_baseline"
 
-// Digest (8); the TEXT[] comes as a JSON array.
+// Digest (8); suggested_followups as stored (parsed by the renderer).
 #define RL_DIGEST_COLS                                                                   \
     "d.id, d.study_id, d.narrative, d.parameter_importance, d.recommended_config, "      \
     "to_jsonb(d.suggested_followups), d.generated_by, d.generated_at"
 
-// ProposalSummary (15) with RL_PROPOSAL_JOINS.
+// ProposalSummary (16) with RL_PROPOSAL_JOINS; the last column is
+// is_currently_live (some config repo's last merged proposal).
 #define RL_PROPOSAL_SUMMARY_COLS                                                          \
     "p.id, p.study_id, c.id, c.name, c.engine_type, c.environment, "                      \
     "t.id, t.name, t.version, t.engine_type, p.status, p.pr_state, p.pr_url, "            \
-    "p.metric_delta, p.created_at"
+    "p.metric_delta, p.created_at, "                                                      \
+    "EXISTS (SELECT 1 FROM config_repos lr WHERE lr.last_merged_proposal_id = p.id)"
 
 #define RL_PROPOSAL_JOINS                                      \
     " LEFT JOIN clusters c ON c.id = p.cluster_id"             \
     " LEFT JOIN query_templates t ON t.id = p.template_id "
 
-// ProposalDetail (40): summary, study_summary (5), 5 columns, digest (8),
-// latest pr_job (7), with RL_PROPOSAL_DETAIL_JOINS.
+// ProposalDetail (47): summary (16), study_summary (11: 5 study columns, query
+// set id, name, query count, judgment list id, name, status), 5 columns,
+// digest (8), latest pr_job (7), with RL_PROPOSAL_DETAIL_JOINS.
 #define RL_PROPOSAL_DETAIL_COLS                                                            \
     RL_PROPOSAL_SUMMARY_COLS ", "                                                          \
     "s.id, s.name, s.status, s.best_metric, s.best_trial_id, "                             \
+    "s.query_set_id, coalesce(qs.name, ''), "                                              \
+    "(SELECT count(*) FROM queries q WHERE q.query_set_id = s.query_set_id), "             \
+    "s.judgment_list_id, coalesce(jl.name, ''), coalesce(jl.status, ''), "                 \
     "p.study_trial_id, p.config_diff, p.pr_merged_at, p.pr_open_error, p.rejected_reason, " \
     RL_DIGEST_COLS ", "                                                                    \
     "j.state, j.attempts, j.last_event, j.last_error, j.created_at, j.started_at, "        \
@@ -74,6 +86,8 @@ namespace {
 #define RL_PROPOSAL_DETAIL_JOINS                                                          \
     RL_PROPOSAL_JOINS                                                                     \
     " LEFT JOIN studies s ON s.id = p.study_id"                                           \
+    " LEFT JOIN query_sets qs ON qs.id = s.query_set_id"                                  \
+    " LEFT JOIN judgment_lists jl ON jl.id = s.judgment_list_id"                          \
     " LEFT JOIN digests d ON d.study_id = p.study_id"                                     \
     " LEFT JOIN LATERAL (SELECT y.state, y.attempts, y.last_event, y.last_error,"         \
     " y.created_at, y.started_at, y.finished_at FROM pr_jobs y"                           \
@@ -119,9 +133,12 @@ constexpr rl_statement_t kStatements[] = {
     // Health: no columns of interest.
     {"rl_health_ping", "SELECT 1", 0},
 
-    // $1 id → ConfigRepo, 0..1 rows.
+    // $1 id → ConfigRepo, ProposalSummary of last_merged_proposal_id (NULLs
+    // when none), 0..1 rows.
     {"rl_config_repo_get",
-     "SELECT " RL_CONFIG_REPO_COLS " FROM config_repos r WHERE r.id = $1::text", 1},
+     "SELECT " RL_CONFIG_REPO_COLS ", " RL_PROPOSAL_SUMMARY_COLS " FROM config_repos r "
+     "LEFT JOIN proposals p ON p.id = r.last_merged_proposal_id" RL_PROPOSAL_JOINS
+     "WHERE r.id = $1::text", 1},
 
     // list → total, ConfigRepo
     {"rl_config_repo_list",
@@ -232,9 +249,9 @@ constexpr rl_statement_t kStatements[] = {
      " FROM (SELECT 1) one LEFT JOIN u s ON true" RL_TRIALS_SUMMARY,
      1},
 
-    // $1 study id → study_found, Digest (NULLs when none).
+    // $1 study id → study_found, study status, Digest (NULLs when none).
     {"rl_digest_get",
-     "SELECT s.id IS NOT NULL AS study_found, " RL_DIGEST_COLS
+     "SELECT s.id IS NOT NULL AS study_found, s.status, " RL_DIGEST_COLS
      " FROM (SELECT 1) one LEFT JOIN studies s ON s.id = $1::text "
      "LEFT JOIN digests d ON d.study_id = s.id",
      1},
@@ -318,19 +335,23 @@ constexpr rl_statement_t kStatements[] = {
      "LEFT JOIN config_repos r ON r.id = c.config_repo_id WHERE p.id = $1::text",
      1},
 
-    // Seed a completed study (development only): $1 study id, $2 winning
-    // trial id, $3 other trial id, $4 digest id, $5 proposal id (NULL: none),
+    // Seed a completed study (development only): $1 study id, $2 trial #0
+    // id, $3 trial #1 id, $4 digest id, $5 proposal id (NULL: none),
     // $6 cluster_id, $7 template_id, $8 query_set_id (NULL: create one),
     // $9 judgment_list_id (NULL: create one), $10 new query set id,
-    // $11 new judgment list id → cluster_ok, template_ok, query_set_ok,
-    // judgment_list_ok, study id, digest id, proposal id.
+    // $11 new judgment list id, $12 per_query_metrics of trial #0, $13 of
+    // trial #1, $14 suggested_followups (NULL: the two default items),
+    // $15 extra trials [{id, n, boost, v}] → cluster_ok, template_ok,
+    // query_set_ok, judgment_list_ok, study id, digest id, proposal id,
+    // trial count. Trial times count from S = the study's started_at.
     {"rl_seed_completed",
      "WITH chk AS (SELECT "
      "EXISTS (SELECT 1 FROM clusters WHERE id = $6::text AND deleted_at IS NULL) AS cluster_ok, "
      "EXISTS (SELECT 1 FROM query_templates WHERE id = $7::text) AS template_ok, "
      "($8::text IS NULL OR EXISTS (SELECT 1 FROM query_sets WHERE id = $8::text)) AS qs_ok, "
-     "($9::text IS NULL OR EXISTS (SELECT 1 FROM judgment_lists WHERE id = $9::text)) AS jl_ok), "
-     "go AS (SELECT 1 FROM chk WHERE cluster_ok AND template_ok AND qs_ok AND jl_ok), "
+     "($9::text IS NULL OR EXISTS (SELECT 1 FROM judgment_lists WHERE id = $9::text)) AS jl_ok, "
+     "now() - interval '1 minute' AS s), "
+     "go AS (SELECT s FROM chk WHERE cluster_ok AND template_ok AND qs_ok AND jl_ok), "
      "qs AS (INSERT INTO query_sets (id, name, description, cluster_id, created_at) "
      "SELECT $10::text, 'e2e-seed-qs-' || $10::text, 'placeholder query set of the e2e seed', "
      "$6::text, now() FROM go WHERE $8::text IS NULL RETURNING id), "
@@ -340,44 +361,51 @@ constexpr rl_statement_t kStatements[] = {
      "SELECT $11::text, 'e2e-seed-jl-' || $11::text, 'placeholder judgment list of the e2e seed', "
      "(SELECT id FROM qs_id), $6::text, 'products', $7::text, '', 'complete', now() FROM go "
      "WHERE $9::text IS NULL RETURNING id), "
+     "extra AS (SELECT e->>'id' AS id, (e->>'n')::int AS n, (e->>'i')::int AS i, "
+     "jsonb_build_object('boost', e->'boost') AS params, (e->>'v')::float8 AS v "
+     "FROM jsonb_array_elements($15::jsonb) AS e), "
      "st AS (INSERT INTO studies (id, name, cluster_id, target, template_id, query_set_id, "
      "judgment_list_id, search_space, objective, config, status, optuna_study_name, "
-     "baseline_metric, best_metric, best_trial_id, created_at, started_at, completed_at) "
+     "baseline_metric, best_metric, best_trial_id, baseline_trial_id, created_at, started_at, "
+     "completed_at) "
      "SELECT $1::text, 'e2e-seed-' || left($1::text, 8), $6::text, 'products', $7::text, "
      "(SELECT id FROM qs_id), coalesce($9::text, (SELECT id FROM jl)), "
-     "'{\"title.boost\": {\"type\": \"float\", \"low\": 0.5, \"high\": 5.0}}'::jsonb, "
-     "'{\"metric\": \"ndcg@10\", \"direction\": \"maximize\"}'::jsonb, "
-     "'{\"n_trials\": 2, \"sampler\": \"tpe\"}'::jsonb, 'completed', 'e2e-seed-' || $1::text, "
-     "0.412, 0.487, $2::text, now(), now() - interval '2 minutes', now() FROM go "
-     "RETURNING id), "
+     "'{\"params\": {\"boost\": {\"type\": \"float\", \"low\": 0.5, \"high\": 5.0, \"log\": false}}}'::jsonb, "
+     "'{\"metric\": \"ndcg\", \"k\": 10, \"direction\": \"maximize\"}'::jsonb, "
+     "'{\"max_trials\": 2, \"sampler\": \"tpe\", \"pruner\": \"none\"}'::jsonb, 'completed', "
+     "$1::text, NULL, 0.487, $2::text, NULL, go.s, go.s, now() FROM go "
+     "RETURNING id, started_at), "
      "tr AS (INSERT INTO trials (id, study_id, optuna_trial_number, params, primary_metric, "
-     "metrics, duration_ms, status, started_at, ended_at) "
-     "SELECT v.id, st.id, v.n, v.params::jsonb, v.pm, v.metrics::jsonb, v.ms, 'complete', "
-     "now() - interval '2 minutes', now() - interval '1 minute' FROM st, (VALUES "
-     "($2::text, 1, '{\"title.boost\": 2.5}', 0.487::float8, "
-     "'{\"ndcg@10\": 0.487, \"map\": 0.355, \"p@10\": 0.61}', 1840), "
-     "($3::text, 0, '{\"title.boost\": 0.8}', 0.412::float8, "
-     "'{\"ndcg@10\": 0.412, \"map\": 0.301, \"p@10\": 0.54}', 1795)) "
-     "AS v (id, n, params, pm, metrics, ms) RETURNING id), "
+     "metrics, per_query_metrics, duration_ms, status, is_baseline, started_at, ended_at) "
+     "SELECT v.id, st.id, v.n, v.params::jsonb, v.pm, v.metrics::jsonb, v.pq, v.ms, 'complete', "
+     "false, st.started_at + v.start_ms * interval '1 millisecond', "
+     "st.started_at + (v.start_ms + v.ms) * interval '1 millisecond' FROM st, ("
+     "VALUES ($2::text, 0, '{\"boost\": 2.5}', 0.487::float8, "
+     "'{\"ndcg@10\": 0.487, \"map\": 0.412, \"precision@10\": 0.5}', $12::jsonb, 1200, 0), "
+     "($3::text, 1, '{\"boost\": 0.8}', 0.412::float8, "
+     "'{\"ndcg@10\": 0.412, \"map\": 0.351, \"precision@10\": 0.4}', $13::jsonb, 1100, 1300) "
+     "UNION ALL SELECT extra.id, extra.n, extra.params::text, extra.v, "
+     "jsonb_build_object('ndcg@10', extra.v)::text, NULL::jsonb, 1100, 2500 + 1200 * extra.i "
+     "FROM extra) AS v (id, n, params, pm, metrics, pq, ms, start_ms) RETURNING id), "
      "dg AS (INSERT INTO digests (id, study_id, narrative, parameter_importance, "
      "recommended_config, suggested_followups, generated_by, generated_at) "
-     "SELECT $4::text, st.id, 'Raising title.boost from 0.8 to 2.5 lifted ndcg@10 from 0.412 "
-     "to 0.487 (+18.2%). Title matches dominate relevance for this query set.', "
-     "'{\"title.boost\": 1.0}'::jsonb, '{\"title.boost\": 2.5}'::jsonb, "
-     "'[{\"kind\": \"text\", \"rationale\": \"Explore title.boost between 2.5 and 4.0\", "
-     "\"search_space\": null}, {\"kind\": \"text\", \"rationale\": "
-     "\"Tune description.boost with title.boost fixed at 2.5\", \"search_space\": null}]'::jsonb, "
-     "'local:e2e_seed', now() "
-     "FROM st RETURNING id), "
+     "SELECT $4::text, st.id, 'Seeded digest narrative for E2E coverage. Tuning `boost` from 1.0 "
+     "to 2.5 lifted ndcg@10 from 0.412 (baseline) to 0.487 (+18.2%). The winning configuration "
+     "is recommended for production rollout.', "
+     "'{\"boost\": 1.0}'::jsonb, '{\"boost\": 2.5}'::jsonb, "
+     "coalesce($14::jsonb, '[{\"kind\": \"text\", \"rationale\": \"Try varying "
+     "`description.boost` next.\", \"search_space\": null}, {\"kind\": \"text\", \"rationale\": "
+     "\"Run with a larger query set to confirm the lift holds.\", \"search_space\": null}]'::jsonb), "
+     "'local:e2e_seed', now() FROM st RETURNING id), "
      "pr AS (INSERT INTO proposals (id, study_id, study_trial_id, cluster_id, template_id, "
      "config_diff, metric_delta, status, created_at) "
      "SELECT $5::text, st.id, $2::text, $6::text, $7::text, "
-     "'{\"title.boost\": {\"from\": 1.0, \"to\": 2.5}}'::jsonb, "
+     "'{\"boost\": {\"from\": 1.0, \"to\": 2.5}}'::jsonb, "
      "'{\"ndcg@10\": {\"baseline\": 0.412, \"achieved\": 0.487, \"delta_pct\": 18.2}}'::jsonb, "
      "'pending', now() FROM st WHERE $5::text IS NOT NULL RETURNING id) "
      "SELECT chk.cluster_ok, chk.template_ok, chk.qs_ok, chk.jl_ok, (SELECT id FROM st), "
      "(SELECT id FROM dg), (SELECT id FROM pr), (SELECT count(*) FROM tr) FROM chk",
-     11},
+     15},
 };
 
 #undef RL_CONFIG_REPO_COLS

@@ -45,12 +45,12 @@ enum class Stmt : int {
 
 // Column counts of the shared layouts (see statements.cpp).
 inline constexpr int kConfigRepoCols = 10;
-inline constexpr int kClusterCols = 12;
+inline constexpr int kClusterCols = 13;
 inline constexpr int kTemplateCols = 8;
-inline constexpr int kStudyCols = 24;  // 20 columns + trials_summary (4)
-inline constexpr int kTrialCols = 11;
+inline constexpr int kStudyCols = 27;  // see RL_STUDY_COLS
+inline constexpr int kTrialCols = 12;
 inline constexpr int kDigestCols = 8;
-inline constexpr int kProposalSummaryCols = 15;
-inline constexpr int kProposalDetailCols = 40;
+inline constexpr int kProposalSummaryCols = 16;
+inline constexpr int kProposalDetailCols = 47;
 
 }  // namespace relyloop::core::db

@@ -31,7 +31,7 @@ our $DEFAULT_PAT = 'github_pat_11RELYLOOPTESTpipeline_' . join('', map { ('A' ..
 
 sub new {
     my ($class, %o) = @_;
-    my $t = RelyLoop::Test->new;
+    my $t = RelyLoop::Test->new($o{db_kind} ? (db_kind => $o{db_kind}) : ());
     my $self = bless {t => $t, pat => $o{pat} // $DEFAULT_PAT, auth_ref => 'acme-pat',
         author_name => 'RelyLoop Bot', author_email => 'relyloop-bot@test.invalid',
         worker_args => $o{worker_args} || [], base_url => $o{base_url},
@@ -146,14 +146,20 @@ sub template {
     return $res->{json};
 }
 
-# seed($cluster, $template): the seed endpoint's completed study with a pending
-# proposal (title.boost 1.0 → 2.5). Returns {study_id, digest_id, proposal_id}.
+# seed($cluster, $template): a completed study with a pending proposal
+# (title.boost 1.0 → 2.5, trials 0.487 and 0.412, two follow-ups) — the shape
+# the seed endpoint had before it followed upstream HEAD's values (boost);
+# t/upstream_rows.t opens a PR from the endpoint's own seed.
+# Returns {study_id, proposal_id}.
 sub seed {
     my ($self, $cluster, $tmpl) = @_;
-    my $res = api($self->{t}, POST => '/api/v1/_test/studies/seed-completed',
-        json => {cluster_id => $cluster->{id}, template_id => $tmpl->{id}});
-    die "seed: $res->{status} $res->{body}" unless $res->{status} == 201;
-    return $res->{json};
+    my $seed = $self->study($cluster, $tmpl, name => 'e2e-seed-' . substr(uuid7(), 0, 8),
+        followups => ['Explore title.boost between 2.5 and 4.0',
+            'Tune description.boost with title.boost fixed at 2.5']);
+    # "from": 1.0 spelled as the seed spelled it (Perl's JSON would write 1).
+    $self->{t}->psql(q{UPDATE proposals SET config_diff = '{"title.boost": {"from": 1.0, "to": 2.5}}' }
+        . 'WHERE id = ' . sql_quote($seed->{proposal_id}));
+    return $seed;
 }
 
 # study($cluster, $template, config_diff => {...}, importance => {...}, followups => [...],
