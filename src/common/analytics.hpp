@@ -125,6 +125,16 @@ struct StudyInput {
     " ORDER BY r.primary_metric DESC NULLS LAST, r.optuna_trial_number, r.id LIMIT 1) ar"    \
     " ON true "
 
+// The same 13 columns with the series only (enough for the convergence
+// verdict of a list row; no joins needed).
+#define RL_ANALYTICS_SERIES_ONLY_COLS                                                        \
+    "s.status, s.objective, s.best_metric, false, NULL::int, NULL::float8, NULL::jsonb, "    \
+    "false, NULL::jsonb, false, NULL::jsonb, "                                               \
+    "(SELECT coalesce(json_agg(json_build_array(x.optuna_trial_number, x.primary_metric) "   \
+    "ORDER BY x.optuna_trial_number, x.id), '[]') FROM trials x WHERE x.study_id = s.id "    \
+    "AND x.status = 'complete' AND NOT x.is_baseline AND x.primary_metric IS NOT NULL), "    \
+    "NULL::json"
+
 inline constexpr int kAnalyticsInputCols = 13;
 
 // Builds a StudyInput from the 13 columns as text (nullopt = SQL NULL).
