@@ -626,6 +626,16 @@ Json convergence(const StudyInput &in, bool *invalid_direction) {
     return out;
 }
 
+bool direction_unusable(std::optional<std::string_view> objective) {
+    Json o = parse_json(objective);
+    const json_t *dir = json_is_object(o.get()) ? json_object_get(o.get(), "direction") : nullptr;
+    if (dir == nullptr || json_is_null(dir)) {
+        return false;
+    }
+    const char *d = json_string_value(dir);
+    return d == nullptr || (std::strcmp(d, "maximize") != 0 && std::strcmp(d, "minimize") != 0);
+}
+
 // --- PR body lines ----------------------------------------------------------
 
 std::string fixed3(double v) {

@@ -150,6 +150,10 @@ inline constexpr int kAnalyticsInputCols = 13;
 // objective.direction is present and neither maximize nor minimize.
 [[nodiscard]] Json convergence(const StudyInput &in, bool *invalid_direction = nullptr);
 
+// True when the objective (JSON text, nullopt = NULL) has a `direction` the
+// verdict cannot use (present, not null, neither maximize nor minimize).
+[[nodiscard]] bool direction_unusable(std::optional<std::string_view> objective);
+
 // The PR body's Confidence lines for a non-null confidence object ("- …\n"
 // each; empty when no field applies).
 [[nodiscard]] std::string confidence_lines(const json_t *confidence);

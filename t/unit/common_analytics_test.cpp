@@ -414,3 +414,13 @@ TEST(Format, Fixed3IsCorrectlyRounded) {
     EXPECT_EQ(fixed3(0.4165), "0.416");   // 0.41649999999999998…
     EXPECT_EQ(fixed3(0.56), "0.560");
 }
+
+TEST(Convergence, DirectionUnusable) {
+    EXPECT_FALSE(direction_unusable(std::nullopt));
+    EXPECT_FALSE(direction_unusable(R"({"metric":"ndcg"})"));
+    EXPECT_FALSE(direction_unusable(R"({"direction":null})"));
+    EXPECT_FALSE(direction_unusable(R"({"direction":"minimize"})"));
+    EXPECT_FALSE(direction_unusable("[1]"));
+    EXPECT_TRUE(direction_unusable(R"({"direction":"sideways"})"));
+    EXPECT_TRUE(direction_unusable(R"({"direction":1})"));
+}

@@ -158,9 +158,9 @@ class StudyGetHandler : public GetByIdHandler {
 
     Action on_rows(Context &ctx, const PGresult *res) override {
         if (PQntuples(res) > 0 && PQnfields(res) == db::kStudyCols) {
-            bool invalid = false;
-            (void)analytics::convergence(study_analytics_input(db::Row(res, 0), 0), &invalid);
-            if (invalid) {
+            db::Row row(res, 0);
+            const int objective = db::kStudyAnalyticsCol + 1;
+            if (!row.null(objective) && analytics::direction_unusable(row.text(objective))) {
                 ctx.log(RL_LOG_WARN, "convergence_invalid_direction: study " + ctx.id());
             }
         }
