@@ -648,10 +648,16 @@ namespace {
 
 double num(const json_t *obj, const char *key) { return json_number_value(json_object_get(obj, key)); }
 
-std::string query_text_inline(const char *s) {
+// A string member, "" when missing (the objects come from confidence(), so
+// this is only a guard).
+std::string text(const json_t *obj, const char *key) {
+    const char *s = json_string_value(json_object_get(obj, key));
+    return s != nullptr ? s : "";
+}
+
+std::string query_text_inline(const std::string &s) {
     std::string out;
-    for (const char *p = s; *p != '\0'; p++) {
-        char c = *p;
+    for (char c : s) {
         out.push_back(c == '\n' || c == '\r' ? ' ' : c == '`' ? '\'' : c);
     }
     return out;
@@ -667,7 +673,7 @@ std::string confidence_lines(const json_t *conf) {
     const json_t *headline = json_object_get(conf, "headline");
     const json_t *ci = json_object_get(conf, "ci_95");
     if (json_is_object(headline) && json_is_object(ci)) {
-        std::string label = json_string_value(json_object_get(headline, "metric"));
+        std::string label = text(headline, "metric");
         const json_t *k = json_object_get(headline, "k");
         if (json_is_integer(k)) {
             label += "@" + std::to_string(json_integer_value(k));
@@ -686,14 +692,14 @@ std::string confidence_lines(const json_t *conf) {
                " improved \u00b7 " +
                std::to_string(json_integer_value(json_object_get(pq, "unchanged"))) +
                " unchanged \u00b7 " + std::to_string(r) + " regressed (vs " +
-               json_string_value(json_object_get(pq, "comparison_against")) + ")\n";
+               text(pq, "comparison_against") + ")\n";
         const json_t *rows = json_object_get(pq, "top_regressors");
         if (r > 0 && json_array_size(rows) > 0) {
             out += "- Queries that regressed: ";
             for (size_t i = 0; i < json_array_size(rows); i++) {
                 const json_t *row = json_array_get(rows, i);
                 if (i > 0) out += " \u00b7 ";
-                out += "`" + query_text_inline(json_string_value(json_object_get(row, "query_text"))) +
+                out += "`" + query_text_inline(text(row, "query_text")) +
                        "` (" + fixed3(num(row, "comparison_score")) + " \u2192 " +
                        fixed3(num(row, "winner_score")) + ")";
             }
@@ -703,7 +709,7 @@ std::string confidence_lines(const json_t *conf) {
     const json_t *gap = json_object_get(conf, "runner_up_gap");
     if (json_is_object(gap)) {
         out += "- Runner-up gap " + fixed3(num(gap, "value")) + " (" +
-               json_string_value(json_object_get(gap, "classification")) + ")\n";
+               text(gap, "classification") + ")\n";
     }
     const json_t *late = json_object_get(conf, "late_trial_stddev");
     if (json_is_object(late)) {
@@ -711,7 +717,7 @@ std::string confidence_lines(const json_t *conf) {
     }
     const json_t *conv = json_object_get(conf, "convergence");
     if (json_is_object(conv)) {
-        out += "- Convergence: " + std::string(json_string_value(json_object_get(conv, "regime"))) +
+        out += "- Convergence: " + text(conv, "regime") +
                " (best at trial " +
                std::to_string(json_integer_value(json_object_get(conv, "best_at_trial"))) + " of " +
                std::to_string(json_integer_value(json_object_get(conv, "total_trials"))) + ")\n";

@@ -121,3 +121,21 @@ TEST(PrBodySections, ThenTopTrialsThenConfidenceThenMetrics) {
     EXPECT_LE(chars(body), kPrBodyLimit);
     EXPECT_TRUE(body.ends_with("65,536-character limit._\n"));
 }
+
+TEST(PrBodySections, AnalyticsTextIsRedacted) {
+    PrText t = study_text();
+    t.confidence = parse(
+        R"({"headline":{"metric":"ndcg","value":0.5,"k":10,"n_queries":5},"ci_95":null,)"
+        R"("runner_up_gap":null,"late_trial_stddev":null,"convergence":null,)"
+        R"("per_query_outcomes":{"improved":0,"unchanged":0,"regressed":1,)"
+        R"("comparison_against":"runner_up","top_improvers":[],"top_regressors":[{"query_id":"q1",)"
+        R"("query_text":"leak ghp_abcdefghijklmnopqrstuvwxyz0123456789AB","winner_score":0.1,)"
+        R"("comparison_score":0.5,"delta":-0.4}]}})");
+    t.config_diff = parse(
+        R"({"query_normalizer":{"to":"ghp_abcdefghijklmnopqrstuvwxyz0123456789AB"}})");
+    std::string body = pr_body(t);
+    EXPECT_EQ(body.find("ghp_"), std::string::npos);
+    EXPECT_NE(body.find("- Queries that regressed: `leak [REDACTED-GH-TOKEN]` (0.500 \u2192 0.100)\n"),
+              std::string::npos)
+        << body;
+}
