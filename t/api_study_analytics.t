@@ -91,6 +91,9 @@ is(api($t, GET => "/api/v1/studies/$running")->{json}{convergence}, undef, 'runn
 my $odd = insert_study($t, $base, status => 'completed', objective => {direction => 'sideways'});
 insert_trial($t, $odd, optuna_trial_number => $_, primary_metric => 0.5) for 0 .. 5;
 is(api($t, GET => "/api/v1/studies/$odd")->{json}{convergence}, undef, 'unknown direction: null');
+like($t->nginx_error_log, qr/\[warn\].*convergence_invalid_direction: study \Q$odd\E/,
+    'convergence_invalid_direction logged');
+unlike($t->nginx_error_log, qr/convergence_invalid_direction: study \Q$sid\E/, 'not for a usable direction');
 
 $res = api($t, GET => '/api/v1/studies?limit=100');
 is($res->{status}, 200, 'list');
