@@ -13,6 +13,7 @@ run() { [ "$only" = all ] || [ "$only" = "$1" ]; }
 
 run api && perl "$HERE/api_bench.pl"
 run enqueue && perl "$HERE/enqueue_bench.pl"
+run migrate && perl "$HERE/migrate_bench.pl"
 run analytics && perl "$HERE/analytics_bench.pl"
 if run pipeline; then
     for b in "$HERE"/pipeline_bench*; do

@@ -194,5 +194,8 @@ is($r->{json}{detail}{error_code}, 'INTERNAL_ERROR', 'INTERNAL_ERROR');
 like($t->nginx_error_log,
     qr/\[error\].*relyloop: database schema older than this module \(run relyloop-worker migrate\): 42703/,
     'the error log says the schema is older than the module');
+$s->restart_worker;
+like($t->worker_log, qr/"schema_outdated".*upstream database lacks clusters\.target_filter: run upstream's \\"alembic upgrade head\\"/,
+    'the worker says so at start');
 
 $s->done;

@@ -1,7 +1,7 @@
 #include "common/followups.hpp"
 
-#include <cmath>
 #include <cctype>
+#include <cmath>
 #include <set>
 
 #include "common/json_writer.hpp"
@@ -13,10 +13,12 @@ namespace {
 constexpr double kMaxCardinality = 1'000'000;
 constexpr size_t kMaxReason = 400;
 
-const std::set<std::string, std::less<>> kSteps = {
-    "lowercase",          "trim",
-    "collapse_whitespace", "strip_punctuation",
-    "expand_contractions_en", "expand_contractions_custom"};
+const std::set<std::string, std::less<>> kSteps = {"lowercase",
+                                                   "trim",
+                                                   "collapse_whitespace",
+                                                   "strip_punctuation",
+                                                   "expand_contractions_en",
+                                                   "expand_contractions_custom"};
 
 struct Invalid {
     std::string reason;
@@ -316,10 +318,9 @@ Json parse(std::string_view stored, bool is_null, std::vector<Event> *events) {
             const json_t *r = json_object_get(item, "rationale");
             if (json_is_string(r) && !blank(json_string_value(r))) {
                 std::string reason = clip(bad.reason);
-                json_array_append_new(
-                    out.get(),
-                    text_item("[validation failed: " + reason + "] " + json_string_value(r))
-                        .release());
+                json_array_append_new(out.get(), text_item("[validation failed: " + reason + "] " +
+                                                           json_string_value(r))
+                                                     .release());
                 note(events, "digest_followup_validation_downgraded",
                      "item " + std::to_string(i) + ": " + reason);
             } else {
@@ -345,8 +346,8 @@ std::string pr_line(const json_t *item) {
     const json_t *ss = json_object_get(item, "search_space");
     if (kind == "swap_template") {
         return "**swap_template:** " + rationale + " (template `" +
-               json_string_value(json_object_get(item, "template_id")) + "`; " +
-               params_text(ss) + ")";
+               json_string_value(json_object_get(item, "template_id")) + "`; " + params_text(ss) +
+               ")";
     }
     return "**" + kind + ":** " + rationale + " (" + params_text(ss) + ")";
 }

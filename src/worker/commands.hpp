@@ -40,8 +40,8 @@ struct SchemaVersion {
     DbKind kind = DbKind::empty;
     std::string alembic;  // the alembic_version value (upstream kinds)
     bool table_exists = false;
-    int current = 0;  // highest applied own step, 0 when none
-    int latest = 0;   // the highest step this binary knows
+    int current = 0;                   // highest applied own step, 0 when none
+    int latest = 0;                    // the highest step this binary knows
     bool own_tables = false;           // pr_jobs and schema_migrations exist
     std::vector<std::string> missing;  // required columns absent ("table.column")
 

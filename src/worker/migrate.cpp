@@ -44,9 +44,8 @@ std::string join(const std::vector<std::string> &v, const char *sep) {
 
 // A revision of digits only, numerically below the supported one.
 bool revision_behind(const std::string &v) {
-    if (v.empty() || v.size() > 9 || !std::all_of(v.begin(), v.end(), [](char c) {
-            return c >= '0' && c <= '9';
-        })) {
+    if (v.empty() || v.size() > 9 ||
+        !std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; })) {
         return false;
     }
     int n = 0;
@@ -181,9 +180,10 @@ int apply_steps(PGconn *conn, FILE *out, int *newest_in_db) {
 }  // namespace
 
 std::vector<std::string> missing_columns(PGconn *conn) {
-    PgResult r = db::exec(conn,
-                          "SELECT table_name, column_name, data_type FROM information_schema.columns "
-                          "WHERE table_schema = current_schema()");
+    PgResult r =
+        db::exec(conn,
+                 "SELECT table_name, column_name, data_type FROM information_schema.columns "
+                 "WHERE table_schema = current_schema()");
     std::set<std::pair<std::string, std::string>> have;
     std::set<std::string> typed;
     for (int i = 0; i < PQntuples(r.get()); i++) {
@@ -315,8 +315,8 @@ int run_migrate(const Settings &settings, FILE *out, FILE *err) noexcept {
                                  "columns this worker needs\n",
                                  sv.alembic.c_str(), schema::kUpstreamRevision);
                     if (!sv.missing.empty()) {
-                        return refuse("upstream database lacks " + join(sv.missing, ", ") +
-                                      ": " + kUpgradeHead);
+                        return refuse("upstream database lacks " + join(sv.missing, ", ") + ": " +
+                                      kUpgradeHead);
                     }
                     [[fallthrough]];
                 case DbKind::upstream:

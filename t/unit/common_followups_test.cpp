@@ -44,14 +44,17 @@ TEST(Followups, StringsAndValidObjects) {
     EXPECT_EQ(one(R"("s")"), R"([{"kind":"text","rationale":"s","search_space":null}])");
     EXPECT_EQ(one(R"({"kind":"text","rationale":"r"})"),
               R"([{"kind":"text","rationale":"r","search_space":null}])");
-    EXPECT_EQ(one(R"({"search_space":{"params":{"b":{"high":3,"low":1,"type":"float"}}},"rationale":"r","kind":"narrow"})"),
-              R"([{"kind":"narrow","rationale":"r","search_space":{"params":{"b":{"type":"float","low":1.0,"high":3.0,"log":false}}}}])");
-    EXPECT_EQ(one(R"({"kind":"widen","rationale":"r","search_space":{"params":{"n":{"type":"int","low":1,"high":2.0}}}})"),
-              R"([{"kind":"widen","rationale":"r","search_space":{"params":{"n":{"type":"int","low":1,"high":2}}}}])");
-    EXPECT_EQ(one(R"({"kind":"swap_template","template_id":")" + kTid +
-                  R"(","rationale":"r","search_space":{"params":{"c":{"type":"categorical","choices":["a",1,true]}}}})"),
-              R"([{"kind":"swap_template","rationale":"r","template_id":")" + kTid +
-                  R"(","search_space":{"params":{"c":{"type":"categorical","choices":["a",1,true]}}}}])");
+    EXPECT_EQ(
+        one(R"({"search_space":{"params":{"b":{"high":3,"low":1,"type":"float"}}},"rationale":"r","kind":"narrow"})"),
+        R"([{"kind":"narrow","rationale":"r","search_space":{"params":{"b":{"type":"float","low":1.0,"high":3.0,"log":false}}}}])");
+    EXPECT_EQ(
+        one(R"({"kind":"widen","rationale":"r","search_space":{"params":{"n":{"type":"int","low":1,"high":2.0}}}})"),
+        R"([{"kind":"widen","rationale":"r","search_space":{"params":{"n":{"type":"int","low":1,"high":2}}}}])");
+    EXPECT_EQ(
+        one(R"({"kind":"swap_template","template_id":")" + kTid +
+            R"(","rationale":"r","search_space":{"params":{"c":{"type":"categorical","choices":["a",1,true]}}}})"),
+        R"([{"kind":"swap_template","rationale":"r","template_id":")" + kTid +
+            R"(","search_space":{"params":{"c":{"type":"categorical","choices":["a",1,true]}}}}])");
 }
 
 TEST(Followups, InvalidAreDowngradedOrDropped) {
@@ -106,10 +109,14 @@ TEST(Followups, LongReasonsAreClipped) {
 
 TEST(Followups, PrLines) {
     EXPECT_EQ(line_of(R"("plain")"), "plain");
-    EXPECT_EQ(line_of(R"({"kind":"narrow","rationale":"Winner sits mid-range","search_space":{"params":{"boost":{"type":"float","low":1.5,"high":3}}}})"),
-              "**narrow:** Winner sits mid-range (`boost` [1.5, 3.0])");
-    EXPECT_EQ(line_of(R"({"kind":"widen","rationale":"w","search_space":{"params":{"a":{"type":"float","low":0.1,"high":1,"log":true},"n":{"type":"int","low":1,"high":5},"c":{"type":"categorical","choices":["x",2]},"p":{"type":"normalizer_pipeline","steps":["lowercase","trim"]}}}})"),
-              "**widen:** w (`a` [0.1, 1.0] log, `n` [1, 5], `c` {x, 2}, `p` steps {lowercase, trim})");
+    EXPECT_EQ(
+        line_of(
+            R"({"kind":"narrow","rationale":"Winner sits mid-range","search_space":{"params":{"boost":{"type":"float","low":1.5,"high":3}}}})"),
+        "**narrow:** Winner sits mid-range (`boost` [1.5, 3.0])");
+    EXPECT_EQ(
+        line_of(
+            R"({"kind":"widen","rationale":"w","search_space":{"params":{"a":{"type":"float","low":0.1,"high":1,"log":true},"n":{"type":"int","low":1,"high":5},"c":{"type":"categorical","choices":["x",2]},"p":{"type":"normalizer_pipeline","steps":["lowercase","trim"]}}}})"),
+        "**widen:** w (`a` [0.1, 1.0] log, `n` [1, 5], `c` {x, 2}, `p` steps {lowercase, trim})");
     EXPECT_EQ(line_of(R"({"kind":"swap_template","rationale":"s","template_id":")" + kTid +
                       R"(","search_space":{"params":{"n":{"type":"int","low":1,"high":2}}}})"),
               "**swap_template:** s (template `" + kTid + "`; `n` [1, 2])");

@@ -251,11 +251,11 @@ TEST(ClusterCreate, InsertsAndRendersHealthCheck) {
     Response r = c.expect_response();
     EXPECT_EQ(r.status, 201);
     Json j = r.json();
-    EXPECT_EQ(keys(j.get()), (std::vector<std::string>{
-                                 "id", "name", "engine_type", "environment", "base_url",
-                                 "auth_kind", "credentials_ref", "config_repo_id", "config_path",
-                                 "engine_config", "notes", "target_filter", "created_at",
-                                 "health_check"}));
+    EXPECT_EQ(keys(j.get()),
+              (std::vector<std::string>{"id", "name", "engine_type", "environment", "base_url",
+                                        "auth_kind", "credentials_ref", "config_repo_id",
+                                        "config_path", "engine_config", "notes", "target_filter",
+                                        "created_at", "health_check"}));
     EXPECT_NE(
         r.body.find(
             R"("health_check":{"status":"unknown","checked_at":null,"version":null,"error":null})"),
@@ -500,8 +500,9 @@ TEST(StudyGet, ShapeWithTrialsSummary) {
                                                        "trials_summary",
                                                        "confidence",
                                                        "convergence"}));
-    EXPECT_NE(r.body.find(R"("baseline_metric":0.412,"baseline_trial_id":null,"best_metric":0.487)"),
-              std::string::npos);
+    EXPECT_NE(
+        r.body.find(R"("baseline_metric":0.412,"baseline_trial_id":null,"best_metric":0.487)"),
+        std::string::npos);
     EXPECT_NE(r.body.find(R"("trials_summary":{"total":3,"complete":2,"failed":1,"pruned":0,)"
                           R"("best_primary_metric":0.487},"confidence":null,"convergence":null})"),
               std::string::npos);

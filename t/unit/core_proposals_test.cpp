@@ -8,8 +8,8 @@ using relyloop::Json;
 // ---- proposals ------------------------------------------------------------------
 
 const std::vector<std::string> kSummaryKeys = {
-    "id",     "study_id",     "cluster",           "template",  "status",
-    "pr_state", "pr_url",     "metric_delta",      "is_currently_live", "created_at"};
+    "id",       "study_id", "cluster",      "template",          "status",
+    "pr_state", "pr_url",   "metric_delta", "is_currently_live", "created_at"};
 
 TEST(ProposalGet, DetailOfAStudyProposalWithItsJob) {
     Core core;
@@ -19,10 +19,10 @@ TEST(ProposalGet, DetailOfAStudyProposalWithItsJob) {
     Response r = c.expect_response();
     Json j = r.json();
     std::vector<std::string> detail = {
-        "id",           "study_id",      "study_summary",   "study_trial_id",    "cluster",
-        "template",     "config_diff",   "metric_delta",    "status",            "pr_url",
-        "pr_state",     "pr_merged_at",  "pr_open_error",   "rejected_reason",   "is_currently_live",
-        "digest",       "created_at",    "pr_job"};
+        "id",       "study_id",     "study_summary", "study_trial_id",  "cluster",
+        "template", "config_diff",  "metric_delta",  "status",          "pr_url",
+        "pr_state", "pr_merged_at", "pr_open_error", "rejected_reason", "is_currently_live",
+        "digest",   "created_at",   "pr_job"};
     EXPECT_EQ(keys(j.get()), detail);
     EXPECT_NE(
         r.body.find(

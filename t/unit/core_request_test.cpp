@@ -293,7 +293,8 @@ TEST(RequestProtocol, OutcomesAtTheWrongTimeAreIgnored) {
     c.expect_query();
     rl_request_worker_failed(c.req(), "x");  // a query is pending, not the worker
     c.rows({config_repo_detail_row("r1", "shop")});
-    rl_request_query_result(c.req(), result({config_repo_detail_row("r1", "other")}));  // late duplicate
+    rl_request_query_result(c.req(),
+                            result({config_repo_detail_row("r1", "other")}));  // late duplicate
     Response r = c.expect_response();
     EXPECT_EQ(r.status, 200);
     EXPECT_NE(r.body.find("\"shop\""), std::string::npos);
@@ -376,10 +377,11 @@ TEST(Seed, CreatesEverythingInOneStatement) {
 
 TEST(Seed, HeadFieldsAreCheckedAndPassedOn) {
     Core core;
-    Call c(core, "POST", "/api/v1/_test/studies/seed-completed",
-           body(R"({"cluster_id":"c1","template_id":"t1","winner_per_query":{"q1":{"ndcg@10":0.5}},)"
-                R"("runner_up_per_query":null,"suggested_followups":[{"kind":"text"}],)"
-                R"("extra_trial_metrics":[0.3,0.45]})"));
+    Call c(
+        core, "POST", "/api/v1/_test/studies/seed-completed",
+        body(R"({"cluster_id":"c1","template_id":"t1","winner_per_query":{"q1":{"ndcg@10":0.5}},)"
+             R"("runner_up_per_query":null,"suggested_followups":[{"kind":"text"}],)"
+             R"("extra_trial_metrics":[0.3,0.45]})"));
     Query q = c.expect_query();
     ASSERT_EQ(q.params.size(), 15u);
     EXPECT_EQ(q.params[11], R"({"q1":{"ndcg@10":0.5}})");

@@ -83,10 +83,9 @@ std::unique_ptr<Handler> make_config_repo_handler(Endpoint e) {
             return std::make_unique<ListHandler>(e, db::Stmt::kConfigRepoList, db::kConfigRepoCols,
                                                  render_config_repo, kCreatedCol);
         default:
-            return std::make_unique<GetByIdHandler>(e, db::Stmt::kConfigRepoGet,
-                                                    db::kConfigRepoCols + db::kProposalSummaryCols,
-                                                    render_config_repo_detail,
-                                                    ErrorCode::kConfigRepoNotFound, "Config repo");
+            return std::make_unique<GetByIdHandler>(
+                e, db::Stmt::kConfigRepoGet, db::kConfigRepoCols + db::kProposalSummaryCols,
+                render_config_repo_detail, ErrorCode::kConfigRepoNotFound, "Config repo");
     }
 }
 

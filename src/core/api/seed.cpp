@@ -56,8 +56,8 @@ class SeedHandler : public Handler {
                 json::write_string(extra, uuid_v7());
                 extra += ",\"i\":" + std::to_string(i) + ",\"n\":" + std::to_string(i + 2) +
                          ",\"boost\":";
-                json::write_double(extra, std::round((1.5 + 0.1 * static_cast<double>(i)) * 100) /
-                                              100);
+                json::write_double(extra,
+                                   std::round((1.5 + 0.1 * static_cast<double>(i)) * 100) / 100);
                 extra += ",\"v\":";
                 json::write_double(extra, d);
                 extra += "}";
@@ -82,8 +82,8 @@ class SeedHandler : public Handler {
             db::Stmt::kSeedCompleted,
             {std::move(study), std::move(winner), std::move(other), std::move(digest),
              std::move(proposal), std::move(cluster), std::move(tmpl), std::move(query_set),
-             std::move(judgments), uuid_v7(), uuid_v7(), std::move(winner_pq),
-             std::move(runner_pq), std::move(followups), std::move(extra)});
+             std::move(judgments), uuid_v7(), uuid_v7(), std::move(winner_pq), std::move(runner_pq),
+             std::move(followups), std::move(extra)});
     }
 
     // cluster_ok, template_ok, query_set_ok, judgment_list_ok, study id,
