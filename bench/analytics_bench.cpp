@@ -91,8 +91,13 @@ int main(int argc, char **argv) {
     texts += "}";
     const std::string best_number = std::to_string(trials * 9 / 10);
     std::vector<std::optional<std::string_view>> cols = {
-        "completed", R"({"k": 10, "metric": "ndcg", "direction": "maximize"})", "0.5",
-        "t", best_number, "0.5", winner, "f", std::nullopt, "t", runner, series, texts};
+        "completed",  R"({"k": 10, "metric": "ndcg", "direction": "maximize"})",
+        "0.5",        "t",
+        best_number,  "0.5",
+        winner,       "f",
+        std::nullopt, "t",
+        runner,       series,
+        texts};
     const long rss_inputs = peak_rss_kib();
 
     Stat parse, conf, conv, lines, total, reference;

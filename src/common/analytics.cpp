@@ -79,7 +79,8 @@ std::vector<uint32_t> seed_sequence_state(uint64_t entropy, size_t words) {
     return out;
 }
 
-constexpr u128 kPcgMult = (static_cast<u128>(2549297995355413924ULL) << 64) | 4865540595714422341ULL;
+constexpr u128 kPcgMult =
+    (static_cast<u128>(2549297995355413924ULL) << 64) | 4865540595714422341ULL;
 
 }  // namespace
 
@@ -278,8 +279,8 @@ StudyInput input_from_columns(std::span<const std::optional<std::string_view>> c
         const json_t *num = json_array_get(p, 0);
         const json_t *m = json_array_get(p, 1);
         if (json_is_integer(num) && json_is_number(m) && std::isfinite(json_number_value(m))) {
-            in.series.push_back({static_cast<long long>(json_integer_value(num)),
-                                 json_number_value(m)});
+            in.series.push_back(
+                {static_cast<long long>(json_integer_value(num)), json_number_value(m)});
         }
     }
     Json queries = parse_json(c[12]);
@@ -322,8 +323,8 @@ std::optional<MetricKey> metric_key(const json_t *objective) {
     }
     if (key.base == "ndcg" || key.base == "precision" || key.base == "recall") {
         static constexpr long long kAllowed[] = {1, 3, 5, 10, 20, 50, 100};
-        if (!key.k || std::find(std::begin(kAllowed), std::end(kAllowed), *key.k) ==
-                          std::end(kAllowed)) {
+        if (!key.k ||
+            std::find(std::begin(kAllowed), std::end(kAllowed), *key.k) == std::end(kAllowed)) {
             return std::nullopt;
         }
         key.token = key.base + "@" + std::to_string(*key.k);
@@ -374,7 +375,9 @@ void set(json_t *obj, const char *key, Json value) {
     json_object_set_new(obj, key, value ? value.release() : json_null());
 }
 
-bool has_entries(const Json &pqm) { return json_is_object(pqm.get()) && json_object_size(pqm.get()) > 0; }
+bool has_entries(const Json &pqm) {
+    return json_is_object(pqm.get()) && json_object_size(pqm.get()) > 0;
+}
 
 Json outcomes(const StudyInput &in, const MetricKey &key) {
     const json_t *comparison = nullptr;
@@ -522,7 +525,8 @@ Json confidence(const StudyInput &in) {
 
     // late_trial_stddev
     if (n >= 10) {
-        size_t window = std::max<size_t>(5, static_cast<size_t>(std::floor(static_cast<double>(n) * 0.2)));
+        size_t window =
+            std::max<size_t>(5, static_cast<size_t>(std::floor(static_cast<double>(n) * 0.2)));
         std::vector<double> last;
         for (size_t i = n - window; i < n; i++) last.push_back(in.series[i].metric);
         Json o(json_object());
@@ -582,8 +586,9 @@ Json convergence(const StudyInput &in, bool *invalid_direction) {
         return Json();
     }
     bool minimize = false;
-    const json_t *dir =
-        json_is_object(in.objective.get()) ? json_object_get(in.objective.get(), "direction") : nullptr;
+    const json_t *dir = json_is_object(in.objective.get())
+                            ? json_object_get(in.objective.get(), "direction")
+                            : nullptr;
     if (dir != nullptr && !json_is_null(dir)) {
         const char *d = json_string_value(dir);
         if (d != nullptr && std::strcmp(d, "minimize") == 0) {
@@ -612,8 +617,9 @@ Json convergence(const StudyInput &in, bool *invalid_direction) {
     size_t window = std::min<size_t>(20, std::max<size_t>(5, total / 5));
     double improvement = curve.back() - curve[total - window];
     if (minimize) improvement = -improvement;
-    const char *verdict =
-        total < 50 ? "too_few_trials" : improvement <= 0.005 ? "converged" : "still_improving";
+    const char *verdict = total < 50             ? "too_few_trials"
+                          : improvement <= 0.005 ? "converged"
+                                                 : "still_improving";
     Json out(json_object());
     set(out.get(), "verdict", Json(json_string(verdict)));
     set(out.get(), "direction", Json(json_string(minimize ? "minimize" : "maximize")));
@@ -646,7 +652,9 @@ std::string fixed3(double v) {
 
 namespace {
 
-double num(const json_t *obj, const char *key) { return json_number_value(json_object_get(obj, key)); }
+double num(const json_t *obj, const char *key) {
+    return json_number_value(json_object_get(obj, key));
+}
 
 // A string member, "" when missing (the objects come from confidence(), so
 // this is only a guard).
@@ -680,10 +688,10 @@ std::string confidence_lines(const json_t *conf) {
         }
         const json_t *nq = json_object_get(headline, "n_queries");
         long long n = json_is_integer(nq) ? json_integer_value(nq)
-                                           : json_integer_value(json_object_get(ci, "n_samples"));
+                                          : json_integer_value(json_object_get(ci, "n_samples"));
         out += "- " + label + ": " + fixed3(num(headline, "value")) + " (95% CI " +
-               fixed3(num(ci, "low")) + "-" + fixed3(num(ci, "high")) + ", N=" +
-               std::to_string(n) + " queries)\n";
+               fixed3(num(ci, "low")) + "-" + fixed3(num(ci, "high")) + ", N=" + std::to_string(n) +
+               " queries)\n";
     }
     const json_t *pq = json_object_get(conf, "per_query_outcomes");
     if (json_is_object(pq)) {
@@ -699,8 +707,8 @@ std::string confidence_lines(const json_t *conf) {
             for (size_t i = 0; i < json_array_size(rows); i++) {
                 const json_t *row = json_array_get(rows, i);
                 if (i > 0) out += " \u00b7 ";
-                out += "`" + query_text_inline(text(row, "query_text")) +
-                       "` (" + fixed3(num(row, "comparison_score")) + " \u2192 " +
+                out += "`" + query_text_inline(text(row, "query_text")) + "` (" +
+                       fixed3(num(row, "comparison_score")) + " \u2192 " +
                        fixed3(num(row, "winner_score")) + ")";
             }
             out += "\n";
@@ -708,8 +716,8 @@ std::string confidence_lines(const json_t *conf) {
     }
     const json_t *gap = json_object_get(conf, "runner_up_gap");
     if (json_is_object(gap)) {
-        out += "- Runner-up gap " + fixed3(num(gap, "value")) + " (" +
-               text(gap, "classification") + ")\n";
+        out += "- Runner-up gap " + fixed3(num(gap, "value")) + " (" + text(gap, "classification") +
+               ")\n";
     }
     const json_t *late = json_object_get(conf, "late_trial_stddev");
     if (json_is_object(late)) {
@@ -717,8 +725,7 @@ std::string confidence_lines(const json_t *conf) {
     }
     const json_t *conv = json_object_get(conf, "convergence");
     if (json_is_object(conv)) {
-        out += "- Convergence: " + text(conv, "regime") +
-               " (best at trial " +
+        out += "- Convergence: " + text(conv, "regime") + " (best at trial " +
                std::to_string(json_integer_value(json_object_get(conv, "best_at_trial"))) + " of " +
                std::to_string(json_integer_value(json_object_get(conv, "total_trials"))) + ")\n";
     }

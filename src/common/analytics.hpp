@@ -82,12 +82,12 @@ struct SeriesPoint {
 
 struct StudyInput {
     std::string status;
-    Json objective;                         // any JSON, or empty when NULL
-    std::optional<double> best_metric;      // studies.best_metric
-    bool has_winner = false;                // best_trial_id names a trial of the study
+    Json objective;                     // any JSON, or empty when NULL
+    std::optional<double> best_metric;  // studies.best_metric
+    bool has_winner = false;            // best_trial_id names a trial of the study
     std::optional<long long> winner_number;
-    std::optional<double> winner_metric;    // its primary_metric
-    Json winner_pqm;                        // per_query_metrics (object), empty when NULL
+    std::optional<double> winner_metric;  // its primary_metric
+    Json winner_pqm;                      // per_query_metrics (object), empty when NULL
     bool has_baseline = false;
     Json baseline_pqm;
     bool has_runner_up = false;
@@ -104,35 +104,35 @@ struct StudyInput {
 //   7 baseline found, 8 baseline pqm, 9 runner-up found, 10 runner-up pqm,
 //   11 series [[number, metric], …] (json), 12 queries {id: text} (json)
 // text parameters only; trials of other studies are never picked up.
-#define RL_ANALYTICS_INPUT_COLS                                                              \
-    "s.status, s.objective, s.best_metric, "                                                 \
-    "aw.id IS NOT NULL, aw.optuna_trial_number, aw.primary_metric, aw.per_query_metrics, "   \
-    "ab.id IS NOT NULL, ab.per_query_metrics, ar.id IS NOT NULL, ar.per_query_metrics, "     \
-    "(SELECT coalesce(json_agg(json_build_array(x.optuna_trial_number, x.primary_metric) "   \
-    "ORDER BY x.optuna_trial_number, x.id), '[]') FROM trials x WHERE x.study_id = s.id "    \
-    "AND x.status = 'complete' AND NOT x.is_baseline AND x.primary_metric IS NOT NULL), "    \
-    "(SELECT coalesce(json_object_agg(q.id, q.query_text), '{}') FROM queries q "            \
-    "WHERE jsonb_typeof(aw.per_query_metrics) = 'object' AND q.id IN "                       \
+#define RL_ANALYTICS_INPUT_COLS                                                            \
+    "s.status, s.objective, s.best_metric, "                                               \
+    "aw.id IS NOT NULL, aw.optuna_trial_number, aw.primary_metric, aw.per_query_metrics, " \
+    "ab.id IS NOT NULL, ab.per_query_metrics, ar.id IS NOT NULL, ar.per_query_metrics, "   \
+    "(SELECT coalesce(json_agg(json_build_array(x.optuna_trial_number, x.primary_metric) " \
+    "ORDER BY x.optuna_trial_number, x.id), '[]') FROM trials x WHERE x.study_id = s.id "  \
+    "AND x.status = 'complete' AND NOT x.is_baseline AND x.primary_metric IS NOT NULL), "  \
+    "(SELECT coalesce(json_object_agg(q.id, q.query_text), '{}') FROM queries q "          \
+    "WHERE jsonb_typeof(aw.per_query_metrics) = 'object' AND q.id IN "                     \
     "(SELECT jsonb_object_keys(aw.per_query_metrics)))"
 
 // The joins the columns need (after `FROM studies s`).
-#define RL_ANALYTICS_INPUT_JOINS                                                             \
-    " LEFT JOIN trials aw ON aw.id = s.best_trial_id AND aw.study_id = s.id"                 \
-    " LEFT JOIN trials ab ON ab.id = s.baseline_trial_id AND ab.study_id = s.id"             \
-    " LEFT JOIN LATERAL (SELECT r.id, r.per_query_metrics FROM trials r"                     \
-    " WHERE r.study_id = s.id AND r.status = 'complete' AND NOT r.is_baseline"               \
-    " AND r.id IS DISTINCT FROM s.best_trial_id"                                             \
-    " ORDER BY r.primary_metric DESC NULLS LAST, r.optuna_trial_number, r.id LIMIT 1) ar"    \
+#define RL_ANALYTICS_INPUT_JOINS                                                          \
+    " LEFT JOIN trials aw ON aw.id = s.best_trial_id AND aw.study_id = s.id"              \
+    " LEFT JOIN trials ab ON ab.id = s.baseline_trial_id AND ab.study_id = s.id"          \
+    " LEFT JOIN LATERAL (SELECT r.id, r.per_query_metrics FROM trials r"                  \
+    " WHERE r.study_id = s.id AND r.status = 'complete' AND NOT r.is_baseline"            \
+    " AND r.id IS DISTINCT FROM s.best_trial_id"                                          \
+    " ORDER BY r.primary_metric DESC NULLS LAST, r.optuna_trial_number, r.id LIMIT 1) ar" \
     " ON true "
 
 // The same 13 columns with the series only (enough for the convergence
 // verdict of a list row; no joins needed).
-#define RL_ANALYTICS_SERIES_ONLY_COLS                                                        \
-    "s.status, s.objective, s.best_metric, false, NULL::int, NULL::float8, NULL::jsonb, "    \
-    "false, NULL::jsonb, false, NULL::jsonb, "                                               \
-    "(SELECT coalesce(json_agg(json_build_array(x.optuna_trial_number, x.primary_metric) "   \
-    "ORDER BY x.optuna_trial_number, x.id), '[]') FROM trials x WHERE x.study_id = s.id "    \
-    "AND x.status = 'complete' AND NOT x.is_baseline AND x.primary_metric IS NOT NULL), "    \
+#define RL_ANALYTICS_SERIES_ONLY_COLS                                                      \
+    "s.status, s.objective, s.best_metric, false, NULL::int, NULL::float8, NULL::jsonb, "  \
+    "false, NULL::jsonb, false, NULL::jsonb, "                                             \
+    "(SELECT coalesce(json_agg(json_build_array(x.optuna_trial_number, x.primary_metric) " \
+    "ORDER BY x.optuna_trial_number, x.id), '[]') FROM trials x WHERE x.study_id = s.id "  \
+    "AND x.status = 'complete' AND NOT x.is_baseline AND x.primary_metric IS NOT NULL), "  \
     "NULL::json"
 
 inline constexpr int kAnalyticsInputCols = 13;

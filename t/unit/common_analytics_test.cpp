@@ -75,13 +75,11 @@ std::string field(const Json &obj, const char *key) {
     return json::dump(json_object_get(obj.get(), key));
 }
 
-const char *kWinner5 =
-    R"({"q1":{"ndcg@10":0.6},"q2":{"ndcg@10":0.5},"q3":{"ndcg@10":0.4},)"
-    R"("q4":{"ndcg@10":0.55},"q5":{"ndcg@10":0.38}})";
-const char *kRunner5 =
-    R"({"q1":{"ndcg@10":0.5},"q2":{"ndcg@10":0.5},"q3":{"ndcg@10":0.45},)"
-    R"("q4":{"ndcg@10":0.55},"q5":{"ndcg@10":0.30}})";
-const std::vector<double> kSeries = {0.40, 0.42, 0.45, 0.44,  0.47,  0.46,
+const char *kWinner5 = R"({"q1":{"ndcg@10":0.6},"q2":{"ndcg@10":0.5},"q3":{"ndcg@10":0.4},)"
+                       R"("q4":{"ndcg@10":0.55},"q5":{"ndcg@10":0.38}})";
+const char *kRunner5 = R"({"q1":{"ndcg@10":0.5},"q2":{"ndcg@10":0.5},"q3":{"ndcg@10":0.45},)"
+                       R"("q4":{"ndcg@10":0.55},"q5":{"ndcg@10":0.30}})";
+const std::vector<double> kSeries = {0.40, 0.42, 0.45,  0.44,  0.47,  0.46,
                                      0.48, 0.47, 0.481, 0.485, 0.487, 0.486};
 
 }  // namespace
@@ -149,8 +147,9 @@ TEST(Confidence, SpecExampleLines) {
               "- Late-trial 1\u03c3 = 0.007\n"
               "- Convergence: late_rising (best at trial 10 of 12)\n");
     EXPECT_EQ(field(c, "headline"), R"({"metric":"ndcg","value":0.487,"k":10,"n_queries":5})");
-    EXPECT_EQ(field(c, "ci_95"),
-              R"({"low":0.41600000000000004,"high":0.56,"method":"bootstrap_n1000","n_samples":5})");
+    EXPECT_EQ(
+        field(c, "ci_95"),
+        R"({"low":0.41600000000000004,"high":0.56,"method":"bootstrap_n1000","n_samples":5})");
     EXPECT_EQ(field(c, "convergence"),
               R"({"best_at_trial":10,"total_trials":12,"regime":"late_rising"})");
     const json_t *pq = json_object_get(c.get(), "per_query_outcomes");
@@ -180,8 +179,8 @@ TEST(Confidence, NullWithoutWinnerSeriesOrKnownMetric) {
 }
 
 TEST(Confidence, MetricKeys) {
-    StudyInput in = study({0.1, 0.2}, 1,
-                          R"({"a":{"map":0.1,"mrr":0.2,"map@5":0.3},"b":{"map":0.4}})");
+    StudyInput in =
+        study({0.1, 0.2}, 1, R"({"a":{"map":0.1,"mrr":0.2,"map@5":0.3},"b":{"map":0.4}})");
     in.objective = parse(R"({"metric":"map"})");
     Json c = confidence(in);
     EXPECT_EQ(field(c, "headline"), R"({"metric":"map","value":0.2,"k":null,"n_queries":2})");
@@ -198,8 +197,8 @@ TEST(Confidence, FewerThanFiveQueriesAndNoPerQueryData) {
     StudyInput in = study(kSeries, 10, R"({"q1":{"ndcg@10":0.5},"q2":{"ndcg@10":0.4}})");
     Json c = confidence(in);
     EXPECT_EQ(field(c, "ci_95"), "null");
-    EXPECT_EQ(json_integer_value(json_object_get(json_object_get(c.get(), "headline"), "n_queries")),
-              2);
+    EXPECT_EQ(
+        json_integer_value(json_object_get(json_object_get(c.get(), "headline"), "n_queries")), 2);
     EXPECT_EQ(field(c, "per_query_outcomes"), "null");  // no comparison
     StudyInput none = study(kSeries, 10, nullptr);
     c = confidence(none);
@@ -245,13 +244,15 @@ TEST(Confidence, RunnerUpGapTiesAndPlateau) {
     std::vector<double> s(10, 0.5);
     s.push_back(0.1);
     c = confidence(study(s, 0, nullptr));
-    EXPECT_EQ(json::dump(json_object_get(json_object_get(c.get(), "runner_up_gap"), "top10_within")),
-              "0.0");
+    EXPECT_EQ(
+        json::dump(json_object_get(json_object_get(c.get(), "runner_up_gap"), "top10_within")),
+        "0.0");
 }
 
 TEST(Confidence, LateTrialStddevWindow) {
-    EXPECT_EQ(field(confidence(study(std::vector<double>(9, 0.5), 0, nullptr)), "late_trial_stddev"),
-              "null");
+    EXPECT_EQ(
+        field(confidence(study(std::vector<double>(9, 0.5), 0, nullptr)), "late_trial_stddev"),
+        "null");
     std::vector<double> s;
     for (int i = 0; i < 30; i++) s.push_back(0.01 * i);
     Json c = confidence(study(s, 29, nullptr));
@@ -287,11 +288,13 @@ TEST(Confidence, OutcomesAgainstBaselineFirstThenRunnerUp) {
     in.query_texts = {{"q1", "one\nline `x`"}};
     Json c = confidence(in);
     const json_t *pq = json_object_get(c.get(), "per_query_outcomes");
-    EXPECT_EQ(json::dump(pq),
-              R"({"improved":1,"unchanged":0,"regressed":1,"comparison_against":"baseline",)"
-              R"("top_regressors":[{"query_id":"q1","query_text":"one\nline `x`","winner_score":0.6,)"
-              R"("comparison_score":0.7,"delta":-0.09999999999999998}],"top_improvers":[]})");
-    EXPECT_NE(confidence_lines(c.get()).find("- Queries that regressed: `one line 'x'` (0.700 \u2192 0.600)\n"),
+    EXPECT_EQ(
+        json::dump(pq),
+        R"({"improved":1,"unchanged":0,"regressed":1,"comparison_against":"baseline",)"
+        R"("top_regressors":[{"query_id":"q1","query_text":"one\nline `x`","winner_score":0.6,)"
+        R"("comparison_score":0.7,"delta":-0.09999999999999998}],"top_improvers":[]})");
+    EXPECT_NE(confidence_lines(c.get()).find(
+                  "- Queries that regressed: `one line 'x'` (0.700 \u2192 0.600)\n"),
               std::string::npos);
     // A baseline without per-query data: the runner-up is the comparison.
     in.baseline_pqm.reset();
@@ -336,12 +339,13 @@ TEST(Convergence, Verdicts) {
     EXPECT_FALSE(convergence(in));  // < 5 usable
     in = study({0.1, 0.2, 0.3, 0.35, 0.36, 0.4}, 5, nullptr);
     Json v = convergence(in);
-    EXPECT_EQ(json::dump(v.get()),
-              R"({"verdict":"too_few_trials","direction":"maximize","window_size":5,"epsilon":0.005,)"
-              R"("warmup_floor":50,"total_complete_trials":6,"improvement_in_window":0.2,)"
-              R"("best_so_far_curve":[{"trial_number":0,"best_so_far":0.1},{"trial_number":1,"best_so_far":0.2},)"
-              R"({"trial_number":2,"best_so_far":0.3},{"trial_number":3,"best_so_far":0.35},)"
-              R"({"trial_number":4,"best_so_far":0.36},{"trial_number":5,"best_so_far":0.4}]})");
+    EXPECT_EQ(
+        json::dump(v.get()),
+        R"({"verdict":"too_few_trials","direction":"maximize","window_size":5,"epsilon":0.005,)"
+        R"("warmup_floor":50,"total_complete_trials":6,"improvement_in_window":0.2,)"
+        R"("best_so_far_curve":[{"trial_number":0,"best_so_far":0.1},{"trial_number":1,"best_so_far":0.2},)"
+        R"({"trial_number":2,"best_so_far":0.3},{"trial_number":3,"best_so_far":0.35},)"
+        R"({"trial_number":4,"best_so_far":0.36},{"trial_number":5,"best_so_far":0.4}]})");
     in.status = "running";
     EXPECT_FALSE(convergence(in));
     in.status = "queued";
@@ -409,9 +413,9 @@ TEST(Inputs, FromColumns) {
 }
 
 TEST(Format, Fixed3IsCorrectlyRounded) {
-    EXPECT_EQ(fixed3(0.0005), "0.001");   // 0.0005 is slightly above in binary
-    EXPECT_EQ(fixed3(0.0025), "0.003");   // 0.00250000000000000005…
-    EXPECT_EQ(fixed3(0.4165), "0.416");   // 0.41649999999999998…
+    EXPECT_EQ(fixed3(0.0005), "0.001");  // 0.0005 is slightly above in binary
+    EXPECT_EQ(fixed3(0.0025), "0.003");  // 0.00250000000000000005…
+    EXPECT_EQ(fixed3(0.4165), "0.416");  // 0.41649999999999998…
     EXPECT_EQ(fixed3(0.56), "0.560");
 }
 

@@ -73,15 +73,16 @@ TEST(NormalizerSnippets, SpecVectors) {
               "    q = query_text\n"
               "    q = _PUNCTUATION_PATTERN.sub(\"\", q)\n"
               "    return q\n");
-    EXPECT_EQ(javascript_normalizer(kStepStripPunctuation),
-              "function normalizeQuery(queryText) {\n"
-              "  let q = queryText;\n"
-              "  const PUNCTUATION_REGEX = "
-              "/[\\!\\\"\\#\\$\\%\\&\\(\\)\\*\\+\\,\\-\\.\\/\\:\\;\\<\\=\\>\\?\\@\\[\\\\\\]\\^\\_\\`"
-              "\\{\\|\\}\\~]/g;\n"
-              "  q = q.replace(PUNCTUATION_REGEX, \"\");\n"
-              "  return q;\n"
-              "}\n");
+    EXPECT_EQ(
+        javascript_normalizer(kStepStripPunctuation),
+        "function normalizeQuery(queryText) {\n"
+        "  let q = queryText;\n"
+        "  const PUNCTUATION_REGEX = "
+        "/[\\!\\\"\\#\\$\\%\\&\\(\\)\\*\\+\\,\\-\\.\\/\\:\\;\\<\\=\\>\\?\\@\\[\\\\\\]\\^\\_\\`"
+        "\\{\\|\\}\\~]/g;\n"
+        "  q = q.replace(PUNCTUATION_REGEX, \"\");\n"
+        "  return q;\n"
+        "}\n");
 }
 
 TEST(NormalizerSnippets, HeadAndStepOrder) {
@@ -92,19 +93,21 @@ TEST(NormalizerSnippets, HeadAndStepOrder) {
     std::string py = python_normalizer(kAllNormalizerSteps);
     EXPECT_LT(py.find("q.lower()"), py.find("_PUNCTUATION_PATTERN.sub"));
     EXPECT_LT(py.find("_PUNCTUATION_PATTERN.sub"), py.find("q.replace(\"\\u2019\", \"'\")"));
-    EXPECT_LT(py.find("_CONTRACTION_PATTERN.sub"), py.find("# (custom contractions reserved \u2014 no-op)"));
+    EXPECT_LT(py.find("_CONTRACTION_PATTERN.sub"),
+              py.find("# (custom contractions reserved \u2014 no-op)"));
     EXPECT_LT(py.find("no-op)"), py.find("re.sub(r\"\\s+\""));
     EXPECT_LT(py.find("re.sub(r\"\\s+\""), py.find("q.strip()"));
     EXPECT_NE(py.find("    \"ain't\": \"is not\",\n"), std::string::npos);
     EXPECT_NE(py.find("    \"you're\": \"you are\",\n}\n_CONTRACTION_PATTERN = re.compile(\n"),
               std::string::npos);
     EXPECT_NE(py.find(")\n\n\ndef normalize_query"), std::string::npos);
-    std::string js = javascript_normalizer(kStepExpandContractionsEn | kStepExpandContractionsCustom);
-    EXPECT_TRUE(js.ends_with(
-              "  q = q.replace(/\\u2019/g, \"'\");\n"
-              "  q = q.replace(PATTERN, (m) => CONTRACTIONS[m]);\n"
-              "  // (custom contractions reserved \u2014 no-op)\n"
-              "  return q;\n}\n"));
+    std::string js =
+        javascript_normalizer(kStepExpandContractionsEn | kStepExpandContractionsCustom);
+    EXPECT_TRUE(
+        js.ends_with("  q = q.replace(/\\u2019/g, \"'\");\n"
+                     "  q = q.replace(PATTERN, (m) => CONTRACTIONS[m]);\n"
+                     "  // (custom contractions reserved \u2014 no-op)\n"
+                     "  return q;\n}\n"));
     EXPECT_NE(js.find("    \"you're\": \"you are\",\n  };\n  const KEYS = "), std::string::npos);
 }
 
@@ -113,8 +116,8 @@ TEST(NormalizerSnippets, ChoiceParsing) {
     EXPECT_EQ(normalizer_steps(str("lowercase+trim").get()), kStepLowercase | kStepTrim);
     EXPECT_EQ(normalizer_steps(str("trim+lowercase+expand_contractions").get()),
               kStepLowercase | kStepTrim | kStepExpandContractionsEn);
-    EXPECT_EQ(normalizer_steps(str("expand_contractions_custom+collapse_whitespace+strip_punctuation")
-                                   .get()),
+    EXPECT_EQ(normalizer_steps(
+                  str("expand_contractions_custom+collapse_whitespace+strip_punctuation").get()),
               kStepExpandContractionsCustom | kStepCollapseWhitespace | kStepStripPunctuation);
     EXPECT_FALSE(normalizer_steps(str("lowercase+shout").get()));
     EXPECT_FALSE(normalizer_steps(str("expand_contractions_en").get()));
@@ -202,13 +205,14 @@ TEST(NormalizerSnippets, PythonAndJavaScriptAgreeOnEverySubset) {
     for (size_t s = 0; s < 64; s++) {
         const json_t *a = json_array_get(py.get(), s);
         const json_t *b = json_array_get(js.get(), s);
-        EXPECT_TRUE(json_equal(a, b)) << "steps " << s << ": python "
-                                      << json_dumps(a, JSON_ENCODE_ANY) << " javascript "
-                                      << json_dumps(b, JSON_ENCODE_ANY);
+        EXPECT_TRUE(json_equal(a, b))
+            << "steps " << s << ": python " << json_dumps(a, JSON_ENCODE_ANY) << " javascript "
+            << json_dumps(b, JSON_ENCODE_ANY);
     }
     // Spot checks of what the steps do.
     auto out = [&](unsigned steps, size_t sample) {
-        return std::string(json_string_value(json_array_get(json_array_get(py.get(), steps), sample)));
+        return std::string(
+            json_string_value(json_array_get(json_array_get(py.get(), steps), sample)));
     };
     EXPECT_EQ(out(kStepLowercase | kStepTrim, 0), "hello   world");
     EXPECT_EQ(out(kStepCollapseWhitespace | kStepTrim, 0), "Hello World");

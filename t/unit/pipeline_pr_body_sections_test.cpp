@@ -28,11 +28,11 @@ PrText study_text() {
     t.template_name = "bm25";
     t.config_diff = parse(R"({"boost":{"from":1.0,"to":2.5},"query_normalizer":{"to":"trim"}})");
     t.metric_delta = parse(R"({"ndcg@10":{"baseline":0.4,"achieved":0.5,"delta_pct":25.0}})");
-    t.confidence = parse(
-        R"({"headline":{"metric":"ndcg","value":0.5,"k":10,"n_queries":null},"ci_95":null,)"
-        R"("runner_up_gap":{"value":0.01,"classification":"sharp_peak","top10_within":0.01,)"
-        R"("runner_up_metric":0.49},"late_trial_stddev":null,"convergence":null,)"
-        R"("per_query_outcomes":null})");
+    t.confidence =
+        parse(R"({"headline":{"metric":"ndcg","value":0.5,"k":10,"n_queries":null},"ci_95":null,)"
+              R"("runner_up_gap":{"value":0.01,"classification":"sharp_peak","top10_within":0.01,)"
+              R"("runner_up_metric":0.49},"late_trial_stddev":null,"convergence":null,)"
+              R"("per_query_outcomes":null})");
     TrialRow row;
     row.number = 3;
     row.params = parse(R"({"boost":2.5})");
@@ -49,10 +49,10 @@ size_t chars(const std::string &s) { return json::utf8_length(s); }
 TEST(PrBodySections, SectionsInOrder) {
     std::string body = pr_body(study_text());
     size_t at = 0;
-    for (const char *h : {"### Metrics\n", "### Confidence\n\n- Runner-up gap 0.010 (sharp_peak)\n\n",
-                          "### Config diff\n", "### Operator-side requirement\n",
-                          "**Chosen normalizer:** `trim`", "### Top trials\n",
-                          "### Suggested follow-ups\n\n- Widen the range\n\n", "---\n"}) {
+    for (const char *h :
+         {"### Metrics\n", "### Confidence\n\n- Runner-up gap 0.010 (sharp_peak)\n\n",
+          "### Config diff\n", "### Operator-side requirement\n", "**Chosen normalizer:** `trim`",
+          "### Top trials\n", "### Suggested follow-ups\n\n- Widen the range\n\n", "---\n"}) {
         size_t next = body.find(h, at);
         ASSERT_NE(next, std::string::npos) << h << "\n" << body;
         at = next;
@@ -131,11 +131,12 @@ TEST(PrBodySections, AnalyticsTextIsRedacted) {
         R"("comparison_against":"runner_up","top_improvers":[],"top_regressors":[{"query_id":"q1",)"
         R"("query_text":"leak ghp_abcdefghijklmnopqrstuvwxyz0123456789AB","winner_score":0.1,)"
         R"("comparison_score":0.5,"delta":-0.4}]}})");
-    t.config_diff = parse(
-        R"({"query_normalizer":{"to":"ghp_abcdefghijklmnopqrstuvwxyz0123456789AB"}})");
+    t.config_diff =
+        parse(R"({"query_normalizer":{"to":"ghp_abcdefghijklmnopqrstuvwxyz0123456789AB"}})");
     std::string body = pr_body(t);
     EXPECT_EQ(body.find("ghp_"), std::string::npos);
-    EXPECT_NE(body.find("- Queries that regressed: `leak [REDACTED-GH-TOKEN]` (0.500 \u2192 0.100)\n"),
-              std::string::npos)
+    EXPECT_NE(
+        body.find("- Queries that regressed: `leak [REDACTED-GH-TOKEN]` (0.500 \u2192 0.100)\n"),
+        std::string::npos)
         << body;
 }

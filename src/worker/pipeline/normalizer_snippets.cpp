@@ -14,22 +14,25 @@ constexpr std::string_view kPunctuation = R"X(!"#$%&()*+,-./:;<=>?@[\]^_`{|}~)X"
 // RelyLoop's 30 English contractions, in its order (lowercase keys, ASCII
 // apostrophe).
 constexpr std::pair<std::string_view, std::string_view> kContractions[] = {
-    {"ain't", "is not"},       {"aren't", "are not"},     {"can't", "cannot"},
-    {"couldn't", "could not"}, {"didn't", "did not"},     {"doesn't", "does not"},
-    {"don't", "do not"},       {"hadn't", "had not"},     {"hasn't", "has not"},
-    {"haven't", "have not"},   {"he's", "he is"},         {"i'd", "i would"},
-    {"i'll", "i will"},        {"i'm", "i am"},           {"i've", "i have"},
-    {"isn't", "is not"},       {"it's", "it is"},         {"let's", "let us"},
-    {"shouldn't", "should not"}, {"that's", "that is"},   {"they're", "they are"},
-    {"they've", "they have"},  {"wasn't", "was not"},     {"we're", "we are"},
-    {"we've", "we have"},      {"weren't", "were not"},   {"what's", "what is"},
-    {"won't", "will not"},     {"wouldn't", "would not"}, {"you're", "you are"},
+    {"ain't", "is not"},         {"aren't", "are not"},     {"can't", "cannot"},
+    {"couldn't", "could not"},   {"didn't", "did not"},     {"doesn't", "does not"},
+    {"don't", "do not"},         {"hadn't", "had not"},     {"hasn't", "has not"},
+    {"haven't", "have not"},     {"he's", "he is"},         {"i'd", "i would"},
+    {"i'll", "i will"},          {"i'm", "i am"},           {"i've", "i have"},
+    {"isn't", "is not"},         {"it's", "it is"},         {"let's", "let us"},
+    {"shouldn't", "should not"}, {"that's", "that is"},     {"they're", "they are"},
+    {"they've", "they have"},    {"wasn't", "was not"},     {"we're", "we are"},
+    {"we've", "we have"},        {"weren't", "were not"},   {"what's", "what is"},
+    {"won't", "will not"},       {"wouldn't", "would not"}, {"you're", "you are"},
 };
 
 // The order the steps run in, whatever order the choice names them.
-constexpr unsigned kOrder[] = {kStepLowercase,          kStepStripPunctuation,
-                               kStepExpandContractionsEn, kStepExpandContractionsCustom,
-                               kStepCollapseWhitespace, kStepTrim};
+constexpr unsigned kOrder[] = {kStepLowercase,
+                               kStepStripPunctuation,
+                               kStepExpandContractionsEn,
+                               kStepExpandContractionsCustom,
+                               kStepCollapseWhitespace,
+                               kStepTrim};
 
 // Python's repr() of kPunctuation (no single quote inside, so single-quoted;
 // only the backslash needs escaping).
@@ -94,7 +97,8 @@ std::string python_normalizer(unsigned steps) {
     }
     if (punct) {
         head.push_back("_PUNCTUATION = " + python_repr_punctuation());
-        head.emplace_back(R"X(_PUNCTUATION_PATTERN = re.compile("[" + re.escape(_PUNCTUATION) + "]"))X");
+        head.emplace_back(
+            R"X(_PUNCTUATION_PATTERN = re.compile("[" + re.escape(_PUNCTUATION) + "]"))X");
     }
     if (contr) {
         head.emplace_back("_CONTRACTIONS = {");
@@ -126,7 +130,8 @@ std::string python_normalizer(unsigned steps) {
                 break;
             case kStepExpandContractionsEn:
                 line(out, R"X(    q = q.replace("\u2019", "'"))X");
-                line(out, "    q = _CONTRACTION_PATTERN.sub(lambda m: _CONTRACTIONS[m.group(1)], q)");
+                line(out,
+                     "    q = _CONTRACTION_PATTERN.sub(lambda m: _CONTRACTIONS[m.group(1)], q)");
                 break;
             case kStepExpandContractionsCustom:
                 line(out, "    # (custom contractions reserved \u2014 no-op)");

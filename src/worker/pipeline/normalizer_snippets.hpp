@@ -37,8 +37,8 @@ inline constexpr unsigned kAllNormalizerSteps = (1u << 6) - 1;
 [[nodiscard]] std::string javascript_normalizer(unsigned steps);
 
 struct OperatorSection {
-    std::string text;          // "" when the diff has no query_normalizer key
-    bool unknown = false;      // the choice was not understood (event pr_body_unknown_normalizer)
+    std::string text;      // "" when the diff has no query_normalizer key
+    bool unknown = false;  // the choice was not understood (event pr_body_unknown_normalizer)
 };
 
 // From a proposal's config_diff ({param: {"from"?, "to"}}).

@@ -172,8 +172,8 @@ std::optional<StudyRows> PipelineDb::study(std::string_view id) {
             if (PQgetisnull(a.get(), 0, c)) {
                 cols.emplace_back(std::nullopt);
             } else {
-                cols.emplace_back(std::string_view(PQgetvalue(a.get(), 0, c),
-                                                   static_cast<size_t>(PQgetlength(a.get(), 0, c))));
+                cols.emplace_back(std::string_view(
+                    PQgetvalue(a.get(), 0, c), static_cast<size_t>(PQgetlength(a.get(), 0, c))));
             }
         }
         out.confidence = analytics::confidence(analytics::input_from_columns(cols));

@@ -13,9 +13,9 @@
 #include "pipeline/chart.hpp"
 #include "pipeline/git_ops.hpp"
 #include "pipeline/github_client.hpp"
+#include "pipeline/normalizer_snippets.hpp"
 #include "pipeline/params_edit.hpp"
 #include "pipeline/pipeline_db.hpp"
-#include "pipeline/normalizer_snippets.hpp"
 #include "pipeline/pr_text.hpp"
 
 namespace relyloop::worker {

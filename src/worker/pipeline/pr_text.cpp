@@ -90,9 +90,10 @@ enum Omit : unsigned {
     kOmitConfidence = 1u << 2,
     kOmitMetrics = 1u << 3,
 };
-constexpr unsigned kOmitSteps[] = {0, kOmitFollowups, kOmitFollowups | kOmitTopTrials,
-                                   kOmitFollowups | kOmitTopTrials | kOmitConfidence,
-                                   kOmitFollowups | kOmitTopTrials | kOmitConfidence | kOmitMetrics};
+constexpr unsigned kOmitSteps[] = {
+    0, kOmitFollowups, kOmitFollowups | kOmitTopTrials,
+    kOmitFollowups | kOmitTopTrials | kOmitConfidence,
+    kOmitFollowups | kOmitTopTrials | kOmitConfidence | kOmitMetrics};
 
 void omitted(std::string &out, const char *section) {
     out += std::string("_") + section +
