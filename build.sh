@@ -21,7 +21,7 @@ JOBS=$(nproc 2>/dev/null || echo 2)
 BUILD_PKGS=(build-essential cmake pkg-config nginx nginx-dev libpq-dev libgit2-dev
     libcurl4-openssl-dev libjansson-dev libcairo2-dev libpcre2-dev libb2-dev
     libsimdjson-dev libgtest-dev libgmock-dev fonts-dejavu-core ca-certificates)
-TEST_PKGS=(postgresql-15 postgresql-contrib pgbouncer fcgiwrap git openssl python3 perl curl procps iproute2
+TEST_PKGS=(postgresql-15 postgresql-contrib pgbouncer fcgiwrap git openssl python3 nodejs perl curl procps iproute2
     file)
 BENCH_PKGS=(wrk)
 FUZZ_PKGS=(clang libclang-rt-14-dev)

@@ -596,12 +596,12 @@ TEST(StudyCancel, Transitions) {
     Query q = missing.expect_query();
     EXPECT_EQ(q.name, "rl_study_cancel");
     EXPECT_TRUE(q.isolated);
-    missing.rows({concat({N}, Row(27, N))});
+    missing.rows({concat({N}, Row(40, N))});
     EXPECT_EQ(missing.expect_response().code(), "STUDY_NOT_FOUND");
 
     Call done(core, "POST", "/api/v1/studies/s1/cancel", body("{}"));
     done.expect_query();
-    done.rows({concat({"completed"}, Row(27, N))});
+    done.rows({concat({"completed"}, Row(40, N))});
     Response r = done.expect_response();
     EXPECT_EQ(r.status, 409);
     EXPECT_EQ(r.code(), "INVALID_STATE_TRANSITION");
@@ -620,7 +620,7 @@ TEST(StudyCancel, Transitions) {
 
     Call raced(core, "POST", "/api/v1/studies/s1/cancel");
     raced.expect_query();
-    raced.rows({concat({"running"}, Row(27, N))});
+    raced.rows({concat({"running"}, Row(40, N))});
     EXPECT_EQ(raced.expect_response().message(),
               "Study \"s1\" is no longer queued or running; only queued or running studies can "
               "be cancelled");

@@ -1,5 +1,7 @@
 #include "db/statements.hpp"
 
+#include "common/analytics.hpp"
+
 namespace relyloop::core::db {
 
 namespace {
@@ -28,7 +30,8 @@ namespace {
 
 // Study (27): 20 columns, baseline_trial_id, trials_summary (5) from
 // RL_TRIALS_SUMMARY joined as ts, direction (objective.direction when
-// maximize/minimize, else maximize).
+// maximize/minimize, else maximize). Every study statement follows it with
+// the 13 analytics inputs of common/analytics.hpp (db::kStudyCols = 40).
 #define RL_STUDY_COLS                                                                        \
     "s.id, s.name, s.cluster_id, s.target, s.template_id, s.query_set_id, "                  \
     "s.judgment_list_id, s.search_space, s.objective, s.config, s.status, s.failed_reason, " \
@@ -228,15 +231,17 @@ constexpr rl_statement_t kStatements[] = {
 
     // $1 id → Study, 0..1 rows.
     {"rl_study_get",
-     "SELECT " RL_STUDY_COLS " FROM studies s" RL_TRIALS_SUMMARY "WHERE s.id = $1::text", 1},
+     "SELECT " RL_STUDY_COLS ", " RL_ANALYTICS_INPUT_COLS " FROM studies s" RL_TRIALS_SUMMARY
+         RL_ANALYTICS_INPUT_JOINS "WHERE s.id = $1::text",
+     1},
 
     // list, $5 status, $6 cluster_id → total, Study
     {"rl_study_list",
      "WITH page AS (SELECT * FROM studies s WHERE " RL_STUDY_FILTERS
      "AND" RL_AFTER_CURSOR("s") RL_PAGE_ORDER("s") "LIMIT $1::int) "
      "SELECT (SELECT count(*) FROM studies s WHERE " RL_STUDY_FILTERS ") AS total, "
-     RL_STUDY_COLS " FROM (SELECT 1) one LEFT JOIN page s ON true" RL_TRIALS_SUMMARY
-         RL_PAGE_ORDER("s"),
+     RL_STUDY_COLS ", " RL_ANALYTICS_SERIES_ONLY_COLS
+     " FROM (SELECT 1) one LEFT JOIN page s ON true" RL_TRIALS_SUMMARY RL_PAGE_ORDER("s"),
      6},
 
     // $1 id → prior_status (NULL: no such study), Study after the update
@@ -246,7 +251,8 @@ constexpr rl_statement_t kStatements[] = {
      "u AS (UPDATE studies SET status = 'cancelled', completed_at = now() "
      "WHERE id = $1::text AND status IN ('queued', 'running') RETURNING *) "
      "SELECT (SELECT status FROM found) AS prior_status, " RL_STUDY_COLS
-     " FROM (SELECT 1) one LEFT JOIN u s ON true" RL_TRIALS_SUMMARY,
+     ", " RL_ANALYTICS_INPUT_COLS " FROM (SELECT 1) one LEFT JOIN u s ON true" RL_TRIALS_SUMMARY
+         RL_ANALYTICS_INPUT_JOINS,
      1},
 
     // $1 study id → study_found, study status, Digest (NULLs when none).

@@ -165,8 +165,10 @@ sub seed {
 }
 
 # study($cluster, $template, config_diff => {...}, importance => {...}, followups => [...],
-#       trials => [[params, metric, status]...], name => ...): a study, its trials and
-# digest, and a pending proposal — by SQL, for shapes the seed endpoint does not make.
+#       trials => [[params, metric, status]...], name => ..., per_query => [pqm of trial i
+#       or undef...], queries => {id => text}, best => index of the winner (default 0)):
+# a study, its trials and digest, and a pending proposal — by SQL, for shapes the seed
+# endpoint does not make.
 sub study {
     my ($self, $cluster, $tmpl, %o) = @_;
     my $t = $self->{t};
@@ -178,6 +180,9 @@ sub study {
         . 'INSERT INTO judgment_lists (id, name, query_set_id, cluster_id, target, rubric, status) VALUES ('
         . join(',', map { sql_quote($_) } $jl, uniq_name('jl'), $qs, $cluster->{id}, 'products',
             '', 'complete') . ");\n"
+        . join('', map { 'INSERT INTO queries (id, query_set_id, query_text) VALUES ('
+            . join(',', map { sql_quote($_) } $_, $qs, $o{queries}{$_}) . ");\n" }
+            sort keys %{$o{queries} || {}})
         . 'INSERT INTO studies (id, name, cluster_id, target, template_id, query_set_id, '
         . "judgment_list_id, status, optuna_study_name, search_space, config, best_metric, objective) VALUES ("
         . join(',', map { sql_quote($_) } $sid, $name, $cluster->{id}, 'products', $tmpl->{id},
@@ -187,11 +192,12 @@ sub study {
     for my $i (0 .. $#trials) {
         my ($params, $metric, $status) = @{$trials[$i]};
         my $tid = uuid7();
-        $best //= $tid;
+        $best = $tid if $i == ($o{best} // 0);
         $sql .= 'INSERT INTO trials (id, study_id, optuna_trial_number, params, primary_metric, '
-            . 'metrics, status) VALUES (' . join(',', sql_quote($tid), sql_quote($sid), $i,
-                sql_json($params), defined $metric ? $metric : 'NULL',
-                sql_json({'ndcg@10' => $metric}), sql_quote($status // 'complete')) . ");\n";
+            . 'metrics, status, per_query_metrics) VALUES (' . join(',', sql_quote($tid),
+                sql_quote($sid), $i, sql_json($params), defined $metric ? $metric : 'NULL',
+                sql_json({'ndcg@10' => $metric}), sql_quote($status // 'complete'),
+                sql_json(($o{per_query} || [])->[$i])) . ");\n";
     }
     $sql .= 'UPDATE studies SET best_trial_id = ' . sql_quote($best) . ' WHERE id = ' . sql_quote($sid) . ";\n";
     unless ($o{no_digest}) {
