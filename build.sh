@@ -123,6 +123,10 @@ cmd_test() {
     cmd_build
     PROVE_ARGS=("$@")
     [ ${#PROVE_ARGS[@]} -eq 0 ] && PROVE_ARGS=("$ROOT"/t/*.t)
+    # t/package_deb.t installs the packages (root only): build them first
+    if [ "$(id -u)" = 0 ] && printf '%s\n' "${PROVE_ARGS[@]}" | grep -q 'package_deb\.t$'; then
+        cmd_deb
+    fi
     run_suite release
     build_variant asan -DCMAKE_BUILD_TYPE=Debug -DRELYLOOP_SANITIZE=ON
     run_suite asan

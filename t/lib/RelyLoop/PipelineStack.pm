@@ -31,7 +31,7 @@ our $DEFAULT_PAT = 'github_pat_11RELYLOOPTESTpipeline_' . join('', map { ('A' ..
 
 sub new {
     my ($class, %o) = @_;
-    my $t = RelyLoop::Test->new;
+    my $t = RelyLoop::Test->new(%{$o{test} || {}});
     my $self = bless {t => $t, pat => $o{pat} // $DEFAULT_PAT, auth_ref => 'acme-pat',
         author_name => 'RelyLoop Bot', author_email => 'relyloop-bot@test.invalid',
         worker_args => $o{worker_args} || [], base_url => $o{base_url},
@@ -50,7 +50,8 @@ sub new {
     };
     $self->start_worker unless $o{no_worker};
     $t->start_nginx(environment => 'development',
-        directives => {relyloop_github_web_url => $self->{git}->web_url});
+        directives => {relyloop_github_web_url => $self->{git}->web_url,
+            %{$o{nginx_directives} || {}}});
     return $self;
 }
 
