@@ -131,6 +131,13 @@ static ngx_command_t  ngx_http_relyloop_commands[] = {
       offsetof(ngx_http_relyloop_main_conf_t, github_web_url),
       NULL },
 
+    { ngx_string("relyloop_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_relyloop_metrics,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("relyloop_cors_origins"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
       ngx_http_relyloop_cors_origins,
@@ -144,7 +151,7 @@ static ngx_command_t  ngx_http_relyloop_commands[] = {
 
 static ngx_http_module_t  ngx_http_relyloop_module_ctx = {
     NULL,                                  /* preconfiguration */
-    NULL,                                  /* postconfiguration */
+    ngx_http_relyloop_metrics_postconfiguration, /* postconfiguration */
 
     ngx_http_relyloop_create_main_conf,    /* create main configuration */
     ngx_http_relyloop_init_main_conf,      /* init main configuration */
@@ -835,6 +842,10 @@ ngx_http_relyloop_init_process(ngx_cycle_t *cycle)
 
     rmcf = ngx_http_cycle_get_module_main_conf(cycle,
                                                ngx_http_relyloop_module);
+    if (rmcf) {
+        ngx_http_relyloop_metrics_init_process(cycle, rmcf);
+    }
+
     if (rmcf == NULL || !rmcf->used) {
         return NGX_OK;
     }
@@ -864,6 +875,8 @@ static void
 ngx_http_relyloop_exit_process(ngx_cycle_t *cycle)
 {
     ngx_http_relyloop_main_conf_t  *rmcf;
+
+    ngx_http_relyloop_metrics_exit_process();
 
     rmcf = ngx_http_cycle_get_module_main_conf(cycle,
                                                ngx_http_relyloop_module);

@@ -13,6 +13,7 @@
 
 #include "common/redact.hpp"
 #include "db.hpp"
+#include "metrics.hpp"
 
 namespace relyloop::worker {
 
@@ -74,6 +75,8 @@ constexpr Option kOptions[] = {
      "time running jobs get on SIGTERM [min(job-timeout, 20s)]"},
     {"client-idle-timeout", "RELYLOOP_CLIENT_IDLE_TIMEOUT", Kind::kSeconds, 1, 3600,
      "disconnect silent socket clients after [30s]"},
+    {"metrics-listen", "RELYLOOP_METRICS_LISTEN", Kind::kOptionalString, 0, 0,
+     "serve Prometheus metrics at http://ADDR:PORT/metrics [off]"},
 };
 
 const Option *find_option(std::string_view flag) {
@@ -278,6 +281,13 @@ void apply(Settings &st, const Option &o, const std::string &v, bool from_env, b
         grace_given = true;
     } else if (f == "client-idle-timeout") {
         st.client_idle_timeout = std::chrono::seconds(parse_int(o, v, from_env));
+    } else if (f == "metrics-listen") {
+        std::string host;
+        int port = 0;
+        if (!v.empty() && !metrics::parse_listen(v, &host, &port)) {
+            throw bad("expected ADDR:PORT with a numeric address, e.g. 127.0.0.1:9464");
+        }
+        st.metrics_listen = v;
     }
 }
 

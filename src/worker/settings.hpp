@@ -41,6 +41,9 @@ struct Settings {
     // Beyond SPEC §3.2: a socket client that sends nothing for this long is
     // disconnected.
     std::chrono::seconds client_idle_timeout{30};              // --client-idle-timeout
+    // Beyond SPEC §3.2: serve GET /metrics (docs/metrics.md) on this
+    // ADDR:PORT; "" = off.
+    std::string metrics_listen;                                // --metrics-listen
 };
 
 enum class Command { kDaemon, kMigrate, kCheck, kHelp, kVersion };

@@ -49,7 +49,7 @@ sub new {
         $self->{git}->stop if $self->{git};
     };
     $self->start_worker unless $o{no_worker};
-    $t->start_nginx(environment => 'development',
+    $t->start_nginx(environment => 'development', %{$o{nginx} || {}},
         directives => {relyloop_github_web_url => $self->{git}->web_url,
             %{$o{nginx_directives} || {}}});
     return $self;
