@@ -22,7 +22,7 @@ BUILD_PKGS=(build-essential cmake pkg-config nginx nginx-dev libpq-dev libgit2-d
     libcurl4-openssl-dev libjansson-dev libcairo2-dev libpcre2-dev libb2-dev
     libsimdjson-dev libgtest-dev libgmock-dev fonts-dejavu-core ca-certificates)
 TEST_PKGS=(postgresql-15 postgresql-contrib fcgiwrap git openssl python3 perl curl procps iproute2
-    file libjson-validator-perl)
+    file libjson-validator-perl python3-prometheus-client)
 BENCH_PKGS=(wrk)
 DEB_PKGS=(debhelper dpkg-dev fakeroot lintian)
 REDOCLY=@redocly/cli@2.77.0
@@ -210,6 +210,11 @@ http {
         location = /.relyloop/error { internal; relyloop_api; }
         location /api/ {
             relyloop_api;
+        }
+        location = /metrics {
+            relyloop_metrics;
+            allow 127.0.0.1;
+            deny all;
         }
     }
 }

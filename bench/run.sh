@@ -12,6 +12,7 @@ only=${1:-all}
 run() { [ "$only" = all ] || [ "$only" = "$1" ]; }
 
 run api && perl "$HERE/api_bench.pl"
+run metrics && perl "$HERE/metrics_bench.pl"
 run enqueue && perl "$HERE/enqueue_bench.pl"
 if run pipeline; then
     for b in "$HERE"/pipeline_bench*; do
