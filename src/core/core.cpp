@@ -94,18 +94,14 @@ const char *rl_route_path(size_t i) {
 }
 
 int rl_route_index(const rl_core_t *core, rl_str_t method, rl_str_t raw_path) {
-    using relyloop::core::RouteMatch;
-    if (core == nullptr || method.data == nullptr || raw_path.data == nullptr) {
+    (void)method;  // a route's label covers all its methods
+    if (core == nullptr || raw_path.data == nullptr) {
         return -1;
     }
     try {
-        RouteMatch m = relyloop::core::match_route(std::string_view(method.data, method.len),
-                                                   std::string_view(raw_path.data, raw_path.len),
-                                                   core->conf.development());
-        if (m.kind == RouteMatch::Kind::kNoRoute || m.route == nullptr) {
-            return -1;
-        }
-        return static_cast<int>(m.route - relyloop::core::routes().data());
+        const relyloop::core::RouteDef *route = relyloop::core::find_route(
+            std::string_view(raw_path.data, raw_path.len), core->conf.development());
+        return route != nullptr ? static_cast<int>(route - relyloop::core::routes().data()) : -1;
     } catch (...) {
         return -1;
     }

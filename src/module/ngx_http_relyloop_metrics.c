@@ -10,8 +10,8 @@
  * Counters are atomic adds in the zone, so they are summed across worker
  * processes and survive a reload (the zone is kept when its name and size
  * do not change). The pool gauges are a state, not a sum of events: each
- * process publishes its own in a slot of the zone (after each API request
- * and once a second) and a scrape adds up the slots of live processes, old
+ * process publishes its own in a slot of the zone (once a second, and when
+ * it serves a scrape) and a scrape adds up the slots of live processes, old
  * ones finishing their requests after a reload included.
  */
 
@@ -406,8 +406,6 @@ ngx_http_relyloop_metrics_log_handler(ngx_http_request_t *r)
     (void) ngx_atomic_fetch_add(&shm->requests[route][method][class], 1);
     (void) ngx_atomic_fetch_add(&shm->latency[route][bucket], 1);
     (void) ngx_atomic_fetch_add(&shm->latency_ms[route], (ngx_atomic_int_t) ms);
-
-    ngx_http_relyloop_metrics_publish();
 
     return NGX_OK;
 }
