@@ -12,6 +12,7 @@ only=${1:-all}
 run() { [ "$only" = all ] || [ "$only" = "$1" ]; }
 
 run api && perl "$HERE/api_bench.pl"
+run metrics && perl "$HERE/metrics_bench.pl"
 run enqueue && perl "$HERE/enqueue_bench.pl"
 run timeouts && perl "$HERE/timeouts_bench.pl"
 run migrate && perl "$HERE/migrate_bench.pl"

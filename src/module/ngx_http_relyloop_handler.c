@@ -368,6 +368,7 @@ ngx_http_relyloop_drive(ngx_http_relyloop_ctx_t *ctx)
                 return;
             }
 
+            ngx_http_relyloop_metrics_count(NGX_HTTP_RELYLOOP_M_LINK_FAILURES);
             rl_request_worker_failed(ctx->core, error);
             continue;
 
@@ -438,6 +439,7 @@ ngx_http_relyloop_link_done(ngx_http_relyloop_link_t *link, ngx_str_t *reply,
                                 reply->len);
 
     } else {
+        ngx_http_relyloop_metrics_count(NGX_HTTP_RELYLOOP_M_LINK_FAILURES);
         rl_request_worker_failed(ctx->core, error);
     }
 

@@ -148,6 +148,12 @@ static ngx_command_t  ngx_http_relyloop_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_relyloop_loc_conf_t, body_buffer_size),
       &ngx_http_relyloop_body_buffer_bounds },
+    { ngx_string("relyloop_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_relyloop_metrics,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
 
     { ngx_string("relyloop_cors_origins"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
@@ -263,7 +269,7 @@ ngx_http_relyloop_init(ngx_conf_t *cf)
     ngx_http_next_header_filter = ngx_http_top_header_filter;
     ngx_http_top_header_filter = ngx_http_relyloop_header_filter;
 
-    return NGX_OK;
+    return ngx_http_relyloop_metrics_postconfiguration(cf);
 }
 
 
@@ -981,6 +987,10 @@ ngx_http_relyloop_init_process(ngx_cycle_t *cycle)
 
     rmcf = ngx_http_cycle_get_module_main_conf(cycle,
                                                ngx_http_relyloop_module);
+    if (rmcf) {
+        ngx_http_relyloop_metrics_init_process(cycle, rmcf);
+    }
+
     if (rmcf == NULL || !rmcf->used) {
         return NGX_OK;
     }
@@ -1010,6 +1020,8 @@ static void
 ngx_http_relyloop_exit_process(ngx_cycle_t *cycle)
 {
     ngx_http_relyloop_main_conf_t  *rmcf;
+
+    ngx_http_relyloop_metrics_exit_process();
 
     rmcf = ngx_http_cycle_get_module_main_conf(cycle,
                                                ngx_http_relyloop_module);

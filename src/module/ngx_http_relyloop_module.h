@@ -47,6 +47,8 @@ typedef struct {
 
     ngx_flag_t                     used;
 
+    ngx_shm_zone_t                *metrics_zone;    /* relyloop_metrics */
+
     /* per worker process, from init_process to exit_process */
     rl_core_t                     *core;
     ngx_http_relyloop_pg_pool_t   *pool;
@@ -129,6 +131,28 @@ void ngx_http_relyloop_link_close(ngx_http_relyloop_link_t *link);
 
 
 ngx_int_t ngx_http_relyloop_handler(ngx_http_request_t *r);
+
+
+/* metrics (ngx_http_relyloop_metrics.c, docs/metrics.md) */
+
+#define NGX_HTTP_RELYLOOP_M_PG_RECONNECTS   0
+#define NGX_HTTP_RELYLOOP_M_PG_RESUBMITS    1
+#define NGX_HTTP_RELYLOOP_M_PG_TIMEOUTS     2
+#define NGX_HTTP_RELYLOOP_M_LINK_FAILURES   3
+#define NGX_HTTP_RELYLOOP_M_NCOUNTERS       4
+
+char *ngx_http_relyloop_metrics(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_relyloop_metrics_postconfiguration(ngx_conf_t *cf);
+void ngx_http_relyloop_metrics_init_process(ngx_cycle_t *cycle,
+    ngx_http_relyloop_main_conf_t *rmcf);
+void ngx_http_relyloop_metrics_exit_process(void);
+/* one event for a counter above; a no-op without relyloop_metrics */
+void ngx_http_relyloop_metrics_count(ngx_uint_t counter);
+/* this process's pool: connections ready, with queries in flight, and the
+ * queries waiting for one */
+void ngx_http_relyloop_pg_stats(ngx_http_relyloop_pg_pool_t *pool,
+    ngx_uint_t *up, ngx_uint_t *in_use, ngx_uint_t *waiting);
 
 
 extern ngx_module_t  ngx_http_relyloop_module;

@@ -10,6 +10,7 @@
 #include "ipc_server.hpp"
 #include "job_runner.hpp"
 #include "relyloop/version.hpp"
+#include "metrics.hpp"
 
 namespace relyloop::worker {
 
@@ -127,6 +128,14 @@ int run_daemon(const Settings &settings, Pipeline &pipeline, EventLog &log) noex
             return 1;
         }
         server.set_on_enqueued([&runner] { runner.kick(); });
+        MetricsListener metrics_listener(settings, log);
+        if (!settings.metrics_listen.empty()) {
+            if (!metrics_listener.start(&err)) {
+                log.error("worker_start_failed", {{"message", err}});
+                return 1;
+            }
+            log.info("metrics_listening", {{"address", settings.metrics_listen}});
+        }
         server.start_pool();
         runner.start();
         log.info("worker_ready", {{"socket", settings.socket_path}});

@@ -13,6 +13,7 @@
 
 #include "common/redact.hpp"
 #include "db.hpp"
+#include "metrics.hpp"
 
 namespace relyloop::worker {
 
@@ -77,6 +78,8 @@ constexpr Option kOptions[] = {
      "disconnect silent socket clients after [30s]"},
     {"dry-run", "RELYLOOP_DRY_RUN", Kind::kBool, 0, 0,
      "commit locally; push nothing, open no PR [off]"},
+    {"metrics-listen", "RELYLOOP_METRICS_LISTEN", Kind::kOptionalString, 0, 0,
+     "serve Prometheus metrics at http://ADDR:PORT/metrics [off]"},
 };
 
 const Option *find_option(std::string_view flag) {
@@ -289,6 +292,13 @@ void apply(Settings &st, const Option &o, const std::string &v, bool from_env, b
         } else {
             throw bad("expected true or false (1/0, yes/no, on/off)");
         }
+    } else if (f == "metrics-listen") {
+        std::string host;
+        int port = 0;
+        if (!v.empty() && !metrics::parse_listen(v, &host, &port)) {
+            throw bad("expected ADDR:PORT with a numeric address, e.g. 127.0.0.1:9464");
+        }
+        st.metrics_listen = v;
     }
 }
 

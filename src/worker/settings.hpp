@@ -44,6 +44,9 @@ struct Settings {
     // Beyond SPEC §3.2: run jobs through the local commit only; push nothing,
     // open no PR, record what would have been sent (docs/worker.md).
     bool dry_run = false;                                      // --dry-run
+    // Beyond SPEC §3.2: serve GET /metrics (docs/metrics.md) on this
+    // ADDR:PORT; "" = off.
+    std::string metrics_listen;                                // --metrics-listen
 };
 
 enum class Command { kDaemon, kMigrate, kCheck, kHelp, kVersion };

@@ -118,25 +118,33 @@ bool template_matches(const char *tmpl, const Segments &s, std::string_view &id_
 
 std::span<const RouteDef> routes() noexcept { return kRoutes; }
 
-RouteMatch match_route(std::string_view method, std::string_view raw_path, bool development) {
-    RouteMatch m;
+const RouteDef *find_route(std::string_view raw_path, bool development,
+                           std::string_view *id_raw) {
     Segments segs;
     if (!split(raw_path, segs)) {
-        return m;
+        return nullptr;
     }
     std::string scratch;
-    std::string_view id_raw;
-    const RouteDef *route = nullptr;
+    std::string_view id;
     for (const RouteDef &r : kRoutes) {
         if (r.dev_only && !development) {
             continue;
         }
-        id_raw = {};
-        if (template_matches(r.path, segs, id_raw, scratch)) {
-            route = &r;
-            break;
+        id = {};
+        if (template_matches(r.path, segs, id, scratch)) {
+            if (id_raw != nullptr) {
+                *id_raw = id;
+            }
+            return &r;
         }
     }
+    return nullptr;
+}
+
+RouteMatch match_route(std::string_view method, std::string_view raw_path, bool development) {
+    RouteMatch m;
+    std::string_view id_raw;
+    const RouteDef *route = find_route(raw_path, development, &id_raw);
     if (route == nullptr) {
         return m;
     }

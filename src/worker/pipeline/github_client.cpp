@@ -15,6 +15,7 @@
 #include "pipeline/cancel.hpp"
 #include "pipeline/json_text.hpp"
 #include "relyloop/version.hpp"
+#include "metrics.hpp"
 
 namespace relyloop::github {
 
@@ -260,11 +261,13 @@ HttpResponse CurlTransport::send(const HttpRequest &request) {
         response.status = 0;
         response.body.clear();
         response.transport_error = redact(why, token_.reveal());
+        worker::metrics::github_response(0);
         return response;
     }
     long status = 0;
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
     response.status = status;
+    worker::metrics::github_response(status);
     return response;
 }
 

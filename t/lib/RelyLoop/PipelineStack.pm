@@ -31,7 +31,7 @@ our $DEFAULT_PAT = 'github_pat_11RELYLOOPTESTpipeline_' . join('', map { ('A' ..
 
 sub new {
     my ($class, %o) = @_;
-    my $t = RelyLoop::Test->new($o{db_kind} ? (db_kind => $o{db_kind}) : ());
+    my $t = RelyLoop::Test->new(%{$o{test} || {}}, $o{db_kind} ? (db_kind => $o{db_kind}) : ());
     my $self = bless {t => $t, pat => $o{pat} // $DEFAULT_PAT, auth_ref => 'acme-pat',
         author_name => 'RelyLoop Bot', author_email => 'relyloop-bot@test.invalid',
         worker_args => $o{worker_args} || [], base_url => $o{base_url},
@@ -49,8 +49,9 @@ sub new {
         $self->{git}->stop if $self->{git};
     };
     $self->start_worker unless $o{no_worker};
-    $t->start_nginx(environment => 'development',
-        directives => {relyloop_github_web_url => $self->{git}->web_url});
+    $t->start_nginx(environment => 'development', %{$o{nginx} || {}},
+        directives => {relyloop_github_web_url => $self->{git}->web_url,
+            %{$o{nginx_directives} || {}}});
     return $self;
 }
 

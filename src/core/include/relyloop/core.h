@@ -176,6 +176,17 @@ RL_API void rl_request_worker_failed(rl_request_t *req, const char *detail);
  * 500 INTERNAL_ERROR envelope. */
 RL_API const char *rl_internal_error_body(size_t *len);
 
+/* ---- routes, for metrics labels ----------------------------------------- */
+
+/* The API's routes as OpenAPI path templates ("/api/v1/clusters/{id}"), in a
+ * fixed order: rl_route_path(i) for i < rl_route_count(). */
+RL_API size_t rl_route_count(void);
+RL_API const char *rl_route_path(size_t i);
+/* The route a request path falls under (whatever its method or id), or -1
+ * when it matches none. Never fails otherwise. */
+RL_API int rl_route_index(const rl_core_t *core, rl_str_t method,
+    rl_str_t raw_path);
+
 #ifdef __cplusplus
 }
 #endif
