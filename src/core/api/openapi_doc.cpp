@@ -338,7 +338,7 @@ const char *openapi_template() noexcept {
       "winner_per_query": {"type": "object", "nullable": true, "additionalProperties": {"type": "object", "additionalProperties": {"type": "number"}}},
       "runner_up_per_query": {"type": "object", "nullable": true, "additionalProperties": {"type": "object", "additionalProperties": {"type": "number"}}},
       "suggested_followups": {"type": "array", "nullable": true, "items": {"type": "object"}},
-      "extra_trial_metrics": {"type": "array", "nullable": true, "items": {"type": "number", "exclusiveMaximum": 0.487}}}},
+      "extra_trial_metrics": {"type": "array", "nullable": true, "items": {"type": "number", "maximum": 0.487, "exclusiveMaximum": true}}}},
   "SeedResult": {"type": "object", "required": ["study_id", "digest_id", "proposal_id"],
     "properties": {"study_id": {"type": "string"}, "digest_id": {"type": "string"}, "proposal_id": {"type": "string", "nullable": true}}},
   "Health": {"type": "object", "required": ["status", "database", "worker"],
