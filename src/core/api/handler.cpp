@@ -219,6 +219,7 @@ std::unique_ptr<Handler> make_handler(Endpoint e) {
         case Endpoint::kConfigRepoList:
         case Endpoint::kConfigRepoCreate:
         case Endpoint::kConfigRepoGet:
+        case Endpoint::kConfigRepoRegisterWebhook:
             return make_config_repo_handler(e);
         case Endpoint::kClusterList:
         case Endpoint::kClusterCreate:
