@@ -76,10 +76,10 @@ TEST(WebhookEvent, Dispatch) {
     constexpr const char *kUrl = R"("html_url":"https://github.com/o/r/pull/1")";
     EXPECT_EQ(event("ping", "{}").kind, "ping");
     EXPECT_EQ(event("issues", R"({"action":"closed"})").kind, "noop");
-    auto merged = event("pull_request", (std::string(R"({"action":"closed","pull_request":{)") +
-                                         kUrl +
-                                         R"(,"merged":true,"merged_at":"2026-01-12T10:00:00Z"}})")
-                                            .c_str());
+    auto merged =
+        event("pull_request", (std::string(R"({"action":"closed","pull_request":{)") + kUrl +
+                               R"(,"merged":true,"merged_at":"2026-01-12T10:00:00Z"}})")
+                                  .c_str());
     EXPECT_EQ(merged.kind, "merged");
     EXPECT_EQ(merged.html_url, "https://github.com/o/r/pull/1");
     ASSERT_TRUE(merged.merged_at);
@@ -88,9 +88,10 @@ TEST(WebhookEvent, Dispatch) {
                                            .c_str());
     EXPECT_EQ(no_at.kind, "closed");
     EXPECT_FALSE(no_at.merged_at);
-    auto truthy = event("pull_request", (std::string(R"({"action":"closed","pull_request":{)") +
-                                         kUrl + R"(,"merged":1,"merged_at":"2026-01-12T10:00:00Z"}})")
-                                            .c_str());
+    auto truthy =
+        event("pull_request", (std::string(R"({"action":"closed","pull_request":{)") + kUrl +
+                               R"(,"merged":1,"merged_at":"2026-01-12T10:00:00Z"}})")
+                                  .c_str());
     EXPECT_EQ(truthy.kind, "closed") << "merged must be exactly true";
     EXPECT_EQ(event("pull_request",
                     (std::string(R"({"action":"reopened","pull_request":{)") + kUrl + "}}").c_str())
@@ -104,8 +105,9 @@ TEST(WebhookEvent, Dispatch) {
               "noop");
     EXPECT_EQ(event("pull_request", R"({"action":"closed","pull_request":{"html_url":5}})").kind,
               "noop");
-    auto upd = event("pull_request",
-                     R"({"action":"labeled","pull_request":{"updated_at":"2020-01-01T00:00:00Z"}})");
+    auto upd =
+        event("pull_request",
+              R"({"action":"labeled","pull_request":{"updated_at":"2020-01-01T00:00:00Z"}})");
     ASSERT_TRUE(upd.updated_at);
     EXPECT_EQ(*upd.updated_at, "2020-01-01T00:00:00+00:00");
 }

@@ -56,8 +56,7 @@ class CreateHandler : public Handler {
         return Action::write(
             db::Stmt::kConfigRepoInsert,
             {uuid_v7(), std::move(name), std::move(url), default_branch.value_or("main"),
-             base_branch.value_or("main"), std::move(auth_ref), std::move(webhook_ref),
-             uuid_v7()});
+             base_branch.value_or("main"), std::move(auth_ref), std::move(webhook_ref), uuid_v7()});
     }
 
     Action on_rows(Context &, const PGresult *res) override {
@@ -97,10 +96,9 @@ class RegisterWebhookHandler : public Handler {
             return Action::not_found(ErrorCode::kConfigRepoNotFound, "Config repo", ctx.id());
         }
         if (!row.boolean_value(1)) {
-            return Action::respond(error_response(422, "WEBHOOK_SECRET_REF_NOT_SET",
-                                                  "config repo " + ctx.id() +
-                                                      " has no webhook_secret_ref",
-                                                  false));
+            return Action::respond(
+                error_response(422, "WEBHOOK_SECRET_REF_NOT_SET",
+                               "config repo " + ctx.id() + " has no webhook_secret_ref", false));
         }
         std::string body = R"({"config_repo_id":)";
         json::write_string(body, ctx.id());

@@ -57,8 +57,8 @@ Request::Request(const CoreConf &conf, const rl_http_request_t &in, rl_log_cb lo
             respond_early(std::move(r));
             return;
         }
-        handler_ = make_webhook_handler(view(in.gh_delivery), view(in.gh_event),
-                                        view(in.gh_signature));
+        handler_ =
+            make_webhook_handler(view(in.gh_delivery), view(in.gh_event), view(in.gh_signature));
         wants_body_ = true;
         return;
     }

@@ -2,14 +2,16 @@
 // docs/webhooks.md in order — parse, repository, candidates, signature, then
 // one statement that records the delivery and applies it in one transaction.
 
+#include "api/webhook.hpp"
+
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/sha.h>
 
+#include <algorithm>
 #include <cctype>
 
-#include "api/webhook.hpp"
 #include "common/json_writer.hpp"
 #include "common/raii.hpp"
 #include "common/secret.hpp"
@@ -386,8 +388,8 @@ std::unique_ptr<Handler> make_webhook_handler(std::string_view delivery, std::st
     std::string ev(event);
     bool plain = ev.size() <= 64;
     for (char c : ev) {
-        plain = plain && (std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' ||
-                          c == '.');
+        plain = plain &&
+                (std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.');
     }
     return std::make_unique<WebhookHandler>(webhook_delivery_id(delivery),
                                             plain ? std::move(ev) : std::string(),
