@@ -1,6 +1,7 @@
 -- POST /webhooks/github: every request a distinct ~8 KiB pull_request
 -- delivery, signed here with OpenSSL's HMAC-SHA256 through LuaJIT's FFI, so
--- none is a replay. Arguments after "--": secret, full_name, padding bytes.
+-- none is a replay. Arguments after "--": secret, full_name, padding bytes,
+-- a tag unique to this wrk run (each thread adds its own number).
 local ffi = require("ffi")
 ffi.cdef [[
 typedef struct evp_md_st EVP_MD;
@@ -13,7 +14,14 @@ local crypto = ffi.load("crypto")
 
 local secret, full_name, pad
 local seq = 0
-local tag = tostring(math.random(1, 1e9))
+local tag
+local threads = 0
+
+-- runs in the main Lua state, once per thread
+function setup(thread)
+    threads = threads + 1
+    thread:set("thread_no", threads)
+end
 local md = ffi.new("unsigned char[32]")
 local mdlen = ffi.new("unsigned int[1]")
 
@@ -21,6 +29,7 @@ function init(args)
     secret = args[1]
     full_name = args[2]
     pad = string.rep("x", tonumber(args[3]))
+    tag = args[4] .. "-" .. tostring(thread_no)
 end
 
 local function hex(buf, n)

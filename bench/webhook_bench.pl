@@ -36,11 +36,12 @@ my $r = $t->http(POST => '/webhooks/github', body => $probe, headers => {
     'X-GitHub-Event' => 'pull_request', 'X-Hub-Signature-256' => 'sha256=' . hmac_sha256_hex($probe, $secret)});
 die "webhook probe: $r->{status} $r->{body}" unless $r->{status} == 200;
 
-my @args = (script => "$FindBin::Bin/webhook.lua", args => [$secret, $full, $pad]);
-wrk(url => $t->url('/webhooks/github'), connections => $conc, seconds => 2, @args);
+my $run = 0;
+sub hook_args { (script => "$FindBin::Bin/webhook.lua", args => [$secret, $full, $pad, "r" . ++$run]) }
+wrk(url => $t->url('/webhooks/github'), connections => $conc, seconds => 2, hook_args());
 wrk(url => $t->url("/api/v1/config-repos/$id"), connections => $conc, seconds => 2);
 my $before = $t->psql('SELECT count(*) FROM webhook_deliveries');
-my $hook = wrk(url => $t->url('/webhooks/github'), connections => $conc, @args);
+my $hook = wrk(url => $t->url('/webhooks/github'), connections => $conc, hook_args());
 my $recorded = $t->psql('SELECT count(*) FROM webhook_deliveries') - $before;
 my $detail = wrk(url => $t->url("/api/v1/config-repos/$id"), connections => $conc);
 for my $x ($hook, $detail) {
@@ -54,6 +55,7 @@ printf "%-40s %12.0f %10s %10s\n", 'POST /webhooks/github (8 KiB, signed)', $hoo
     fmt_ms($hook->{p50_ms}), fmt_ms($hook->{p99_ms});
 printf "%-40s %12.0f %10s %10s\n", 'GET /config-repos/{id}', $detail->{rps},
     fmt_ms($detail->{p50_ms}), fmt_ms($detail->{p99_ms});
-printf "deliveries recorded during the run: %d (all distinct)\n", $recorded;
+printf "deliveries recorded during the run: %d (wrk's requests/s x seconds: %.0f)\n", $recorded,
+    $hook->{rps} * $secs;
 printf "ratio webhook/detail: %s\n", ratio($hook->{rps}, $detail->{rps});
 $t->stop_all;
