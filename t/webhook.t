@@ -256,6 +256,28 @@ is(row($new), 'pr_merged|merged|2026-06-02T00:00:00', 'newer merged');
 is(row($old), 'pr_merged|merged|2026-06-01T00:00:00', 'older merged');
 is(pointer(), $new, 'the pointer stays on the newer merge');
 
+# --- two identical deliveries in flight: the second waits on the unique index ---------------
+my ($twin, $ut, $nt) = opened_pr();
+my $twin_body = payload('closed_merged', full_name => $FULL, html_url => $ut, number => $nt,
+    merged_at => '2026-07-01T00:00:00Z');
+$lock = psql_bg($t, "SET application_name = 'webhook-lock';\nBEGIN;\n"
+    . "SELECT id FROM config_repos WHERE id = " . sql_quote($repo->{id}) . " FOR UPDATE;\n"
+    . "SELECT pg_sleep(3600);\nCOMMIT;\n");
+ok(RelyLoop::Test::wait_for(sub { $t->psql("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+    . "'webhook-lock' AND query LIKE '%pg_sleep%' AND state = 'active'") == 1 }, 60),
+    'psql holds the row lock again');
+my $s1 = send_raw($twin_body);
+ok(RelyLoop::Test::wait_for(sub { lock_waiters() == 1 }, 60), 'the first copy waits for the row lock');
+my $s2 = send_raw($twin_body);
+ok(RelyLoop::Test::wait_for(sub { lock_waiters() == 2 }, 60), 'the second waits on the first one\'s delivery row');
+$t->psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'webhook-lock'");
+waitpid($lock, 0);
+my ($b1, $b2) = map { local $/; my $x = <$_> // ''; $x =~ s/^.*?\r\n\r\n//s; $x } $s1, $s2;
+is($b1, '{"status":"ok","action":"applied"}', 'the first copy applied');
+is($b2, '{"status":"ok","action":"applied","replayed":true}', 'the second conflicted: replayed');
+is(row($twin), 'pr_merged|merged|2026-07-01T00:00:00', 'merged once');
+is(pointer(), $twin, 'the pointer moved to the latest merge');
+
 # --- body limit: 413 without reading the body ---------------------------------------------
 {
     my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1:' . $t->nginx_port, Timeout => 10) or die;
