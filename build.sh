@@ -22,7 +22,7 @@ JOBS=$(nproc 2>/dev/null || echo 2)
 
 BUILD_PKGS=(build-essential cmake pkg-config nginx nginx-dev libpq-dev libgit2-dev
     libcurl4-openssl-dev libjansson-dev libcairo2-dev libpcre2-dev libb2-dev
-    libsimdjson-dev libgtest-dev libgmock-dev fonts-dejavu-core ca-certificates)
+    libsimdjson-dev libssl-dev libgtest-dev libgmock-dev fonts-dejavu-core ca-certificates)
 TEST_PKGS=(postgresql-15 postgresql-contrib pgbouncer fcgiwrap git openssl python3 nodejs perl curl procps iproute2
     file libjson-validator-perl python3-prometheus-client)
 BENCH_PKGS=(wrk)
@@ -317,6 +317,7 @@ http {
             allow 127.0.0.1;
             deny all;
         }
+        location = /webhooks/github { relyloop_webhook; }
     }
 }
 EOF

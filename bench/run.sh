@@ -17,6 +17,7 @@ run enqueue && perl "$HERE/enqueue_bench.pl"
 run timeouts && perl "$HERE/timeouts_bench.pl"
 run migrate && perl "$HERE/migrate_bench.pl"
 run analytics && perl "$HERE/analytics_bench.pl"
+run webhook && perl "$HERE/webhook_bench.pl"
 if run pipeline; then
     for b in "$HERE"/pipeline_bench*; do
         [ -x "$b" ] && "$b"

@@ -75,6 +75,9 @@ rl_status_t rl_core_new(rl_core_t **out, const rl_core_conf_t *conf) {
         while (core->conf.github_web_url.size() > 1 && core->conf.github_web_url.back() == '/') {
             core->conf.github_web_url.pop_back();
         }
+        if (c.webhook_replay_window_s > 0) {
+            core->conf.webhook_replay_window_s = c.webhook_replay_window_s;
+        }
         // Built (and checked) once now rather than on the first request.
         (void)relyloop::core::openapi_body();
         *out = core.release();

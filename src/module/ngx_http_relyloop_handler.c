@@ -150,6 +150,31 @@ ngx_http_relyloop_handler(ngx_http_request_t *r)
     in.has_body = (r->headers_in.content_length_n > 0
                    || r->headers_in.chunked);
 
+    if (rlcf->webhook == 1) {
+        in.webhook = 1;
+
+        h = ngx_http_relyloop_find_header(r, "x-github-delivery",
+                                          sizeof("x-github-delivery") - 1);
+        if (h) {
+            in.gh_delivery.data = (const char *) h->value.data;
+            in.gh_delivery.len = h->value.len;
+        }
+
+        h = ngx_http_relyloop_find_header(r, "x-github-event",
+                                          sizeof("x-github-event") - 1);
+        if (h) {
+            in.gh_event.data = (const char *) h->value.data;
+            in.gh_event.len = h->value.len;
+        }
+
+        h = ngx_http_relyloop_find_header(r, "x-hub-signature-256",
+                                          sizeof("x-hub-signature-256") - 1);
+        if (h) {
+            in.gh_signature.data = (const char *) h->value.data;
+            in.gh_signature.len = h->value.len;
+        }
+    }
+
     /* runs when the request is freed or terminated (client gone) */
     cln = ngx_http_cleanup_add(r, 0);
     if (cln == NULL) {

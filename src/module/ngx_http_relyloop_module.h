@@ -44,6 +44,7 @@ typedef struct {
     ngx_str_t                      secrets_dir;
     ngx_str_t                      environment;
     ngx_str_t                      github_web_url;
+    time_t                         webhook_replay_window;
 
     ngx_flag_t                     used;
 
@@ -59,6 +60,8 @@ typedef struct {
     ngx_flag_t                     api;
     ngx_array_t                   *cors_origins;    /* of ngx_str_t */
     size_t                         body_buffer_size;
+    ngx_flag_t                     webhook;         /* relyloop_webhook */
+    size_t                         webhook_max_body;
 } ngx_http_relyloop_loc_conf_t;
 
 

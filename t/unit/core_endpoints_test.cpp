@@ -53,8 +53,10 @@ TEST(ConfigRepoCreate, InsertsWithDefaults) {
     Query q = c.expect_query();
     EXPECT_EQ(q.name, "rl_config_repo_insert");
     EXPECT_TRUE(q.isolated);
-    ASSERT_EQ(q.params.size(), 7u);
+    ASSERT_EQ(q.params.size(), 8u);
     EXPECT_TRUE(relyloop::is_uuid(*q.params[0]));
+    EXPECT_TRUE(relyloop::is_uuid(*q.params[7]));  // the webhook job's id
+    EXPECT_NE(*q.params[7], *q.params[0]);
     EXPECT_EQ(q.params[1], "shop-search");
     EXPECT_EQ(q.params[2], "https://github.com/acme/shop-search.git");
     EXPECT_EQ(q.params[3], "main");

@@ -40,6 +40,15 @@ const char *openapi_template() noexcept {
     "parameters": [{"$ref": "#/components/parameters/Id"}, {"$ref": "#/components/parameters/RequestId"}],
     "responses": {"200": {"description": "The config repo", "headers": {"X-Request-ID": {"$ref": "#/components/headers/XRequestId"}}, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ConfigRepo"}}}},
       "404": {"$ref": "#/components/responses/NotFound"}, "503": {"$ref": "#/components/responses/Unavailable"}}}},
+"/api/v1/config-repos/{id}/register_webhook": {
+  "post": {"tags": ["config-repos"], "operationId": "registerWebhook", "summary": "Queue the GitHub webhook registration of a config repo",
+    "description": "404 CONFIG_REPO_NOT_FOUND; 422 WEBHOOK_SECRET_REF_NOT_SET when the repo has no webhook_secret_ref. A second call while a registration job is queued or running is acknowledged without a second job; the worker writes the outcome to webhook_registration_error.",
+    "parameters": [{"$ref": "#/components/parameters/Id"}, {"$ref": "#/components/parameters/RequestId"}],
+    "requestBody": {"required": false, "content": {"application/json": {"schema": {"type": "object"}}}},
+    "responses": {"202": {"description": "Queued", "headers": {"X-Request-ID": {"$ref": "#/components/headers/XRequestId"}}, "content": {"application/json": {"schema": {"type": "object", "required": ["config_repo_id", "status", "message"],
+        "properties": {"config_repo_id": {"type": "string"}, "status": {"type": "string", "enum": ["queued"]}, "message": {"type": "string"}}}}}},
+      "404": {"$ref": "#/components/responses/NotFound"}, "415": {"$ref": "#/components/responses/UnsupportedMediaType"}, "422": {"$ref": "#/components/responses/Error"},
+      "503": {"$ref": "#/components/responses/Unavailable"}}}},
 "/api/v1/clusters": {
   "get": {"tags": ["clusters"], "operationId": "listClusters", "summary": "List clusters (soft-deleted ones are never listed)",
     "parameters": [{"$ref": "#/components/parameters/Limit"}, {"$ref": "#/components/parameters/Cursor"},

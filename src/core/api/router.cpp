@@ -17,6 +17,8 @@ constexpr RouteDef kRoutes[] = {
      C::kResourceNotFound, "GET, POST, OPTIONS", false},
     {"/api/v1/config-repos/{id}", E::kConfigRepoGet, E::kNone, E::kNone, C::kConfigRepoNotFound,
      "GET, OPTIONS", false},
+    {"/api/v1/config-repos/{id}/register_webhook", E::kNone, E::kConfigRepoRegisterWebhook,
+     E::kNone, C::kConfigRepoNotFound, "POST, OPTIONS", false},
     {"/api/v1/clusters", E::kClusterList, E::kClusterCreate, E::kNone, C::kResourceNotFound,
      "GET, POST, OPTIONS", false},
     {"/api/v1/clusters/{id}", E::kClusterGet, E::kNone, E::kClusterPatch, C::kClusterNotFound,
@@ -180,6 +182,7 @@ RouteMatch match_route(std::string_view method, std::string_view raw_path, bool 
 bool endpoint_takes_body(Endpoint e) noexcept {
     switch (e) {
         case Endpoint::kConfigRepoCreate:
+        case Endpoint::kConfigRepoRegisterWebhook:
         case Endpoint::kClusterCreate:
         case Endpoint::kClusterPatch:
         case Endpoint::kTemplateCreate:

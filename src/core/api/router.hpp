@@ -38,6 +38,7 @@ enum class Endpoint {
     kSeed,
     kHealth,
     kOpenapi,
+    kConfigRepoRegisterWebhook,
 };
 
 struct RouteDef {

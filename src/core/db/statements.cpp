@@ -152,14 +152,20 @@ constexpr rl_statement_t kStatements[] = {
      4},
 
     // $1 id, $2 name, $3 repo_url, $4 default_branch, $5 pr_base_branch,
-    // $6 auth_ref, $7 webhook_secret_ref → ConfigRepo. 23505 on
-    // config_repos_name_key is CONFIG_REPO_NAME_TAKEN.
+    // $6 auth_ref, $7 webhook_secret_ref, $8 webhook job id → ConfigRepo.
+    // With a webhook_secret_ref the registration job is inserted by the same
+    // statement (docs/webhooks.md). 23505 on config_repos_name_key is
+    // CONFIG_REPO_NAME_TAKEN.
     {"rl_config_repo_insert",
-     "INSERT INTO config_repos AS r (id, name, provider, repo_url, default_branch, "
+     "WITH r AS (INSERT INTO config_repos AS r (id, name, provider, repo_url, default_branch, "
      "pr_base_branch, auth_ref, webhook_secret_ref, created_at) "
      "VALUES ($1::text, $2::text, 'github', $3::text, $4::text, $5::text, $6::text, $7::text, "
-     "now()) RETURNING " RL_CONFIG_REPO_COLS,
-     7},
+     "now()) RETURNING *), "
+     "j AS (INSERT INTO webhook_jobs (id, config_repo_id, state, attempts, run_after, created_at) "
+     "SELECT $8::text, r.id, 'queued', 0, now(), now() FROM r "
+     "WHERE r.webhook_secret_ref IS NOT NULL AND r.webhook_secret_ref <> '') "
+     "SELECT " RL_CONFIG_REPO_COLS " FROM r",
+     8},
 
     // $1 id → Cluster (not soft-deleted), 0..1 rows.
     {"rl_cluster_get",
@@ -412,6 +418,39 @@ constexpr rl_statement_t kStatements[] = {
      "SELECT chk.cluster_ok, chk.template_ok, chk.qs_ok, chk.jl_ok, (SELECT id FROM st), "
      "(SELECT id FROM dg), (SELECT id FROM pr), (SELECT count(*) FROM tr) FROM chk",
      15},
+
+    // POST /webhooks/github (docs/webhooks.md). $1 owner/repo lower-cased,
+    // $2 github_web_url without a trailing '/'.
+    // id, webhook_secret_ref
+    {"rl_webhook_candidates",
+     "SELECT id, webhook_secret_ref FROM config_repos "
+     "WHERE webhook_secret_ref IS NOT NULL AND webhook_secret_ref <> '' "
+     "AND left(lower(repo_url), length($2::text) + 1) = lower($2::text) || '/' "
+     "AND regexp_replace(lower(substr(repo_url, length($2::text) + 2)), '\\.git$', '') = $1::text "
+     "ORDER BY created_at, id",
+     2},
+    // The delivery's transaction, one call (own function, docs/webhooks.md).
+    // replayed, stale, action, proposal_id, pointers
+    {"rl_webhook_apply",
+     "SELECT replayed, stale, action, proposal_id, pointers::text FROM relyloop_webhook_apply("
+     "$1::text, $2::text, $3::text, $4::text, $5::text, $6::timestamptz, $7::timestamptz, "
+     "$8::bigint, $9::text)",
+     9},
+    // POST /config-repos/{id}/register_webhook: $1 id, $2 new job id →
+    // repo_found, secret_set (one row). A live job is kept (no second one);
+    // a racing insert meets the partial unique index and does nothing.
+    {"rl_config_repo_register_webhook",
+     "WITH cr AS (SELECT id, webhook_secret_ref FROM config_repos WHERE id = $1::text), "
+     "ins AS (INSERT INTO webhook_jobs (id, config_repo_id, state, attempts, run_after, created_at) "
+     "SELECT $2::text, cr.id, 'queued', 0, now(), now() FROM cr "
+     "WHERE cr.webhook_secret_ref IS NOT NULL AND cr.webhook_secret_ref <> '' "
+     "AND NOT EXISTS (SELECT 1 FROM webhook_jobs j WHERE j.config_repo_id = cr.id "
+     "AND j.state IN ('queued', 'running')) "
+     "ON CONFLICT DO NOTHING RETURNING id) "
+     "SELECT EXISTS (SELECT 1 FROM cr), "
+     "EXISTS (SELECT 1 FROM cr WHERE webhook_secret_ref IS NOT NULL AND webhook_secret_ref <> ''), "
+     "(SELECT count(*) FROM ins)",
+     2},
 };
 
 #undef RL_CONFIG_REPO_COLS

@@ -37,6 +37,9 @@ enum class Stmt : int {
     kProposalReject,
     kOpenPrPreflight,
     kSeedCompleted,
+    kWebhookCandidates,
+    kWebhookApply,
+    kConfigRepoRegisterWebhook,
     kCount,
 };
 

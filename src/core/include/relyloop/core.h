@@ -67,6 +67,7 @@ typedef struct {
     const char *environment;    /* "development" | "staging" | "production" */
     const char *secrets_dir;    /* relyloop_secrets_dir */
     const char *github_web_url; /* relyloop_github_web_url, no trailing '/' */
+    long long webhook_replay_window_s; /* relyloop_webhook_replay_window; 0 = 7d */
 } rl_core_conf_t;
 
 RL_API rl_status_t rl_core_new(rl_core_t **out, const rl_core_conf_t *conf);
@@ -104,6 +105,10 @@ typedef struct {
                                answered with its envelope, before routing */
     rl_str_t content_type;  /* Content-Type header, may be empty */
     int has_body;           /* a Content-Length above 0, or chunked */
+    int webhook;            /* a relyloop_webhook location: POST /webhooks/github */
+    rl_str_t gh_delivery;   /* X-GitHub-Delivery, may be empty */
+    rl_str_t gh_event;      /* X-GitHub-Event, may be empty */
+    rl_str_t gh_signature;  /* X-Hub-Signature-256, may be empty */
 } rl_http_request_t;
 
 RL_API rl_status_t rl_request_new(rl_request_t **out, rl_core_t *core,
