@@ -15,6 +15,7 @@ use Test::More;
 use Time::HiRes qw(sleep time);
 
 use RelyLoop::Test qw(json_decode);
+sub wait_for { &RelyLoop::Test::wait_for(@_) }
 use RelyLoop::FakeGithub;
 use RelyLoop::WorkerTest;
 
@@ -99,7 +100,7 @@ my $into = time - 60 * int(time / 60);
 sleep(61 - $into) if $into > 45;
 start('w1');
 start('w2');
-ok(wait_for { events('w1', 'pr_reconcile_tick_complete') + events('w2', 'pr_reconcile_tick_complete') } 20,
+ok(wait_for(sub { events('w1', 'pr_reconcile_tick_complete') + events('w2', 'pr_reconcile_tick_complete') }, 20),
     'a tick ran');
 sleep 1;    # the other worker has had its go at the slot by now
 my @ticks = (events('w1', 'pr_reconcile_tick_complete'), events('w2', 'pr_reconcile_tick_complete'));
@@ -148,7 +149,7 @@ $t->psql("DELETE FROM proposals WHERE id = '$p{gone}'");
 $gh->set_pull(repo => 'acme/beta', number => 1, state => 'closed');
 $gh->reset(requests => 1);
 my $slot1 = $s->{slot};
-ok(wait_for { grep { $_->{slot} > $slot1 } events($winner, 'pr_reconcile_tick_complete') } 75,
+ok(wait_for(sub { grep { $_->{slot} > $slot1 } events($winner, 'pr_reconcile_tick_complete') }, 75),
     'the next slot ticked');
 my ($s2) = grep { $_->{slot} > $slot1 } events($winner, 'pr_reconcile_tick_complete');
 @req = $gh->requests;
@@ -170,7 +171,7 @@ $gh->script(list_pulls => {passthrough => 1},
     ({status => 429, body => {message => 'API rate limit exceeded'},
       headers => {'Retry-After' => 0, 'x-ratelimit-reset' => 1999999999}}) x 3);
 start('w3');
-ok(wait_for { events('w3', 'pr_reconcile_tick_complete') } 20, 'tick with a 429');
+ok(wait_for(sub { events('w3', 'pr_reconcile_tick_complete') }, 20), 'tick with a 429');
 my ($s3) = events('w3', 'pr_reconcile_tick_complete');
 is($s3->{rate_limited}, 1, 'rate_limited: 1');
 my ($rl) = events('w3', 'pr_reconcile_rate_limited');
@@ -198,7 +199,7 @@ $gh->set_pull(repo => 'bulk/r4', number => 40, state => 'closed', merged => 1,
 $gh->reset(requests => 1);
 $t->psql(q{UPDATE worker_ticks SET last_slot = -1});
 start('w4');
-ok(wait_for { events('w4', 'pr_reconcile_tick_complete') } 30, '200-PR tick');
+ok(wait_for(sub { events('w4', 'pr_reconcile_tick_complete') }, 30), '200-PR tick');
 my ($s4) = events('w4', 'pr_reconcile_tick_complete');
 my $calls = () = $gh->requests;
 cmp_ok($calls, '<=', 5 + 2, 'GitHub calls <= repositories + changes');
@@ -210,4 +211,3 @@ like($t->worker_log($_), qr/./, "$_ logged") for qw(w1 w3);
 unlike(join('', map { $t->worker_log($_) } qw(w1 w2 w3 w4)), qr/\Q$PAT\E/, 'the PAT is in no log');
 
 $t->done;
-done_testing;

@@ -97,7 +97,8 @@ bool record(PGconn *conn, const Claimed &c, const std::string &worker_id, const 
                           "make_interval(mins => $6::int)";
             } else {
                 job_set = "state = 'failed', finished_at = now(), lease_until = NULL, "
-                          "last_event = 'register_webhook_failed', last_error = $5";
+                          "last_event = $4, last_error = $5";
+                p[3] = std::string("register_webhook_failed");
             }
             break;
         case Kind::kLockBusy:
