@@ -10,8 +10,8 @@
 #include "ipc_server.hpp"
 #include "job_runner.hpp"
 #include "reconciler.hpp"
-#include "webhook_jobs.hpp"
 #include "relyloop/version.hpp"
+#include "webhook_jobs.hpp"
 
 namespace relyloop::worker {
 

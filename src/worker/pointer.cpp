@@ -12,15 +12,14 @@ bool apply_last_merged_pointer(PGconn *conn, const std::string &proposal_id,
                              "SELECT c.config_repo_id FROM proposals p JOIN clusters c ON "
                              "c.id = p.cluster_id WHERE p.id = $1",
                              {proposal_id});
-    std::optional<std::string> repo_id = PQntuples(repo.get()) == 1
-                                             ? db::get(repo.get(), 0, 0)
-                                             : std::nullopt;
+    std::optional<std::string> repo_id =
+        PQntuples(repo.get()) == 1 ? db::get(repo.get(), 0, 0) : std::nullopt;
     if (!repo_id) {
         return false;
     }
-    PgResult locked = db::exec(
-        conn, "SELECT last_merged_proposal_id FROM config_repos WHERE id = $1 FOR UPDATE",
-        {*repo_id});
+    PgResult locked =
+        db::exec(conn, "SELECT last_merged_proposal_id FROM config_repos WHERE id = $1 FOR UPDATE",
+                 {*repo_id});
     if (PQntuples(locked.get()) != 1) {
         return false;
     }

@@ -70,8 +70,7 @@ std::optional<PrRef> parse_pr_url(std::string_view url, std::string_view web) {
         }
     }
     if (seg[3].empty() || seg[3].size() > 15 ||
-        !std::all_of(seg[3].begin(), seg[3].end(),
-                     [](char c) { return c >= '0' && c <= '9'; })) {
+        !std::all_of(seg[3].begin(), seg[3].end(), [](char c) { return c >= '0' && c <= '9'; })) {
         return std::nullopt;
     }
     return PrRef{std::string(seg[0]), std::string(seg[1]), std::stoll(std::string(seg[3]))};
@@ -145,8 +144,7 @@ class TickRun {
     void apply(const Candidate &c, const Reconciler::PrInfo &info);
     // A failed request (after the client's retries): steps 4.
     void request_failed(const Candidate &c, const github::HttpResponse &r);
-    void errored(const Candidate &c, const char *event,
-                 std::initializer_list<Field> extra = {});
+    void errored(const Candidate &c, const char *event, std::initializer_list<Field> extra = {});
 
     Reconciler &r_;
     PGconn *conn_;
@@ -206,10 +204,10 @@ void TickRun::errored(const Candidate &c, const char *event, std::initializer_li
 
 void TickRun::request_failed(const Candidate &c, const github::HttpResponse &r) {
     if (r.status == 0) {
-        errored(c, "pr_reconcile_request_error",
-                {{"message", github::github_error_message(r)}});
+        errored(c, "pr_reconcile_request_error", {{"message", github::github_error_message(r)}});
     } else if (r.status == 401 || r.status == 403 || r.status == 404 || r.status >= 500) {
-        errored(c, "pr_reconcile_terminal_error", {{"status_code", static_cast<long long>(r.status)}});
+        errored(c, "pr_reconcile_terminal_error",
+                {{"status_code", static_cast<long long>(r.status)}});
     } else {
         errored(c, "pr_reconcile_unexpected_status",
                 {{"status_code", static_cast<long long>(r.status)}});
@@ -223,12 +221,12 @@ void TickRun::apply(const Candidate &c, const Reconciler::PrInfo &info) {
         bool changed = false;
         db::exec(conn_, "BEGIN");
         try {
-            PgResult res = db::exec(
-                conn_,
-                "UPDATE proposals SET status = 'pr_merged', pr_state = 'merged', "
-                "pr_merged_at = $2::timestamptz WHERE id = $1 AND status = 'pr_opened' "
-                "AND pr_state = $3 RETURNING id",
-                {c.id, *merged_at, c.state});
+            PgResult res =
+                db::exec(conn_,
+                         "UPDATE proposals SET status = 'pr_merged', pr_state = 'merged', "
+                         "pr_merged_at = $2::timestamptz WHERE id = $1 AND status = 'pr_opened' "
+                         "AND pr_state = $3 RETURNING id",
+                         {c.id, *merged_at, c.state});
             changed = PQntuples(res.get()) == 1;
             if (changed) {
                 apply_last_merged_pointer(conn_, c.id, *merged_at, r_.log_);
@@ -297,7 +295,7 @@ void TickRun::do_repo(const std::string &key, std::vector<Candidate *> &cands) {
     if (acc.kind != RepoAccess::Kind::kOk) {
         for (Candidate *c : cands) {
             errored(*c, acc.kind == RepoAccess::Kind::kNoRepo ? "pr_reconcile_no_config_repo"
-                                                               : "pr_reconcile_pat_missing");
+                                                              : "pr_reconcile_pat_missing");
         }
         return;
     }
@@ -344,12 +342,12 @@ void TickRun::do_repo(const std::string &key, std::vector<Candidate *> &cands) {
                 seen[json_integer_value(num)] = std::move(info);
             }
             // Below the old watermark nothing changed since the last listing.
-            bool updates_left = cache == nullptr || cache->watermark.empty() ||
-                                oldest.empty() || oldest >= cache->watermark;
+            bool updates_left = cache == nullptr || cache->watermark.empty() || oldest.empty() ||
+                                oldest >= cache->watermark;
             bool unknown_left = false;
             for (long long n : need) {
-                if (!seen.contains(n) && (cache == nullptr || !cache->prs.contains(n) ||
-                                          updates_left)) {
+                if (!seen.contains(n) &&
+                    (cache == nullptr || !cache->prs.contains(n) || updates_left)) {
                     unknown_left = true;
                     break;
                 }
@@ -369,9 +367,9 @@ void TickRun::do_repo(const std::string &key, std::vector<Candidate *> &cands) {
                     s_.rate_limited++;
                     s_.stopped = true;
                     r_.log_.warn("pr_reconcile_rate_limited",
-                                 {{"x_ratelimit_reset",
-                                   resp.header("x-ratelimit-reset") ? *resp.header("x-ratelimit-reset")
-                                                                    : std::string()}});
+                                 {{"x_ratelimit_reset", resp.header("x-ratelimit-reset")
+                                                            ? *resp.header("x-ratelimit-reset")
+                                                            : std::string()}});
                     r_.cache_.erase(key);
                     return;
                 }
@@ -490,7 +488,9 @@ Reconciler::~Reconciler() {
     join();
 }
 
-void Reconciler::start() { thread_ = std::thread([this] { thread_main(); }); }
+void Reconciler::start() {
+    thread_ = std::thread([this] { thread_main(); });
+}
 
 void Reconciler::request_stop() noexcept {
     {
@@ -567,8 +567,8 @@ void Reconciler::thread_main() noexcept {
         bool want_prune = std::chrono::steady_clock::now() - last_prune >= kPruneEvery;
         if (want_tick || want_prune) {
             std::string err;
-            PgConn conn = db::connect(settings_.pg_conninfo, "relyloop-worker reconciler", &log_,
-                                      &err);
+            PgConn conn =
+                db::connect(settings_.pg_conninfo, "relyloop-worker reconciler", &log_, &err);
             if (!conn) {
                 log_.warn("db_unavailable", {{"message", "reconciler: " + err}});
                 sleep_until(SysClock::now() + backoff.next());
@@ -592,15 +592,13 @@ void Reconciler::thread_main() noexcept {
                             log_.warn("webhook_deliveries_prune_failed", {{"message", e.what()}});
                         }
                         last_prune = std::chrono::steady_clock::now();
-                        Json sum(json_pack("{sI sI sI sI sI sI sI sI}", "candidates",
-                                           (json_int_t)s.candidates, "reconciled",
-                                           (json_int_t)s.reconciled, "unchanged",
-                                           (json_int_t)s.unchanged, "errored",
-                                           (json_int_t)s.errored, "rate_limited",
-                                           (json_int_t)s.rate_limited, "github_calls",
-                                           (json_int_t)s.github_calls, "not_modified",
-                                           (json_int_t)s.not_modified, "slot",
-                                           (json_int_t)slot));
+                        Json sum(json_pack(
+                            "{sI sI sI sI sI sI sI sI}", "candidates", (json_int_t)s.candidates,
+                            "reconciled", (json_int_t)s.reconciled, "unchanged",
+                            (json_int_t)s.unchanged, "errored", (json_int_t)s.errored,
+                            "rate_limited", (json_int_t)s.rate_limited, "github_calls",
+                            (json_int_t)s.github_calls, "not_modified", (json_int_t)s.not_modified,
+                            "slot", (json_int_t)slot));
                         (void)db::exec(conn.get(),
                                        "UPDATE worker_ticks SET last_finished_at = now(), "
                                        "last_summary = $2::jsonb WHERE name = $1",

@@ -82,36 +82,40 @@ bool record(PGconn *conn, const Claimed &c, const std::string &worker_id, const 
     switch (o.kind) {
         case Kind::kSucceeded:
         case Kind::kSkipped:
-            job_set = "state = 'succeeded', finished_at = now(), lease_until = NULL, "
-                      "last_event = $4, last_error = NULL";
+            job_set =
+                "state = 'succeeded', finished_at = now(), lease_until = NULL, "
+                "last_event = $4, last_error = NULL";
             touch_repo = o.kind == Kind::kSucceeded;
             break;
         case Kind::kFailed:
-            job_set = "state = 'failed', finished_at = now(), lease_until = NULL, "
-                      "last_event = $4, last_error = $5";
+            job_set =
+                "state = 'failed', finished_at = now(), lease_until = NULL, "
+                "last_event = $4, last_error = $5";
             break;
         case Kind::kRetry:
             if (c.attempts <= 3) {
-                job_set = "state = 'queued', lease_until = NULL, worker_id = NULL, "
-                          "last_event = $4, last_error = $5, run_after = now() + "
-                          "make_interval(mins => $6::int)";
+                job_set =
+                    "state = 'queued', lease_until = NULL, worker_id = NULL, "
+                    "last_event = $4, last_error = $5, run_after = now() + "
+                    "make_interval(mins => $6::int)";
             } else {
-                job_set = "state = 'failed', finished_at = now(), lease_until = NULL, "
-                          "last_event = $4, last_error = $5";
+                job_set =
+                    "state = 'failed', finished_at = now(), lease_until = NULL, "
+                    "last_event = $4, last_error = $5";
                 p[3] = std::string("register_webhook_failed");
             }
             break;
         case Kind::kLockBusy:
-            job_set = "state = 'queued', lease_until = NULL, worker_id = NULL, "
-                      "attempts = attempts - 1, last_event = $4, run_after = now() + "
-                      "make_interval(secs => $6::int)";
+            job_set =
+                "state = 'queued', lease_until = NULL, worker_id = NULL, "
+                "attempts = attempts - 1, last_event = $4, run_after = now() + "
+                "make_interval(secs => $6::int)";
             touch_repo = false;
             break;
     }
     p.push_back(o.message.empty() ? db::Param{} : db::Param{o.message});
     if (o.kind == Kind::kRetry) {
-        p.push_back(std::to_string(
-            kWebhookRetryMinutes[std::min(std::max(c.attempts, 1), 3) - 1]));
+        p.push_back(std::to_string(kWebhookRetryMinutes[std::min(std::max(c.attempts, 1), 3) - 1]));
     } else if (o.kind == Kind::kLockBusy) {
         p.push_back(std::to_string(
             std::chrono::duration_cast<std::chrono::seconds>(lock_retry_delay).count()));
@@ -123,8 +127,9 @@ bool record(PGconn *conn, const Claimed &c, const std::string &worker_id, const 
                       "'running' AND $6::text IS NOT DISTINCT FROM $6::text "
                       "RETURNING config_repo_id) ";
     if (touch_repo) {
-        sql += "UPDATE config_repos r SET webhook_registration_error = $5 FROM j "
-               "WHERE r.id = j.config_repo_id RETURNING j.config_repo_id";
+        sql +=
+            "UPDATE config_repos r SET webhook_registration_error = $5 FROM j "
+            "WHERE r.id = j.config_repo_id RETURNING j.config_repo_id";
     } else {
         sql += "SELECT config_repo_id FROM j WHERE $5::text IS NOT DISTINCT FROM $5::text";
     }
@@ -163,11 +168,12 @@ Outcome Run::go() {
     std::string secret_ref = db::get_or(row.get(), 0, 2);
     auto coords = parse_repo_url(repo_url, s_.github_web_url);
     if (!coords) {
-        return failed("Unsupported provider: Only GitHub repositories are supported: repo_url "
-                      "must be " +
-                      s_.github_web_url +
-                      "/<owner>/<repo> (github_web_url); GitLab, Bitbucket and other providers "
-                      "are not supported");
+        return failed(
+            "Unsupported provider: Only GitHub repositories are supported: repo_url "
+            "must be " +
+            s_.github_web_url +
+            "/<owner>/<repo> (github_web_url); GitLab, Bitbucket and other providers "
+            "are not supported");
     }
     Secret pat;
     if (check_secret_file(s_.secrets_dir, auth_ref, &pat) != SecretStatus::kOk) {
@@ -189,8 +195,8 @@ Outcome Run::go() {
                        config_repo_lock_key("github:" + coords->owner + "/" + coords->repo)};
     int held = 0;
     for (int64_t k : keys) {
-        PgResult r = db::exec(conn_, "SELECT pg_try_advisory_lock($1::bigint)",
-                              {std::to_string(k)});
+        PgResult r =
+            db::exec(conn_, "SELECT pg_try_advisory_lock($1::bigint)", {std::to_string(k)});
         if (db::get_or(r.get(), 0, 0) != "t") break;
         held++;
     }
@@ -235,11 +241,11 @@ Outcome Run::hooks(const RepoCoordinates &coords, const Secret &pat, const Secre
         const json_t *cu = json_object_get(json_object_get(hook, "config"), "url");
         if (json_is_string(cu) && url == json_string_value(cu)) {
             const json_t *id = json_object_get(hook, "id");
-            log_.info("register_webhook_exists",
-                      {{"config_repo_id", c_.config_repo_id},
-                       {"hook_id", json_is_integer(id) ? static_cast<long long>(
-                                                             json_integer_value(id))
-                                                       : 0LL}});
+            log_.info(
+                "register_webhook_exists",
+                {{"config_repo_id", c_.config_repo_id},
+                 {"hook_id",
+                  json_is_integer(id) ? static_cast<long long>(json_integer_value(id)) : 0LL}});
             return {Kind::kSucceeded, "register_webhook_exists", ""};
         }
     }
@@ -302,7 +308,9 @@ WebhookJobRunner::~WebhookJobRunner() {
     join();
 }
 
-void WebhookJobRunner::start() { thread_ = std::thread([this] { thread_main(); }); }
+void WebhookJobRunner::start() {
+    thread_ = std::thread([this] { thread_main(); });
+}
 
 void WebhookJobRunner::request_stop() noexcept {
     {
@@ -351,9 +359,9 @@ void WebhookJobRunner::thread_main() noexcept {
                 log_.info("register_webhook_abandoned", {{"job_id", job->id}});
                 continue;
             }
-            bool ok = record(conn.get(), *job, settings_.worker_id, o,
-                             std::chrono::duration_cast<std::chrono::milliseconds>(
-                                 settings_.lock_retry_delay));
+            bool ok = record(
+                conn.get(), *job, settings_.worker_id, o,
+                std::chrono::duration_cast<std::chrono::milliseconds>(settings_.lock_retry_delay));
             Level lvl = o.kind == Kind::kFailed ? Level::kWarn : Level::kInfo;
             log_.write(lvl, "register_webhook_finished",
                        {{"job_id", job->id},
