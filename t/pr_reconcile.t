@@ -94,6 +94,11 @@ $gh->set_pull(repo => 'acme/alpha', number => 1, state => 'closed', merged => 1,
 $gh->set_pull(repo => 'acme/alpha', number => 2, state => 'closed');
 $gh->set_pull(repo => 'acme/beta', number => 2, state => 'closed');
 $gh->reset(requests => 1);
+# Replay-cache rows: one expired (pruned by the tick), one live.
+for my $x (['a' x 64, "now() - interval '1 minute'"], ['b' x 64, "now() + interval '1 day'"]) {
+    $t->psql(qq{INSERT INTO webhook_deliveries (body_sha256, event, action, expires_at)
+        VALUES ('$x->[0]', 'ping', 'ping', $x->[1])});
+}
 
 # Both workers start inside one minute, so both go for the same slot.
 my $into = time - 60 * int(time / 60);
@@ -132,6 +137,9 @@ is($e404->{status_code}, 404, 'pr_reconcile_terminal_error {status_code: 404}');
 is(row($p{b_closed})->{polled}, 't', 'a closed candidate still closed is stamped');
 is(scalar $t->psql("SELECT last_merged_proposal_id FROM config_repos WHERE id = '$repo_id{'acme/alpha'}'"),
     $p{merged}, 'the last-merged pointer names the newer merge');
+
+is_deeply([map { $_->[0] } $t->psql('SELECT body_sha256 FROM webhook_deliveries')], ['b' x 64],
+    'expired webhook_deliveries rows pruned, live ones kept');
 
 # GitHub calls: one list per repository, one GET for the PR the list lacked.
 my @req = $gh->requests;

@@ -165,6 +165,17 @@ for my $status (sort keys %fail) {
 
 $t->stop_worker;
 
+# --- no webhook URL (no --webhook-url, no --base-url) ---------------------------
+$t->start_worker(args => ['--github-web-url', $WEB, '--github-api-url', $gh->api_url,
+    '--pr-poll-minutes', 0]);
+{
+    my $r = repo('acme/no-url');
+    wait_state(job($r), 'failed');
+    is(repo_error($r), 'RELYLOOP_BASE_URL is not configured; GitHub cannot reach this install. '
+        . 'Set --webhook-url or --base-url and re-register.', 'no webhook URL');
+}
+$t->stop_worker;
+
 # --- the secret appears nowhere but in the create call's body -------------------
 my $log = $t->worker_log;
 unlike($log, qr/\Q$SECRET\E/, 'not in the worker log');
