@@ -190,6 +190,17 @@ is(scalar(grep { $_->{path} =~ m{/acme/gamma/} } @req), 0, 'the tick stopped: ga
 is(row($p{b_open})->{pr_state}, 'open', 'beta untouched');
 $t->stop_worker('w3');
 
+# --- a 403 with x-ratelimit-remaining: 0 stops it too ------------------------
+$t->psql(q{UPDATE worker_ticks SET last_slot = -1});
+$gh->reset(requests => 1);
+$gh->script(list_pulls => ({status => 403, body => {message => 'API rate limit exceeded'},
+    headers => {'x-ratelimit-remaining' => 0, 'x-ratelimit-reset' => 1000000000}}) x 3);
+start('w5');
+ok(wait_for(sub { events('w5', 'pr_reconcile_tick_complete') }, 30), 'tick with a rate-limit 403');
+is((events('w5', 'pr_reconcile_tick_complete'))[0]{rate_limited}, 1, '403 + remaining 0: rate_limited');
+is(scalar(() = $gh->requests), 3, 'the tick stopped at the first repository');
+$t->stop_worker('w5');
+
 # --- 200 open PRs over 5 repositories: one call per repository ---------------
 $t->psql('DELETE FROM proposals');
 $gh->reset(pulls => 1, requests => 1, script => 1);
@@ -216,6 +227,6 @@ is_deeply([@$s4{qw(candidates reconciled unchanged errored)}], [200, 2, 198, 0],
 $t->stop_worker('w4');
 
 like($t->worker_log($_), qr/./, "$_ logged") for qw(w1 w3);
-unlike(join('', map { $t->worker_log($_) } qw(w1 w2 w3 w4)), qr/\Q$PAT\E/, 'the PAT is in no log');
+unlike(join('', map { $t->worker_log($_) } qw(w1 w2 w3 w4 w5)), qr/\Q$PAT\E/, 'the PAT is in no log');
 
 $t->done;
