@@ -18,6 +18,7 @@ run timeouts && perl "$HERE/timeouts_bench.pl"
 run migrate && perl "$HERE/migrate_bench.pl"
 run analytics && perl "$HERE/analytics_bench.pl"
 run webhook && perl "$HERE/webhook_bench.pl"
+run reconcile && perl "$HERE/reconcile_bench.pl"
 if run pipeline; then
     for b in "$HERE"/pipeline_bench*; do
         [ -x "$b" ] && "$b"

@@ -406,7 +406,9 @@ sub start_worker {
         '--git-author-email', 'relyloop-bot@test.invalid',
         @{$opts{args} || []},
     );
-    my %env = ($self->_san_env($name), %{$opts{env} || {}});
+    # The PR state reconciler is off unless a test asks for it (a flag wins):
+    # a tick at a slot boundary would add GitHub requests other tests count.
+    my %env = (RELYLOOP_PR_POLL_MINUTES => 0, $self->_san_env($name), %{$opts{env} || {}});
     my $log = "$self->{dir}/logs/$name.log";
     my $pid = fork // die "fork: $!";
     if ($pid == 0) {
