@@ -107,11 +107,13 @@ start('w1');
 start('w2');
 ok(wait_for(sub { events('w1', 'pr_reconcile_tick_complete') + events('w2', 'pr_reconcile_tick_complete') }, 20),
     'a tick ran');
-sleep 1;    # the other worker has had its go at the slot by now
-my @ticks = (events('w1', 'pr_reconcile_tick_complete'), events('w2', 'pr_reconcile_tick_complete'));
-is(scalar @ticks, 1, 'two workers: one tick for the slot');
 my $winner = events('w1', 'pr_reconcile_tick_complete') ? 'w1' : 'w2';
 my $loser = $winner eq 'w1' ? 'w2' : 'w1';
+ok(wait_for(sub { events($loser, 'pr_reconcile_slot_taken') }, 20),
+    'the other worker went for the slot and found it taken');
+my @ticks = (events('w1', 'pr_reconcile_tick_complete'), events('w2', 'pr_reconcile_tick_complete'));
+is(scalar @ticks, 1, 'two workers: one tick for the slot');
+is((events($loser, 'pr_reconcile_slot_taken'))[0]{slot}, $ticks[0]{slot}, '... the same slot');
 my $s = $ticks[0];
 is(last_slot(), $s->{slot}, 'worker_ticks.last_slot is the slot');
 is(int(time / 60) - $s->{slot} <= 1, 1, 'the slot is the current minute');

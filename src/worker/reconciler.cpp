@@ -618,6 +618,9 @@ void Reconciler::thread_main() noexcept {
                                        {"not_modified", s.not_modified},
                                        {"slot", slot}});
                         }
+                    } else {
+                        // another worker (or host) holds or already ran this slot
+                        log_.info("pr_reconcile_slot_taken", {{"slot", slot}});
                     }
                 }
                 if (std::chrono::steady_clock::now() - last_prune >= kPruneEvery) {
