@@ -19,8 +19,12 @@ constexpr RouteDef kRoutes[] = {
      "GET, OPTIONS", false},
     {"/api/v1/clusters", E::kClusterList, E::kClusterCreate, E::kNone, C::kResourceNotFound,
      "GET, POST, OPTIONS", false},
+    // A static path before /clusters/{id}: only its POST is its own, other
+    // methods fall through to /clusters/{id} (docs/api.md).
+    {"/api/v1/clusters/test-connection", E::kNone, E::kClusterTestConnection, E::kNone,
+     C::kResourceNotFound, "POST, OPTIONS", false},
     {"/api/v1/clusters/{id}", E::kClusterGet, E::kNone, E::kClusterPatch, C::kClusterNotFound,
-     "GET, PATCH, OPTIONS", false},
+     "GET, PATCH, DELETE, OPTIONS", false, E::kClusterDelete},
     {"/api/v1/query-templates", E::kTemplateList, E::kTemplateCreate, E::kNone,
      C::kResourceNotFound, "GET, POST, OPTIONS", false},
     {"/api/v1/query-templates/{id}", E::kTemplateGet, E::kNone, E::kNone, C::kTemplateNotFound,
@@ -43,6 +47,8 @@ constexpr RouteDef kRoutes[] = {
      "POST, OPTIONS", false},
     {"/api/v1/proposals/{id}/open_pr", E::kNone, E::kProposalOpenPr, E::kNone, C::kProposalNotFound,
      "POST, OPTIONS", false},
+    {"/api/v1/proposals/{id}/reinstate", E::kNone, E::kProposalReinstate, E::kNone,
+     C::kProposalNotFound, "POST, OPTIONS", false},
     {"/api/v1/_test/studies/seed-completed", E::kNone, E::kSeed, E::kNone, C::kResourceNotFound,
      "POST, OPTIONS", true},
     {"/api/v1/health", E::kHealth, E::kNone, E::kNone, C::kResourceNotFound, "GET, OPTIONS", false},
@@ -127,14 +133,42 @@ RouteMatch match_route(std::string_view method, std::string_view raw_path, bool 
     std::string scratch;
     std::string_view id_raw;
     const RouteDef *route = nullptr;
+    auto endpoint_of = [method](const RouteDef &r) {
+        if (method == "GET" || method == "HEAD") {
+            return r.get;
+        }
+        if (method == "POST") {
+            return r.post;
+        }
+        if (method == "PATCH") {
+            return r.patch;
+        }
+        if (method == "DELETE") {
+            return r.del;
+        }
+        return Endpoint::kNone;
+    };
+    // The first route matching the path; a later one also matching takes a
+    // method the first does not have (the static /clusters/test-connection
+    // before /clusters/{id}).
+    Endpoint e = Endpoint::kNone;
     for (const RouteDef &r : kRoutes) {
         if (r.dev_only && !development) {
             continue;
         }
         id_raw = {};
         if (template_matches(r.path, segs, id_raw, scratch)) {
-            route = &r;
-            break;
+            if (route == nullptr) {
+                route = &r;
+                if (method == "OPTIONS") {
+                    break;
+                }
+            }
+            e = endpoint_of(r);
+            if (e != Endpoint::kNone) {
+                route = &r;
+                break;
+            }
         }
     }
     if (route == nullptr) {
@@ -144,14 +178,6 @@ RouteMatch match_route(std::string_view method, std::string_view raw_path, bool 
     if (method == "OPTIONS") {
         m.kind = RouteMatch::Kind::kOptions;
         return m;
-    }
-    Endpoint e = Endpoint::kNone;
-    if (method == "GET" || method == "HEAD") {
-        e = route->get;
-    } else if (method == "POST") {
-        e = route->post;
-    } else if (method == "PATCH") {
-        e = route->patch;
     }
     if (e == Endpoint::kNone) {
         m.kind = RouteMatch::Kind::kMethodNotAllowed;
@@ -179,6 +205,8 @@ bool endpoint_takes_body(Endpoint e) noexcept {
         case Endpoint::kProposalCreate:
         case Endpoint::kProposalReject:
         case Endpoint::kProposalOpenPr:
+        case Endpoint::kProposalReinstate:
+        case Endpoint::kClusterTestConnection:
         case Endpoint::kSeed:
             return true;
         default:
