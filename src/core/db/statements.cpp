@@ -135,9 +135,10 @@ namespace {
 // Sorted lists (docs/api.md, "Sorting"): $1 fetch count, $2 cursor value
 // when the key is a timestamp, $3 cursor id (NULL: first page), $4 since,
 // $5 sort key, $6 'asc'|'desc', $7 cursor value when the key is text, $8
-// when it is a number, $9 q (NULL: none), then the filters. Each resource maps a key name to one expression of one of three
-// types (RL_KEY_TS/TX/NUM, NULL for the other keys); the order is the key ASC
-// NULLS FIRST or DESC NULLS LAST, then id DESC. After the cursor row means
+// when it is a number, $9 q (NULL: none), then the filters. Each resource
+// maps a key name to one expression of one of three types (RL_<RESOURCE>_TS,
+// _TX, _NUM; NULL for the other keys); the order is the key ASC NULLS FIRST
+// or DESC NULLS LAST, then id DESC. After the cursor row means
 // lexicographically after on (timestamp key, text key, number key, id); the
 // unused keys are NULL on both sides and so equal.
 #define RL_AFTER_KEY(e, v)                                                        \
@@ -158,7 +159,7 @@ namespace {
     "CASE WHEN $6::text = 'desc' THEN " num " END DESC NULLS LAST, " alias ".id DESC "
 // Full-text search and its rank key (an integer, as a float8).
 #define RL_Q_MATCH(alias) \
-    " ($10::text IS NULL OR " alias ".search_vector @@ plainto_tsquery('english', $10::text)) "
+    " ($9::text IS NULL OR " alias ".search_vector @@ plainto_tsquery('english', $9::text)) "
 #define RL_RANK(alias)                                                            \
     "floor(ts_rank(" alias ".search_vector, plainto_tsquery('english', $9::text)) * 1000000)::float8"
 // One sorted list: total, the three keys of the row, the layout.
