@@ -298,7 +298,7 @@ is($r->{status}, 200, 'worker back: health → 200');
 
 # --- OPTIONS without relyloop_cors_origins ------------------------------------------------------
 
-for my $case (['/api/v1/config-repos', 'GET,POST'], ["/api/v1/clusters/$cluster->{id}", 'GET,PATCH'],
+for my $case (['/api/v1/config-repos', 'GET,POST'], ["/api/v1/clusters/$cluster->{id}", 'DELETE,GET,PATCH'],
     ["/api/v1/proposals/$pid/reject", 'POST'], ['/api/v1/health', 'GET'])
 {
     my ($path, $allow) = @$case;
