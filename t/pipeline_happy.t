@@ -170,7 +170,7 @@ $gh->reset(requests => 1);
 my $flat = {metric => 'ndcg@10', baseline => 0.41, achieved => 0.47, delta_pct => 14.6};
 my $fid = $s->manual($cluster, $tmpl, {tie_breaker => {from => 0.3, to => 0.5}},
     metric_delta => $flat);
-is_deeply(json_decode($t->psql("SELECT metric_delta::text FROM proposals WHERE id = '$fid'")), $flat,
+is_deeply(json_decode(scalar $t->psql("SELECT metric_delta::text FROM proposals WHERE id = '$fid'")), $flat,
     'flat metric_delta stored as given');
 $row = $s->open_and_wait($fid);
 is($row->{status}, 'pr_opened', 'manual proposal with a flat metric_delta opened');
