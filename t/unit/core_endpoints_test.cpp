@@ -244,11 +244,10 @@ TEST(ClusterCreate, InsertsAndRendersHealthCheck) {
     Query q = c.expect_query();
     EXPECT_EQ(q.name, "rl_cluster_insert");
     EXPECT_TRUE(q.isolated);
-    EXPECT_EQ(
-        std::vector<Cell>(q.params.begin() + 1, q.params.end()),
-        (std::vector<Cell>{"prod-es", "elasticsearch", "prod", "https://es:9200", "es_apikey",
-                           "es-prod", "r1", "search/params", R"({"shards":2,"x":[0.3]})", "n", N,
-                           "t", "t"}));
+    EXPECT_EQ(std::vector<Cell>(q.params.begin() + 1, q.params.end()),
+              (std::vector<Cell>{"prod-es", "elasticsearch", "prod", "https://es:9200", "es_apikey",
+                                 "es-prod", "r1", "search/params", R"({"shards":2,"x":[0.3]})", "n",
+                                 N, "t", "t"}));
     c.rows({concat({"t"}, cluster_row(*q.params[0], "prod-es", Cell("r1")))});
     Response r = c.expect_response();
     EXPECT_EQ(r.status, 201);
@@ -273,10 +272,10 @@ TEST(ClusterCreate, MinimalBodyAndMissingRepo) {
         R"("base_url":"http://os:9200","auth_kind":"opensearch_basic","credentials_ref":"x","config_repo_id":"gone"})";
     Call c(core, "POST", "/api/v1/clusters", body(b));
     Query q = c.expect_query();
-    EXPECT_EQ(q.params[8], N);    // config_path
-    EXPECT_EQ(q.params[9], N);    // engine_config
-    EXPECT_EQ(q.params[10], N);   // notes
-    EXPECT_EQ(q.params[11], N);   // target_filter
+    EXPECT_EQ(q.params[8], N);     // config_path
+    EXPECT_EQ(q.params[9], N);     // engine_config
+    EXPECT_EQ(q.params[10], N);    // notes
+    EXPECT_EQ(q.params[11], N);    // target_filter
     EXPECT_EQ(q.params[12], "t");  // config_repo_id given
     EXPECT_EQ(q.params[13], "f");  // config_path given
     c.rows({concat({"f"}, Row(13, N))});
@@ -303,8 +302,9 @@ TEST(ClusterCreate, Validation) {
 
 TEST(ClusterCreate, NameTakenAndRepoRace) {
     Core core;
-    const char *b = R"({"name":"prod","engine_type":"opensearch","environment":"dev",)"
-                    R"("base_url":"http://os","auth_kind":"opensearch_basic","credentials_ref":"x"})";
+    const char *b =
+        R"({"name":"prod","engine_type":"opensearch","environment":"dev",)"
+        R"("base_url":"http://os","auth_kind":"opensearch_basic","credentials_ref":"x"})";
     auto taken = db_failure_of(core, relyloop::core::Endpoint::kClusterCreate, b, "23505",
                                "clusters_name_key");
     EXPECT_EQ(taken.response.error_code, "CLUSTER_NAME_TAKEN");
@@ -334,8 +334,9 @@ TEST(ClusterCreate, KindsAre400sInOrderAfterThe422s) {
     EXPECT_EQ(r.message(), "'opensearch_sigv4' is reserved but not implemented in MVP1");
     r = post("solr", "es_basic");
     EXPECT_EQ(r.status, 400);
-    EXPECT_EQ(r.message(), "auth_kind='es_basic' is not valid for engine_type='solr'; allowed for "
-                           "'solr': ['solr_basic', 'solr_apikey']");
+    EXPECT_EQ(r.message(),
+              "auth_kind='es_basic' is not valid for engine_type='solr'; allowed for "
+              "'solr': ['solr_basic', 'solr_apikey']");
     // A name held by an active cluster: the statement writes no row.
     Call c(core, "POST", "/api/v1/clusters",
            body(R"({"name":"c","engine_type":"solr","environment":"dev","base_url":"http://h",)"
@@ -526,8 +527,7 @@ TEST(TemplateList, EngineTypeFilter) {
     Call sorted(core, "GET", "/api/v1/query-templates", args("sort=version:asc&q=products"));
     Query sq = sorted.expect_query();
     EXPECT_EQ(sq.name, "rl_template_list_sorted");
-    EXPECT_EQ(sq.params,
-              (std::vector<Cell>{"51", N, N, N, "version", "asc", N, N, "products", N}));
+    EXPECT_EQ(sq.params, (std::vector<Cell>{"51", N, N, N, "version", "asc", N, N, "products", N}));
     Call ranked(core, "GET", "/api/v1/query-templates", args("q=products&limit=1"));
     Query rq = ranked.expect_query();
     EXPECT_EQ(rq.params, (std::vector<Cell>{"2", N, N, N, "rank", "desc", N, N, "products", N}));
@@ -604,8 +604,8 @@ TEST(StudyList, Filters) {
     Call t(core, "GET", "/api/v1/studies", args("target=products&sort=best_metric:desc"));
     Query tq = t.expect_query();
     EXPECT_EQ(tq.name, "rl_study_list_sorted");
-    EXPECT_EQ(tq.params, (std::vector<Cell>{"51", N, N, N, "best_metric", "desc", N, N, N, N, N,
-                                            "products"}));
+    EXPECT_EQ(tq.params,
+              (std::vector<Cell>{"51", N, N, N, "best_metric", "desc", N, N, N, N, N, "products"}));
     Call bad(core, "GET", "/api/v1/studies", args("status=done"));
     EXPECT_EQ(bad.expect_response().message(),
               "Request validation failed: query.status: must be one of: queued, running, "

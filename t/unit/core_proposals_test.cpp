@@ -72,8 +72,7 @@ TEST(ProposalList, FiltersAndSummaryShape) {
            args("status=pending&cluster_id=c1&study_id=s1&template_id=t1&limit=10"));
     Query q = c.expect_query();
     EXPECT_EQ(q.name, "rl_proposal_list");
-    EXPECT_EQ(q.params,
-              (std::vector<Cell>{"11", N, N, N, "pending", "c1", "s1", "t1", "f", N, N}));
+    EXPECT_EQ(q.params, (std::vector<Cell>{"11", N, N, N, "pending", "c1", "s1", "t1", "f", N, N}));
     c.rows({concat({"1"}, proposal_summary_row("p1"))});
     Json j = c.expect_response().json();
     EXPECT_EQ(keys(json_array_get(json_object_get(j.get(), "data"), 0)), kSummaryKeys);
@@ -354,8 +353,8 @@ TEST(ProposalList, SortsBooleansAndUnknownParameters) {
            args("sort=status:asc&include_superseded=YES&source=manual&is_last_merged=0&limit=5"));
     Query q = c.expect_query();
     EXPECT_EQ(q.name, "rl_proposal_list_sorted");
-    EXPECT_EQ(q.params, (std::vector<Cell>{"6", N, N, N, "status", "asc", N, N, N, N, N, N, N,
-                                           "t", "manual", "f"}));
+    EXPECT_EQ(q.params, (std::vector<Cell>{"6", N, N, N, "status", "asc", N, N, N, N, N, N, N, "t",
+                                           "manual", "f"}));
     // created_at:desc is the plain list.
     Call plain(core, "GET", "/api/v1/proposals", args("sort=created_at:desc"));
     EXPECT_EQ(plain.expect_query().name, "rl_proposal_list");

@@ -126,9 +126,10 @@ TEST(PrBody, ManualBodyWithMetricDeltaInEitherForm) {
         "\n"
         "### Config diff\n";
     // The flat form manual clients send, and the per-metric form.
-    for (const char *d : {R"({"metric": "ndcg@10", "baseline": 0.412, "achieved": 0.487,
+    for (const char *d :
+         {R"({"metric": "ndcg@10", "baseline": 0.412, "achieved": 0.487,
                               "delta_pct": 18.2})",
-                          R"({"ndcg@10": {"baseline": 0.412, "achieved": 0.487, "delta_pct": 18.2}})"}) {
+          R"({"ndcg@10": {"baseline": 0.412, "achieved": 0.487, "delta_pct": 18.2}})"}) {
         t.metric_delta = parse(d);
         EXPECT_NE(pr_body(t).find(table), std::string::npos) << d << "\n" << pr_body(t);
         EXPECT_NE(commit_message(t).find("Metric: ndcg@10  0.412 \u2192 0.487 (+18.2%)\n"),

@@ -5,9 +5,9 @@
 
 #include "api/crud.hpp"
 #include "api/validation.hpp"
+#include "common/json_writer.hpp"
 #include "common/uuid.hpp"
 #include "common/validate.hpp"
-#include "common/json_writer.hpp"
 
 namespace relyloop::core {
 
@@ -254,9 +254,9 @@ class CreateHandler : public Handler {
         return Action::write(
             db::Stmt::kClusterInsert,
             {uuid_v7(), std::move(name), std::move(b.engine), std::move(b.env),
-             std::move(b.base_url), std::move(b.auth_kind), std::move(b.creds),
-             std::move(repo_id), std::move(path), std::move(config), std::move(notes),
-             std::move(filter), bool_param(repo_given), bool_param(path_given)});
+             std::move(b.base_url), std::move(b.auth_kind), std::move(b.creds), std::move(repo_id),
+             std::move(path), std::move(config), std::move(notes), std::move(filter),
+             bool_param(repo_given), bool_param(path_given)});
     }
 
     // repo_ok, Cluster (NULLs: the name belongs to an active cluster)
@@ -267,7 +267,8 @@ class CreateHandler : public Handler {
             return Action::not_found(ErrorCode::kConfigRepoNotFound, "Config repo", repo_id_);
         }
         if (row.null(1)) {
-            return Action::error(ErrorCode::kClusterNameTaken, conflict_message(ErrorCode::kClusterNameTaken));
+            return Action::error(ErrorCode::kClusterNameTaken,
+                                 conflict_message(ErrorCode::kClusterNameTaken));
         }
         return Action::respond(object_response(201, render_cluster, res, 1));
     }
@@ -378,11 +379,10 @@ class TestConnectionHandler : public Handler {
     }
 };
 
-constexpr std::string_view kListParams[] = {"engine_type", "environment", "sort", "q",
+constexpr std::string_view kListParams[] = {"engine_type", "environment", "sort",  "q",
                                             "since",       "limit",       "cursor"};
-constexpr SortKey kSortKeys[] = {{"name", KeyType::kText},
-                                 {"created_at", KeyType::kTimestamp},
-                                 {"environment", KeyType::kText}};
+constexpr SortKey kSortKeys[] = {
+    {"name", KeyType::kText}, {"created_at", KeyType::kTimestamp}, {"environment", KeyType::kText}};
 constexpr ListSpec kListSpec{kListParams, kSortKeys, true, db::Stmt::kClusterListSorted};
 
 std::vector<Param> list_filters(const QueryArgs &args, Problems &problems) {

@@ -160,10 +160,9 @@ class ListHandler : public Handler {
                                                            : 3;
             SortKey key = key_;
             std::string tag = tag_;
-            return Action::respond(
-                list_response(res, limit_, 0, 4, render_, [&](const db::Row &r) {
-                    return encode_sorted_cursor(key, tag, r.c_str(key_col), r.text(4));
-                }));
+            return Action::respond(list_response(res, limit_, 0, 4, render_, [&](const db::Row &r) {
+                return encode_sorted_cursor(key, tag, r.c_str(key_col), r.text(4));
+            }));
         }
         expect_columns(res, 1 + ncols_);
         int created = 1 + created_col_;

@@ -362,8 +362,7 @@ std::optional<SortedCursor> decode_sorted_cursor(std::string_view cursor, const 
     return c;
 }
 
-std::optional<bool> parse_bool_filter(const QueryArgs &args, const char *name,
-                                      Problems &problems) {
+std::optional<bool> parse_bool_filter(const QueryArgs &args, const char *name, Problems &problems) {
     auto v = args.get(name);
     if (!v) {
         return std::nullopt;

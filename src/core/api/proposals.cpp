@@ -37,11 +37,11 @@ std::vector<Param> list_filters(const QueryArgs &args, Problems &problems) {
 }
 
 constexpr std::string_view kListParams[] = {
-    "status", "cluster_id", "study_id", "template_id", "include_superseded", "source",
-    "is_last_merged", "sort", "since", "limit", "cursor"};
-constexpr SortKey kSortKeys[] = {{"created_at", KeyType::kTimestamp},
-                                 {"status", KeyType::kText},
-                                 {"pr_state", KeyType::kText}};
+    "status", "cluster_id",     "study_id", "template_id", "include_superseded",
+    "source", "is_last_merged", "sort",     "since",       "limit",
+    "cursor"};
+constexpr SortKey kSortKeys[] = {
+    {"created_at", KeyType::kTimestamp}, {"status", KeyType::kText}, {"pr_state", KeyType::kText}};
 constexpr ListSpec kListSpec{kListParams, kSortKeys, false, db::Stmt::kProposalListSorted};
 
 // A manual proposal: {cluster_id, template_id, config_diff, metric_delta?}.

@@ -30,8 +30,8 @@ std::vector<Param> list_filters(const QueryArgs &args, Problems &problems) {
     return f;
 }
 
-constexpr std::string_view kListParams[] = {"status", "cluster_id", "target", "sort", "q",
-                                            "since",  "limit",      "cursor"};
+constexpr std::string_view kListParams[] = {"status", "cluster_id", "target", "sort",
+                                            "q",      "since",      "limit",  "cursor"};
 constexpr SortKey kSortKeys[] = {{"name", KeyType::kText},
                                  {"created_at", KeyType::kTimestamp},
                                  {"completed_at", KeyType::kTimestamp},
@@ -100,9 +100,9 @@ class TrialListHandler : public Handler {
             key = std::move(cursor->key);
             id = std::move(cursor->id);
         }
-        return Action::query(trial_statement(sort_), {ctx.id(), std::to_string(limit_ + 1),
-                                                      std::move(key), std::move(id),
-                                                      std::move(since)});
+        return Action::query(trial_statement(sort_),
+                             {ctx.id(), std::to_string(limit_ + 1), std::move(key), std::move(id),
+                              std::move(since)});
     }
 
     // study_found, total, Trial

@@ -127,9 +127,8 @@ inline constexpr std::string_view kEngineTypes[] = {"elasticsearch", "opensearch
 // Clusters (and the template list filter) also know solr (docs/api.md).
 inline constexpr std::string_view kSearchEngines[] = {"elasticsearch", "opensearch", "solr"};
 inline constexpr std::string_view kEnvironments[] = {"prod", "staging", "dev"};
-inline constexpr std::string_view kAuthKinds[] = {"es_apikey",        "es_basic",
-                                                  "opensearch_basic", "opensearch_sigv4",
-                                                  "solr_apikey",      "solr_basic"};
+inline constexpr std::string_view kAuthKinds[] = {
+    "es_apikey", "es_basic", "opensearch_basic", "opensearch_sigv4", "solr_apikey", "solr_basic"};
 inline constexpr std::string_view kStudyStatuses[] = {"queued", "running", "completed", "cancelled",
                                                       "failed"};
 inline constexpr std::string_view kProposalStatuses[] = {"pending", "pr_opened", "pr_merged",
