@@ -7,6 +7,8 @@
 #   ./build.sh demo     the stack plus a local git server and GitHub stand-in; opens a PR
 #   ./build.sh bench    the benchmarks, printed as ratios against references
 #   ./build.sh fuzz [SECONDS]  each libFuzzer target of t/fuzz for SECONDS (30)
+#   ./build.sh deb      Debian packages into build/deb/ (docs/install.md)
+#   ./build.sh lint     Redocly's recommended rules on the served OpenAPI document (npm)
 #
 # Each sub-command installs the Debian packages it needs when they are missing
 # (as root; otherwise it prints the apt-get command and stops).
@@ -20,11 +22,13 @@ JOBS=$(nproc 2>/dev/null || echo 2)
 
 BUILD_PKGS=(build-essential cmake pkg-config nginx nginx-dev libpq-dev libgit2-dev
     libcurl4-openssl-dev libjansson-dev libcairo2-dev libpcre2-dev libb2-dev
-    libsimdjson-dev libgtest-dev libgmock-dev fonts-dejavu-core ca-certificates)
-TEST_PKGS=(postgresql-15 postgresql-contrib pgbouncer fcgiwrap git openssl python3 perl curl procps iproute2
-    file)
+    libsimdjson-dev libssl-dev libgtest-dev libgmock-dev fonts-dejavu-core ca-certificates)
+TEST_PKGS=(postgresql-15 postgresql-contrib pgbouncer fcgiwrap git openssl python3 nodejs perl curl procps iproute2
+    file libjson-validator-perl python3-prometheus-client)
 BENCH_PKGS=(wrk)
 FUZZ_PKGS=(clang libclang-rt-14-dev)
+DEB_PKGS=(debhelper dpkg-dev fakeroot lintian)
+REDOCLY=@redocly/cli@2.77.0
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'build.sh: %s\n' "$*" >&2; exit 1; }
@@ -167,6 +171,10 @@ cmd_test() {
     cmd_build -DRELYLOOP_TESTS=ON
     PROVE_ARGS=("$@")
     [ ${#PROVE_ARGS[@]} -eq 0 ] && PROVE_ARGS=("$ROOT"/t/*.t)
+    # t/package_deb.t installs the packages (root only): build them first
+    if [ "$(id -u)" = 0 ] && printf '%s\n' "${PROVE_ARGS[@]}" | grep -q 'package_deb\.t$'; then
+        cmd_deb
+    fi
     # Both kinds of database, at no extra cost: the release run on our own
     # databases, the ASan run on upstream RelyLoop ones.
     run_suite release own
@@ -304,6 +312,12 @@ http {
         location /api/ {
             relyloop_api;
         }
+        location = /metrics {
+            relyloop_metrics;
+            allow 127.0.0.1;
+            deny all;
+        }
+        location = /webhooks/github { relyloop_webhook; }
     }
 }
 EOF
@@ -468,6 +482,50 @@ cmd_bench() {
     exec "$ROOT/bench/run.sh" "$@"
 }
 
+# ./build.sh deb: libnginx-mod-http-relyloop and relyloop-worker, built by
+# dpkg-buildpackage from a copy of the tree plus packaging/debian, then
+# checked with lintian (errors fail the build).
+cmd_deb() {
+    ensure_pkgs "${BUILD_PKGS[@]}" "${DEB_PKGS[@]}"
+    local version deb=$BUILD/deb
+    version=$(sed -n 's/^project(relyloop_pr VERSION \([0-9.]*\).*/\1/p' "$ROOT/CMakeLists.txt")
+    [ "$(dpkg-parsechangelog -l "$ROOT/packaging/debian/changelog" -S Version)" = "$version" ] ||
+        die "packaging/debian/changelog is not at version $version (CMakeLists.txt)"
+    local tree=$deb/relyloop-pr-$version
+    rm -rf "$deb" && mkdir -p "$tree"
+    # the sources as git sees them (tracked and new, not ignored), then debian/
+    (cd "$ROOT" && git ls-files -z --cached --others --exclude-standard -- . ':!build' ':!.run' |
+        xargs -0 -r sh -c 'for f; do [ -e "$f" ] && printf "%s\0" "$f"; done' sh |
+        tar --null -T - -cf - | tar -xf - -C "$tree")
+    cp -a "$ROOT/packaging/debian" "$tree/debian"
+    log "dpkg-buildpackage ($tree)"
+    (cd "$tree" && dpkg-buildpackage -b -us -uc -j"$JOBS") >"$deb/build.log" 2>&1 ||
+        { tail -40 "$deb/build.log" >&2; die "dpkg-buildpackage failed; see $deb/build.log"; }
+    rm -rf "$tree"
+    log "lintian"
+    local changes
+    changes=$(ls "$deb"/relyloop-pr_"$version"_*.changes)
+    lintian --fail-on error --tag-display-limit 0 "$changes" | tee "$deb/lintian.log" >&2 ||
+        die "lintian reports errors (see $deb/lintian.log)"
+    log "built $(cd "$deb" && ls ./*.deb | tr '\n' ' ')"
+}
+
+# ./build.sh lint: the OpenAPI document as the built module serves it, linted
+# with Redocly's recommended ruleset (fetched by npx: needs the npm registry).
+# Errors fail; warnings are printed.
+cmd_lint() {
+    ensure_pkgs "${BUILD_PKGS[@]}" "${TEST_PKGS[@]}"
+    command -v npx >/dev/null || ensure_pkgs nodejs npm
+    cmd_build
+    local doc=$BUILD/openapi.json
+    RELYLOOP_MODULE=$BUILD/nginx-release/ngx_http_relyloop_module.so \
+    RELYLOOP_WORKER=$BUILD/cmake-release/relyloop-worker \
+        perl "$ROOT/t/tools/served_openapi.pl" "$doc" >"$BUILD/served_openapi.log" 2>&1 ||
+        { cat "$BUILD/served_openapi.log" >&2; die "could not fetch the served document"; }
+    log "redocly lint (recommended) $doc"
+    (cd "$BUILD" && npx --yes "$REDOCLY" lint --extends=recommended --format=stylish "$doc")
+}
+
 case "${1:-build}" in
     build) cmd_build ;;
     test) shift; cmd_test "$@" ;;
@@ -475,6 +533,8 @@ case "${1:-build}" in
     demo) shift; cmd_up --demo "$@" ;;
     bench) shift; cmd_bench "$@" ;;
     fuzz) shift; cmd_fuzz "$@" ;;
-    -h|--help|help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' ;;
-    *) die "unknown command '$1' (build, test, up, demo, bench, fuzz)" ;;
+    deb) cmd_deb ;;
+    lint) cmd_lint ;;
+    -h|--help|help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' ;;
+    *) die "unknown command '$1' (build, test, up, demo, bench, fuzz, deb, lint)" ;;
 esac

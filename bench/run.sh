@@ -12,9 +12,13 @@ only=${1:-all}
 run() { [ "$only" = all ] || [ "$only" = "$1" ]; }
 
 run api && perl "$HERE/api_bench.pl"
+run metrics && perl "$HERE/metrics_bench.pl"
 run enqueue && perl "$HERE/enqueue_bench.pl"
 run timeouts && perl "$HERE/timeouts_bench.pl"
 run migrate && perl "$HERE/migrate_bench.pl"
+run analytics && perl "$HERE/analytics_bench.pl"
+run webhook && perl "$HERE/webhook_bench.pl"
+run reconcile && perl "$HERE/reconcile_bench.pl"
 if run pipeline; then
     for b in "$HERE"/pipeline_bench*; do
         [ -x "$b" ] && "$b"

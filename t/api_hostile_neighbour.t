@@ -169,19 +169,19 @@ is(scalar @crit, 0, 'nothing above [error] in the log') or diag(join "\n", @crit
 # Independently of the core's checks, a statement that fails must fail no
 # other request: reads aborted by a neighbour's error in their pipeline sync
 # segment are sent again in a segment of their own. A role that may not read
-# query_templates makes every template list fail (a server fault: 500) while
+# studies makes every study list fail (a server fault: 500) while
 # config repo reads share the same connections.
 $t->psql(<<'SQL');
 CREATE ROLE rl_api LOGIN;
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO rl_api;
-REVOKE SELECT ON query_templates FROM rl_api;
+REVOKE SELECT ON studies FROM rl_api;
 SQL
 $t->stop_nginx;
 $t->start_nginx(workers => 1, log_level => 'warn', directives => {relyloop_pg_pool_size => 2,
     relyloop_pg_pipeline_depth => 16, relyloop_pg_conninfo => '"host=127.0.0.1 port='
     . $t->pg_port . ' user=rl_api dbname=relyloop"'});
-$r = $t->http(GET => '/api/v1/query-templates');
-is($r->{status}, 500, 'a template list fails for this role (42501)') or diag($r->{body});
+$r = $t->http(GET => '/api/v1/studies');
+is($r->{status}, 500, 'a study list fails for this role (42501)') or diag($r->{body});
 is($t->http(GET => $innocent_path)->{status}, 200, '... while config repos can be read');
 
 unlink glob "$done.*";
@@ -191,7 +191,7 @@ unlink glob "$done.*";
     if ($i < 5) {
         my %status;
         for (1 .. 150) {
-            $status{$ua->request(GET => $t->url('/api/v1/query-templates'))->{status}}++;
+            $status{$ua->request(GET => $t->url('/api/v1/studies'))->{status}}++;
         }
         open my $fh, '>', "$done.$i" or die;
         close $fh;

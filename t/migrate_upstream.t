@@ -82,11 +82,15 @@ SELECT 'trg', tgrelid::regclass::text, tgname, pg_get_triggerdef(oid) FROM pg_tr
 # pg_dump --schema-only of everything but this project's own objects.
 sub upstream_dump {
     my ($db) = @_;
-    my $dump = qx{pg_dump --schema-only --no-owner -T pr_jobs -T schema_migrations -h 127.0.0.1 -p $port -U postgres $db};
+    my $dump = qx{pg_dump --schema-only --no-owner -T pr_jobs -T schema_migrations -T webhook_deliveries -T webhook_jobs -T worker_ticks -h 127.0.0.1 -p $port -U postgres $db};
     die "pg_dump $db" if $? != 0;
     $dump =~ s/^\\(un)?restrict .*\n//mg;
+    # the own functions of docs/webhooks.md are own objects too (pg_dump
+    # prints these SETs after the last function, wherever that is)
+    $dump =~ s/^SET default_(?:tablespace|table_access_method) = .*\n\n//mg;
     my @blocks = split /(?=^--\n-- Name: )/m, $dump;
-    return join '', grep { !/^--\n-- Name: (\w+);/ || !$OWN_INDEX{$1} } @blocks;
+    return join '', grep { (!/^--\n-- Name: (\w+);/ || !$OWN_INDEX{$1})
+        && !/^--\n-- Name: relyloop_\w+\(/ } @blocks;
 }
 
 sub full_dump {
@@ -102,8 +106,8 @@ new_db('a', 'relyloop-0023.sql');
 new_db('b');
 my ($rc, $out) = migrate_db('b');
 is($rc, 0, 'migrate on an empty database: exit 0') or diag $out;
-like($out, qr/^applied migration 1: initial schema\napplied migration 2: converge with upstream 0023\nschema migrated to version 2\n\z/,
-    'empty: prints the two steps') or diag $out;
+like($out, qr/^applied migration 1: initial schema\napplied migration 2: converge with upstream 0023\napplied migration 3: pr lifecycle tables\nschema migrated to version 3\n\z/,
+    'empty: prints the three steps') or diag $out;
 note "migrate on an empty database printed:\n$out";
 my ($cat_a, $own_a) = catalog('a');
 my ($cat_b, $own_b) = catalog('b');
@@ -146,8 +150,8 @@ my $counts_sql = join(' UNION ALL ', map { "SELECT '$_', count(*) FROM $_" }
 my $before = psql_db('c', "$counts_sql;");
 ($rc, $out) = migrate_db('c');
 is($rc, 0, 'migrate on a version-1 database with rows: exit 0') or diag $out;
-like($out, qr/^applied migration 2: converge with upstream 0023\nschema migrated to version 2\n\z/,
-    'version 1: prints step 2 only') or diag $out;
+like($out, qr/^applied migration 2: converge with upstream 0023\napplied migration 3: pr lifecycle tables\nschema migrated to version 3\n\z/,
+    'version 1: prints steps 2 and 3') or diag $out;
 my ($cat_c, $own_c) = catalog('c');
 is_deeply($cat_c, $cat_a, '(C) = (A): the shared tables have upstream 0023\'s catalog');
 is_deeply($own_c, $own_b, '(C) has the own indexes of (B)');
@@ -160,7 +164,7 @@ is(psql_db('c', "SELECT rubric FROM judgment_lists;"), "\n", 'a NULL rubric beca
 is(psql_db('c', "SELECT last_merged_proposal_id FROM config_repos;"), "p2\n",
     'last_merged_proposal_id backfilled with the latest merge');
 is(psql_db('c', "SELECT count(*) FROM trials WHERE is_baseline;"), "0\n", 'no baseline trials');
-is(psql_db('c', "SELECT version FROM schema_migrations ORDER BY 1;"), "1\n2\n", 'steps 1 and 2 recorded');
+is(psql_db('c', "SELECT version FROM schema_migrations ORDER BY 1;"), "1\n2\n3\n", 'steps 1, 2 and 3 recorded');
 is(psql_db('c', "SELECT to_regclass('alembic_version') IS NULL;"), "t\n", 'no alembic_version');
 
 # --- (A) + migrate: own objects only, twice -----------------------------------
@@ -170,7 +174,11 @@ is($rc, 0, 'migrate on upstream 0023: exit 0') or diag $out;
 note "migrate on an upstream database printed:\n$out";
 like($out, qr/^upstream RelyLoop database at alembic revision 0023: adding only this worker's own objects\n/,
     'says what it found');
-like($out, qr/^created own table pr_jobs$/m, 'creates pr_jobs');
+for my $own (qw(pr_jobs webhook_deliveries webhook_jobs worker_ticks)) {
+    like($out, qr/^created own table $own$/m, "creates $own");
+}
+is(psql_db('a', "SELECT name, last_slot FROM worker_ticks;"), "reconcile_pr_state|0\n",
+    'the reconciler tick row is seeded');
 is(scalar(() = $out =~ /^created own index /mg), scalar keys %OWN_INDEX, 'creates each own index');
 is(upstream_dump('a'), $dump0, 'nothing upstream-owned changed (pg_dump --schema-only)');
 my ($cat_a2, $own_a2) = catalog('a');

@@ -42,9 +42,11 @@ is($rc, 0, 'the harness configuration passes nginx -t') or diag($out);
     relyloop_pg_pool_size => 2, relyloop_pg_max_waiting => 0, relyloop_pg_timeout => '750ms',
     relyloop_pg_pipeline_depth => 1, relyloop_worker_timeout => '1m',
     relyloop_environment => 'staging', relyloop_github_web_url => 'https://ghe.example.com/',
-    relyloop_body_buffer_size => '64m',
+    relyloop_body_buffer_size => '64m', relyloop_webhook_max_body => '2m',
+    relyloop_webhook_replay_window => '30d',
     relyloop_pg_conninfo => '"host=localhost port=' . $t->pg_port . ' dbname=relyloop"'},
-    cors => ['https://ui.example.com', 'http://localhost:5173']);
+    cors => ['https://ui.example.com', 'http://localhost:5173'],
+    server => "location = /webhooks/github { relyloop_webhook; relyloop_webhook_max_body 64k; }");
 is($rc, 0, 'every directive with a valid value passes (localhost resolved at -t)') or diag($out);
 
 my @bad = (
@@ -66,6 +68,11 @@ my @bad = (
     [relyloop_body_buffer_size => '512', qr/"relyloop_body_buffer_size" value "512"/],
     [relyloop_body_buffer_size => '65m', qr/"relyloop_body_buffer_size" value "65m"/],
     [relyloop_body_buffer_size => 'lots', qr/"relyloop_body_buffer_size" directive invalid value/],
+    [relyloop_webhook_max_body => '512', qr/"relyloop_webhook_max_body" value "512", it must be a size from 1k to 64m/],
+    [relyloop_webhook_max_body => '65m', qr/"relyloop_webhook_max_body" value "65m"/],
+    [relyloop_webhook_replay_window => '59m', qr/"relyloop_webhook_replay_window" value "59m", it must be a time from 1h to 30d/],
+    [relyloop_webhook_replay_window => '31d', qr/"relyloop_webhook_replay_window" value "31d"/],
+    [relyloop_webhook_replay_window => 'soon', qr/"relyloop_webhook_replay_window" directive invalid value/],
 );
 for my $case (@bad) {
     my ($name, $value, $re) = @$case;

@@ -299,7 +299,10 @@ sub while_waiting_for_lock {
     my $row = $s->open_and_wait($p->{proposal_id}, 30);
     is($row->{status}, 'pending', 'timeout: pending');
     like($row->{pr_open_error}, qr/^JOB_TIMEOUT: /, 'timeout: JOB_TIMEOUT');
-    sleep 4;    # the fake finishes the abandoned request and creates the PR
+    # the fake finishes the abandoned request and creates the PR
+    ok(RelyLoop::Test::wait_for(sub {
+        grep { $_->{head}{ref} eq "relyloop/study-$p->{study_id}" } $gh->pulls }, 60),
+        'timeout: the abandoned request created the PR');
     $s->restart_worker;
     $row = succeeds($p->{proposal_id}, 'JOB_TIMEOUT');
     my @mine = grep { $_->{head}{ref} eq "relyloop/study-$p->{study_id}" } $gh->pulls;

@@ -70,8 +70,8 @@ sub prs_for {
     ok(wait_step($p->{proposal_id}, 'opening_pr'), 'pushed, opening the PR');
     $t->stop_worker('worker', 'KILL');
     is($git->git($REPO, 'rev-list', '--count', "main..$b"), "2\n", 'the branch is on the remote');
-    sleep 4.5;    # the fake answers the dead connection: the PR exists
-    is(scalar(prs_for($p)), 1, 'GitHub has the PR');
+    # the fake finishes the dead connection's request: the PR comes to exist
+    ok(RelyLoop::Test::wait_for(sub { scalar(prs_for($p)) == 1 }, 60), 'GitHub has the PR');
     $s->start_worker;
     my $row = $s->wait_done($p->{proposal_id}, 60);
     is($row->{status}, 'pr_opened', 'the restarted worker finished the job');

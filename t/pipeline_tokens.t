@@ -26,7 +26,10 @@ use RelyLoop::Fixtures qw(sql_quote sql_json);
 
 my $PAT = 'RLPAT-' . join('', map { sprintf '%02x', int rand 256 } 1 .. 20) . '-sweep';
 my $B64 = encode_base64("x-access-token:$PAT", '');
-my @NEEDLES = ($PAT, $B64);
+# The webhook secret (docs/worker.md, "Webhook registration"): the same sweep;
+# GitHub may see it only in the body of the create-hook call.
+my $HOOK = 'RLHOOK-' . join('', map { sprintf '%02x', int rand 256 } 1 .. 20) . '-sweep';
+my @NEEDLES = ($PAT, $B64, $HOOK);
 
 # --- the /proc sampler --------------------------------------------------------------------
 my $hits_file = "/tmp/relyloop-token-sweep-$$.hits";
@@ -65,7 +68,8 @@ if ($sampler == 0) {
     }
 }
 
-my $s = RelyLoop::PipelineStack->new(pat => $PAT, worker_args => ['--lease-ttl', 3]);
+my $s = RelyLoop::PipelineStack->new(pat => $PAT,
+    worker_args => ['--lease-ttl', 3, '--webhook-url', 'https://rl.tokens.test/webhooks/github']);
 my $t = $s->t;
 my $git = $s->git;
 my $gh = $s->gh;
@@ -150,6 +154,28 @@ run_case('job timeout', sub { $gh->script(create_pull => {delay => 4, passthroug
     'JOB_TIMEOUT');
 $s->restart_worker;
 
+# Webhook registration: created, then failures whose GitHub answers echo the
+# secret.
+$t->write_secret('tokens-hook', "$HOOK\n");
+$t->psql("UPDATE config_repos SET webhook_secret_ref = 'tokens-hook' WHERE id = "
+    . sql_quote($repo->{id}));
+sub hook_job {
+    my ($want) = @_;
+    my $id = $t->psql(q{INSERT INTO webhook_jobs (id, config_repo_id, state) VALUES
+        (gen_random_uuid()::text, } . sql_quote($repo->{id}) . q{, 'queued') RETURNING id});
+    my $state = '';
+    RelyLoop::Test::wait_for(sub {
+        $state = $t->psql("SELECT state FROM webhook_jobs WHERE id = '$id'");
+        $state =~ /^(succeeded|failed)$/ }, 30);
+    is($state, $want, "webhook job: $want");
+}
+$gh->script(create_hook => {status => 422, body => {message => "secret $HOOK rejected"}});
+hook_job('failed');
+$gh->script(list_hooks => {status => 400, body => {message => "no ($HOOK)"}});
+hook_job('failed');
+hook_job('succeeded');
+is(scalar(grep { $_->{route} eq 'create_hook' } $gh->requests), 2, 'two creates');
+
 # Done: stop everything that writes logs, then stop sampling.
 $t->stop_nginx('QUIT');
 $t->stop_worker('worker');
@@ -207,12 +233,20 @@ for my $name ($REPO, 'acme/missing') {
 my @reqs = $gh->requests;
 cmp_ok(scalar @reqs, '>', 10, 'fake GitHub got requests');
 my ($bodies, $bad_auth) = ('', 0);
+my $hook_bodies = 0;
 for my $r (@reqs) {
-    $bodies .= join "\n", $r->{method}, $r->{path}, $r->{raw_query} // '', $r->{body} // '',
+    my $body = $r->{body} // '';
+    if ($r->{route} eq 'create_hook') {
+        my $cfg = eval { JSON::PP->new->decode($body)->{config} } || {};
+        $hook_bodies++ if ($cfg->{secret} // '') eq $HOOK;
+        $body =~ s/\Q$HOOK\E//g;
+    }
+    $bodies .= join "\n", $r->{method}, $r->{path}, $r->{raw_query} // '', $body,
         map { "$_: $r->{headers}{$_}" } grep { $_ ne 'authorization' } sort keys %{$r->{headers}};
     $bad_auth++ unless ($r->{headers}{authorization} // '') eq "Bearer $PAT";
 }
 clean_ok('request paths, queries, bodies and other headers at GitHub', $bodies);
+is($hook_bodies, 2, 'the webhook secret went to GitHub in the create bodies only');
 is($bad_auth, 0, 'every GitHub request carried the PAT in its Authorization header');
 
 $s->done;

@@ -29,18 +29,19 @@ like($out, qr/ok\s+postgres/, 'after postgres passed');
 my @res = $t->parallel(4, sub { [$w->run_cli('--pg-conninfo', $ci, 'migrate')] });
 is(scalar(grep { $_->[0] == 0 } @res), 4, 'four concurrent migrates all exit 0')
     or diag explain \@res;
-is(scalar(grep { $_->[1] =~ /applied migration 1: .*\napplied migration 2: converge with upstream 0023\n/ } @res), 1,
-    'exactly one applied the schema (steps 1 and 2)');
+is(scalar(grep { $_->[1] =~ /applied migration 1: .*\napplied migration 2: converge with upstream 0023\napplied migration 3: / } @res), 1,
+    'exactly one applied the schema (steps 1, 2 and 3)');
 is(scalar(grep { $_->[1] =~ /schema is up to date/ } @res), 3, 'the others found it done');
-is(scalar $t->psql('SELECT count(*) FROM schema_migrations'), 2, 'one schema_migrations row per step');
+is(scalar $t->psql('SELECT count(*) FROM schema_migrations'), 3, 'one schema_migrations row per step');
 is(scalar $t->psql(q{SELECT count(*) FROM information_schema.tables
-    WHERE table_name IN ('config_repos','clusters','proposals','pr_jobs')}), 4, 'tables exist');
+    WHERE table_name IN ('config_repos','clusters','proposals','pr_jobs','webhook_deliveries',
+    'webhook_jobs','worker_ticks')}), 7, 'tables exist');
 ok($t->psql(q{SELECT applied_at IS NOT NULL FROM schema_migrations WHERE version = 1}) eq 't',
     'applied_at recorded');
 
 ($rc, $out) = $w->run_cli('--pg-conninfo', $ci, 'migrate');
 is($rc, 0, 'migrate again: exit 0');
-like($out, qr/schema is up to date \(version 2\)/, 'nothing to do');
+like($out, qr/schema is up to date \(version 3\)/, 'nothing to do');
 
 # --- check ------------------------------------------------------------------------
 ($rc, $out) = $w->run_cli(@common, 'check');

@@ -10,6 +10,7 @@
 #include "api/handler.hpp"
 #include "api/openapi.hpp"
 #include "api/request.hpp"
+#include "api/router.hpp"
 #include "db/statements.hpp"
 
 struct rl_core_s {
@@ -74,6 +75,9 @@ rl_status_t rl_core_new(rl_core_t **out, const rl_core_conf_t *conf) {
         while (core->conf.github_web_url.size() > 1 && core->conf.github_web_url.back() == '/') {
             core->conf.github_web_url.pop_back();
         }
+        if (c.webhook_replay_window_s > 0) {
+            core->conf.webhook_replay_window_s = c.webhook_replay_window_s;
+        }
         // Built (and checked) once now rather than on the first request.
         (void)relyloop::core::openapi_body();
         *out = core.release();
@@ -84,6 +88,27 @@ rl_status_t rl_core_new(rl_core_t **out, const rl_core_conf_t *conf) {
 }
 
 void rl_core_free(rl_core_t *core) { delete core; }
+
+size_t rl_route_count(void) { return relyloop::core::routes().size(); }
+
+const char *rl_route_path(size_t i) {
+    auto table = relyloop::core::routes();
+    return i < table.size() ? table[i].path : nullptr;
+}
+
+int rl_route_index(const rl_core_t *core, rl_str_t method, rl_str_t raw_path) {
+    (void)method;  // a route's label covers all its methods
+    if (core == nullptr || raw_path.data == nullptr) {
+        return -1;
+    }
+    try {
+        const relyloop::core::RouteDef *route = relyloop::core::find_route(
+            std::string_view(raw_path.data, raw_path.len), core->conf.development());
+        return route != nullptr ? static_cast<int>(route - relyloop::core::routes().data()) : -1;
+    } catch (...) {
+        return -1;
+    }
+}
 
 size_t rl_core_statements(const rl_statement_t **out) {
     auto table = relyloop::core::db::statements();

@@ -150,6 +150,31 @@ ngx_http_relyloop_handler(ngx_http_request_t *r)
     in.has_body = (r->headers_in.content_length_n > 0
                    || r->headers_in.chunked);
 
+    if (rlcf->webhook == 1) {
+        in.webhook = 1;
+
+        h = ngx_http_relyloop_find_header(r, "x-github-delivery",
+                                          sizeof("x-github-delivery") - 1);
+        if (h) {
+            in.gh_delivery.data = (const char *) h->value.data;
+            in.gh_delivery.len = h->value.len;
+        }
+
+        h = ngx_http_relyloop_find_header(r, "x-github-event",
+                                          sizeof("x-github-event") - 1);
+        if (h) {
+            in.gh_event.data = (const char *) h->value.data;
+            in.gh_event.len = h->value.len;
+        }
+
+        h = ngx_http_relyloop_find_header(r, "x-hub-signature-256",
+                                          sizeof("x-hub-signature-256") - 1);
+        if (h) {
+            in.gh_signature.data = (const char *) h->value.data;
+            in.gh_signature.len = h->value.len;
+        }
+    }
+
     /* runs when the request is freed or terminated (client gone) */
     cln = ngx_http_cleanup_add(r, 0);
     if (cln == NULL) {
@@ -368,6 +393,7 @@ ngx_http_relyloop_drive(ngx_http_relyloop_ctx_t *ctx)
                 return;
             }
 
+            ngx_http_relyloop_metrics_count(NGX_HTTP_RELYLOOP_M_LINK_FAILURES);
             rl_request_worker_failed(ctx->core, error);
             continue;
 
@@ -438,6 +464,7 @@ ngx_http_relyloop_link_done(ngx_http_relyloop_link_t *link, ngx_str_t *reply,
                                 reply->len);
 
     } else {
+        ngx_http_relyloop_metrics_count(NGX_HTTP_RELYLOOP_M_LINK_FAILURES);
         rl_request_worker_failed(ctx->core, error);
     }
 

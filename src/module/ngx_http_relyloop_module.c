@@ -24,6 +24,12 @@ static char *ngx_http_relyloop_body_buffer_check(ngx_conf_t *cf, void *post,
 static char *ngx_http_relyloop_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
 
+static char *ngx_http_relyloop_webhook(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_relyloop_webhook_body_check(ngx_conf_t *cf, void *post,
+    void *data);
+static char *ngx_http_relyloop_replay_window_check(ngx_conf_t *cf, void *post,
+    void *data);
 static char *ngx_http_relyloop_api(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_relyloop_pg_conninfo(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -62,6 +68,12 @@ static ngx_http_relyloop_bounds_t  ngx_http_relyloop_waiting = { 0, 1048576 };
 static ngx_conf_post_t  ngx_http_relyloop_body_buffer_bounds =
     { ngx_http_relyloop_body_buffer_check };
 
+/* relyloop_webhook_max_body: 1k .. 64m; relyloop_webhook_replay_window: 1h .. 30d */
+static ngx_conf_post_t  ngx_http_relyloop_webhook_body_bounds =
+    { ngx_http_relyloop_webhook_body_check };
+static ngx_conf_post_t  ngx_http_relyloop_replay_window_bounds =
+    { ngx_http_relyloop_replay_window_check };
+
 
 static ngx_command_t  ngx_http_relyloop_commands[] = {
 
@@ -71,6 +83,27 @@ static ngx_command_t  ngx_http_relyloop_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
+
+    { ngx_string("relyloop_webhook"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_relyloop_webhook,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("relyloop_webhook_max_body"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_relyloop_loc_conf_t, webhook_max_body),
+      &ngx_http_relyloop_webhook_body_bounds },
+
+    { ngx_string("relyloop_webhook_replay_window"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_relyloop_main_conf_t, webhook_replay_window),
+      &ngx_http_relyloop_replay_window_bounds },
 
     { ngx_string("relyloop_pg_conninfo"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
@@ -148,6 +181,12 @@ static ngx_command_t  ngx_http_relyloop_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_relyloop_loc_conf_t, body_buffer_size),
       &ngx_http_relyloop_body_buffer_bounds },
+    { ngx_string("relyloop_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_relyloop_metrics,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
 
     { ngx_string("relyloop_cors_origins"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
@@ -263,7 +302,7 @@ ngx_http_relyloop_init(ngx_conf_t *cf)
     ngx_http_next_header_filter = ngx_http_top_header_filter;
     ngx_http_top_header_filter = ngx_http_relyloop_header_filter;
 
-    return NGX_OK;
+    return ngx_http_relyloop_metrics_postconfiguration(cf);
 }
 
 
@@ -296,6 +335,7 @@ ngx_http_relyloop_create_main_conf(ngx_conf_t *cf)
     rmcf->pg_pipeline_depth = NGX_CONF_UNSET_UINT;
     rmcf->pg_timeout = NGX_CONF_UNSET_MSEC;
     rmcf->worker_timeout = NGX_CONF_UNSET_MSEC;
+    rmcf->webhook_replay_window = NGX_CONF_UNSET;
 
     return rmcf;
 }
@@ -311,6 +351,7 @@ ngx_http_relyloop_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_uint_value(rmcf->pg_pipeline_depth, 8);
     ngx_conf_init_msec_value(rmcf->pg_timeout, 5000);
     ngx_conf_init_msec_value(rmcf->worker_timeout, 2000);
+    ngx_conf_init_value(rmcf->webhook_replay_window, 7 * 86400);
 
     if (rmcf->worker_socket.data == NULL) {
         ngx_str_set(&rmcf->worker_socket, "/run/relyloop/worker.sock");
@@ -370,6 +411,8 @@ ngx_http_relyloop_create_loc_conf(ngx_conf_t *cf)
     rlcf->api = NGX_CONF_UNSET;
     rlcf->cors_origins = NGX_CONF_UNSET_PTR;
     rlcf->body_buffer_size = NGX_CONF_UNSET_SIZE;
+    rlcf->webhook = NGX_CONF_UNSET;
+    rlcf->webhook_max_body = NGX_CONF_UNSET_SIZE;
 
     return rlcf;
 }
@@ -390,7 +433,30 @@ ngx_http_relyloop_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_size_value(conf->body_buffer_size, prev->body_buffer_size,
                               1024 * 1024);
 
+    ngx_conf_init_value(conf->webhook, 0);
+    ngx_conf_merge_size_value(conf->webhook_max_body, prev->webhook_max_body,
+                              1024 * 1024);
+
     if (!conf->api) {
+        return NGX_CONF_OK;
+    }
+
+    if (conf->webhook) {
+
+        /*
+         * A delivery is kept in memory up to relyloop_webhook_max_body, and
+         * a larger one is refused with 413 before it is read (Content-Length)
+         * or as soon as a chunked body grows past it (docs/webhooks.md).
+         */
+
+        clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+        clcf->client_max_body_size = (off_t) conf->webhook_max_body;
+
+        if (clcf->client_body_buffer_size < conf->webhook_max_body) {
+            clcf->client_body_buffer_size = conf->webhook_max_body;
+        }
+
         return NGX_CONF_OK;
     }
 
@@ -435,6 +501,70 @@ ngx_http_relyloop_body_buffer_check(ngx_conf_t *cf, void *post, void *data)
                            &value[1]);
         return NGX_CONF_ERROR;
     }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_relyloop_webhook_body_check(ngx_conf_t *cf, void *post, void *data)
+{
+    size_t      *sp = data;
+    ngx_str_t   *value;
+
+    if (*sp < NGX_HTTP_RELYLOOP_BODY_MIN || *sp > NGX_HTTP_RELYLOOP_BODY_MAX) {
+        value = cf->args->elts;
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid \"relyloop_webhook_max_body\" value "
+                           "\"%V\", it must be a size from 1k to 64m",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_relyloop_replay_window_check(ngx_conf_t *cf, void *post, void *data)
+{
+    time_t      *tp = data;
+    ngx_str_t   *value;
+
+    if (*tp < 3600 || *tp > 30 * 86400) {
+        value = cf->args->elts;
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid \"relyloop_webhook_replay_window\" value "
+                           "\"%V\", it must be a time from 1h to 30d",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* relyloop_webhook: the API handler, serving POST /webhooks/github only */
+
+static char *
+ngx_http_relyloop_webhook(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_relyloop_loc_conf_t *rlcf = conf;
+
+    char  *rv;
+
+    if (rlcf->webhook != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    rv = ngx_http_relyloop_api(cf, cmd, conf);
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    rlcf->webhook = 1;
 
     return NGX_CONF_OK;
 }
@@ -981,6 +1111,10 @@ ngx_http_relyloop_init_process(ngx_cycle_t *cycle)
 
     rmcf = ngx_http_cycle_get_module_main_conf(cycle,
                                                ngx_http_relyloop_module);
+    if (rmcf) {
+        ngx_http_relyloop_metrics_init_process(cycle, rmcf);
+    }
+
     if (rmcf == NULL || !rmcf->used) {
         return NGX_OK;
     }
@@ -988,6 +1122,7 @@ ngx_http_relyloop_init_process(ngx_cycle_t *cycle)
     conf.environment = (const char *) rmcf->environment.data;
     conf.secrets_dir = (const char *) rmcf->secrets_dir.data;
     conf.github_web_url = (const char *) rmcf->github_web_url.data;
+    conf.webhook_replay_window_s = (long long) rmcf->webhook_replay_window;
 
     if (rl_core_new(&rmcf->core, &conf) != RL_OK) {
         ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
@@ -1010,6 +1145,8 @@ static void
 ngx_http_relyloop_exit_process(ngx_cycle_t *cycle)
 {
     ngx_http_relyloop_main_conf_t  *rmcf;
+
+    ngx_http_relyloop_metrics_exit_process();
 
     rmcf = ngx_http_cycle_get_module_main_conf(cycle,
                                                ngx_http_relyloop_module);

@@ -44,8 +44,11 @@ typedef struct {
     ngx_str_t                      secrets_dir;
     ngx_str_t                      environment;
     ngx_str_t                      github_web_url;
+    time_t                         webhook_replay_window;
 
     ngx_flag_t                     used;
+
+    ngx_shm_zone_t                *metrics_zone;    /* relyloop_metrics */
 
     /* per worker process, from init_process to exit_process */
     rl_core_t                     *core;
@@ -57,6 +60,8 @@ typedef struct {
     ngx_flag_t                     api;
     ngx_array_t                   *cors_origins;    /* of ngx_str_t */
     size_t                         body_buffer_size;
+    ngx_flag_t                     webhook;         /* relyloop_webhook */
+    size_t                         webhook_max_body;
 } ngx_http_relyloop_loc_conf_t;
 
 
@@ -129,6 +134,28 @@ void ngx_http_relyloop_link_close(ngx_http_relyloop_link_t *link);
 
 
 ngx_int_t ngx_http_relyloop_handler(ngx_http_request_t *r);
+
+
+/* metrics (ngx_http_relyloop_metrics.c, docs/metrics.md) */
+
+#define NGX_HTTP_RELYLOOP_M_PG_RECONNECTS   0
+#define NGX_HTTP_RELYLOOP_M_PG_RESUBMITS    1
+#define NGX_HTTP_RELYLOOP_M_PG_TIMEOUTS     2
+#define NGX_HTTP_RELYLOOP_M_LINK_FAILURES   3
+#define NGX_HTTP_RELYLOOP_M_NCOUNTERS       4
+
+char *ngx_http_relyloop_metrics(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_relyloop_metrics_postconfiguration(ngx_conf_t *cf);
+void ngx_http_relyloop_metrics_init_process(ngx_cycle_t *cycle,
+    ngx_http_relyloop_main_conf_t *rmcf);
+void ngx_http_relyloop_metrics_exit_process(void);
+/* one event for a counter above; a no-op without relyloop_metrics */
+void ngx_http_relyloop_metrics_count(ngx_uint_t counter);
+/* this process's pool: connections ready, with queries in flight, and the
+ * queries waiting for one */
+void ngx_http_relyloop_pg_stats(ngx_http_relyloop_pg_pool_t *pool,
+    ngx_uint_t *up, ngx_uint_t *in_use, ngx_uint_t *waiting);
 
 
 extern ngx_module_t  ngx_http_relyloop_module;

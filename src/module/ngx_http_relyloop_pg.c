@@ -769,6 +769,8 @@ ngx_http_relyloop_pg_timeout_handler(ngx_event_t *ev)
 {
     ngx_http_relyloop_pg_query_t  *q = ev->data;
 
+    ngx_http_relyloop_metrics_count(NGX_HTTP_RELYLOOP_M_PG_TIMEOUTS);
+
     /* the server's statement_timeout cancels a query still running */
 
     ngx_http_relyloop_pg_abandon(q);
@@ -917,6 +919,8 @@ ngx_http_relyloop_pg_results(ngx_http_relyloop_pg_conn_t *conn)
                 }
 
                 q->alone = 1;
+                ngx_http_relyloop_metrics_count(
+                    NGX_HTTP_RELYLOOP_M_PG_RESUBMITS);
 
                 ngx_queue_insert_head(&conn->pool->waiting, &q->queue);
                 conn->pool->nwaiting++;
@@ -953,6 +957,10 @@ ngx_http_relyloop_pg_broken(ngx_http_relyloop_pg_conn_t *conn,
         ngx_http_relyloop_pg_log_failure(pool, what,
                                          conn->pgconn
                                          ? PQerrorMessage(conn->pgconn) : NULL);
+    }
+
+    if (!pool->destroying) {
+        ngx_http_relyloop_metrics_count(NGX_HTTP_RELYLOOP_M_PG_RECONNECTS);
     }
 
     if (conn->retry_event.timer_set) {
@@ -1355,4 +1363,31 @@ ngx_http_relyloop_pg_log_failure(ngx_http_relyloop_pg_pool_t *pool,
     pool->failing = 1;
     pool->last_log = ngx_current_msec;
     pool->suppressed = 0;
+}
+
+
+void
+ngx_http_relyloop_pg_stats(ngx_http_relyloop_pg_pool_t *pool, ngx_uint_t *up,
+    ngx_uint_t *in_use, ngx_uint_t *waiting)
+{
+    ngx_uint_t                    i;
+    ngx_http_relyloop_pg_conn_t  *conn;
+
+    *up = 0;
+    *in_use = 0;
+    *waiting = pool->nwaiting;
+
+    for (i = 0; i < pool->nconns; i++) {
+        conn = &pool->conns[i];
+
+        if (conn->state != NGX_HTTP_RELYLOOP_PG_READY) {
+            continue;
+        }
+
+        (*up)++;
+
+        if (conn->queries) {
+            (*in_use)++;
+        }
+    }
 }

@@ -9,7 +9,10 @@
 #include "db.hpp"
 #include "ipc_server.hpp"
 #include "job_runner.hpp"
+#include "reconciler.hpp"
 #include "relyloop/version.hpp"
+#include "metrics.hpp"
+#include "webhook_jobs.hpp"
 
 namespace relyloop::worker {
 
@@ -127,8 +130,22 @@ int run_daemon(const Settings &settings, Pipeline &pipeline, EventLog &log) noex
             return 1;
         }
         server.set_on_enqueued([&runner] { runner.kick(); });
+        MetricsListener metrics_listener(settings, log);
+        if (!settings.metrics_listen.empty()) {
+            if (!metrics_listener.start(&err)) {
+                log.error("worker_start_failed", {{"message", err}});
+                return 1;
+            }
+            log.info("metrics_listening", {{"address", settings.metrics_listen}});
+        }
         server.start_pool();
         runner.start();
+        // Own threads, not job slots (docs/worker.md): the PR state
+        // reconciler and the webhook registration runner.
+        Reconciler reconciler(settings, log);
+        reconciler.start();
+        WebhookJobRunner hooks(settings, log);
+        hooks.start();
         log.info("worker_ready", {{"socket", settings.socket_path}});
 
         bool stopping = false;
@@ -144,6 +161,8 @@ int run_daemon(const Settings &settings, Pipeline &pipeline, EventLog &log) noex
                          {"running", static_cast<long long>(runner.active_jobs())}});
                     server.stop_accepting();
                     runner.request_stop(false);
+                    reconciler.request_stop();
+                    hooks.request_stop();
                 } else {
                     log.info("worker_stopping",
                              {{"message", std::string(name) + " again: cancelling running jobs"}});
@@ -158,7 +177,11 @@ int run_daemon(const Settings &settings, Pipeline &pipeline, EventLog &log) noex
             server.stop_accepting();
             runner.request_stop(true);
         }
+        reconciler.request_stop();
+        hooks.request_stop();
         runner.join();
+        reconciler.join();
+        hooks.join();
         server.shutdown();
         log.info("worker_stopped",
                  {{"duration_ms",

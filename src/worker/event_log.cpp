@@ -8,6 +8,7 @@
 
 #include "common/raii.hpp"
 #include "common/redact.hpp"
+#include "metrics.hpp"
 
 namespace relyloop::worker {
 
@@ -37,6 +38,7 @@ std::string now_rfc3339() {
 }  // namespace
 
 void EventLog::write(Level level, std::string_view event, std::initializer_list<Field> fields) {
+    metrics::observe_event(event, fields);
     try {
         Json obj(json_object());
         if (!obj) {

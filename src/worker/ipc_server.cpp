@@ -15,6 +15,7 @@
 #include "db.hpp"
 #include "job_store.hpp"
 #include "relyloop/version.hpp"
+#include "metrics.hpp"
 
 namespace relyloop::worker {
 
@@ -544,6 +545,9 @@ std::string IpcServer::serve(DbSlot &slot, const Task &task) noexcept {
                 if (req.op == RequestOp::kPing) {
                     jobs::Counts c = jobs::counts(slot.conn.get());
                     return reply_ping(kVersion, c.queued, c.running);
+                }
+                if (req.op == RequestOp::kMetrics) {
+                    return reply_metrics(metrics::render(slot.conn.get()));
                 }
                 jobs::EnqueueResult res = jobs::enqueue(slot.conn.get(), req.proposal_id);
                 switch (res.status) {

@@ -134,18 +134,22 @@ void build_own_indexes(PGconn *conn, FILE *out) {
 // Own tables and the leftovers of a step 1 run on an upstream database, in
 // the locked transaction. Never touches an upstream-owned object.
 void add_own_objects(PGconn *conn, FILE *out) {
+    static constexpr const char *kOwn[] = {"schema_migrations", "pr_jobs", "webhook_deliveries",
+                                           "webhook_jobs", "worker_ticks"};
     PgResult before = db::exec(conn,
                                "SELECT to_regclass('schema_migrations') IS NOT NULL, "
                                "to_regclass('pr_jobs') IS NOT NULL, "
+                               "to_regclass('webhook_deliveries') IS NOT NULL, "
+                               "to_regclass('webhook_jobs') IS NOT NULL, "
+                               "to_regclass('worker_ticks') IS NOT NULL, "
                                "to_regclass('trials_study_metric_idx') IS NOT NULL");
     db::exec_script(conn, schema::own_tables_sql());
-    if (db::get_or(before.get(), 0, 0) != "t") {
-        std::fprintf(out, "created own table schema_migrations\n");
+    for (int i = 0; i < 5; i++) {
+        if (db::get_or(before.get(), 0, i) != "t") {
+            std::fprintf(out, "created own table %s\n", kOwn[i]);
+        }
     }
-    if (db::get_or(before.get(), 0, 1) != "t") {
-        std::fprintf(out, "created own table pr_jobs\n");
-    }
-    if (db::get_or(before.get(), 0, 2) == "t") {
+    if (db::get_or(before.get(), 0, 5) == "t") {
         PgResult d = db::exec(conn, "DROP INDEX trials_study_metric_idx");
         std::fprintf(out,
                      "dropped own index trials_study_metric_idx (upstream's "
@@ -210,7 +214,10 @@ SchemaVersion read_schema_version(PGconn *conn) {
     std::string q = std::string(
                         "SELECT to_regclass('alembic_version') IS NOT NULL, "
                         "to_regclass('schema_migrations') IS NOT NULL, "
-                        "to_regclass('pr_jobs') IS NOT NULL, "
+                        "(to_regclass('pr_jobs') IS NOT NULL AND "
+                        "to_regclass('webhook_deliveries') IS NOT NULL AND "
+                        "to_regclass('webhook_jobs') IS NOT NULL AND "
+                        "to_regclass('worker_ticks') IS NOT NULL), "
                         "(SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() "
                         "AND tablename IN (") +
                     kSharedTables + "))";

@@ -72,6 +72,8 @@ ParsedRequest parse_request(std::string_view line) noexcept {
         Request req;
         if (op_name == "ping") {
             req.op = RequestOp::kPing;
+        } else if (op_name == "metrics") {
+            req.op = RequestOp::kMetrics;
         } else if (op_name == "enqueue") {
             req.op = RequestOp::kEnqueue;
             json_t *pid = json_object_get(root.get(), "proposal_id");
@@ -138,6 +140,20 @@ std::string reply_ping(std::string_view version, long long queued, long long run
     json_object_set_new(obj.get(), "version", json_stringn(version.data(), version.size()));
     json_object_set_new(obj.get(), "queued", json_integer(queued));
     json_object_set_new(obj.get(), "running", json_integer(running));
+    return dump_line(obj.get());
+}
+
+std::string reply_metrics(std::string_view text) {
+    Json obj(json_object());
+    if (!obj) {
+        return reply_error("internal error");
+    }
+    json_object_set_new(obj.get(), "ok", json_true());
+    json_t *t = json_stringn(text.data(), text.size());
+    if (t == nullptr) {
+        return reply_error("internal error");
+    }
+    json_object_set_new(obj.get(), "text", t);
     return dump_line(obj.get());
 }
 

@@ -14,7 +14,7 @@ namespace relyloop::worker {
 // The longest request line accepted, without its newline.
 inline constexpr size_t kMaxRequestLine = 64 * 1024;
 
-enum class RequestOp { kEnqueue, kPing };
+enum class RequestOp { kEnqueue, kPing, kMetrics };
 
 struct Request {
     RequestOp op = RequestOp::kPing;
@@ -35,6 +35,8 @@ struct ParsedRequest {
 [[nodiscard]] std::string reply_error(std::string_view message);
 [[nodiscard]] std::string reply_enqueued(std::string_view job_id, bool deduplicated);
 [[nodiscard]] std::string reply_ping(std::string_view version, long long queued, long long running);
+// {"op":"metrics"}: {"ok":true,"text":"<Prometheus text>"} (docs/metrics.md).
+[[nodiscard]] std::string reply_metrics(std::string_view text);
 
 // Splits a byte stream into lines without buffering without bound: bytes
 // are appended with feed(), complete lines taken with next(). A line longer

@@ -13,6 +13,7 @@
 
 #include "common/redact.hpp"
 #include "db.hpp"
+#include "metrics.hpp"
 
 namespace relyloop::worker {
 
@@ -77,7 +78,18 @@ constexpr Option kOptions[] = {
      "disconnect silent socket clients after [30s]"},
     {"dry-run", "RELYLOOP_DRY_RUN", Kind::kBool, 0, 0,
      "commit locally; push nothing, open no PR [off]"},
+    {"metrics-listen", "RELYLOOP_METRICS_LISTEN", Kind::kOptionalString, 0, 0,
+     "serve Prometheus metrics at http://ADDR:PORT/metrics [off]"},
+    {"pr-poll-minutes", "RELYLOOP_PR_POLL_MINUTES", Kind::kString, 0, 0,
+     "PR state reconciler period in minutes, 0 = off [15]"},
+    {"webhook-url", "RELYLOOP_WEBHOOK_URL", Kind::kOptionalUrl, 0, 0,
+     "URL GitHub delivers webhooks to [<base-url>/webhooks/github]"},
 };
+
+// The reconciler's supported periods (docs/worker.md, "PR state reconciler"):
+// divisors of 60, or multiples of 60 dividing 1440.
+constexpr int kPollMinutes[] = {1,  2,  3,  4,   5,   6,   10,  12,  15,
+                                20, 30, 60, 120, 180, 240, 360, 720, 1440};
 
 const Option *find_option(std::string_view flag) {
     for (const Option &o : kOptions) {
@@ -203,6 +215,28 @@ bool printable(std::string_view s) {
     });
 }
 
+int parse_poll_minutes(const std::string &v) {
+    bool digits = !v.empty() && v.size() <= 9 &&
+                  std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; });
+    int n = digits ? std::stoi(v) : -1;
+    if (n == 0) {
+        return 0;
+    }
+    for (int ok : kPollMinutes) {
+        if (n == ok) {
+            return n;
+        }
+    }
+    std::string set;
+    for (int ok : kPollMinutes) {
+        set += (set.empty() ? "" : ", ") + std::to_string(ok);
+    }
+    throw UsageError("RELYLOOP_PR_POLL_MINUTES=" + redact(v) + " is not in the supported set [" +
+                     set +
+                     "]. Pick a divisor of 60 (≤60) or a multiple of 60 that divides 1440 "
+                     "(>60).");
+}
+
 void apply(Settings &st, const Option &o, const std::string &v, bool from_env, bool &grace_given) {
     std::string_view f = o.flag;
     auto bad = [&](const std::string &why) {
@@ -216,7 +250,9 @@ void apply(Settings &st, const Option &o, const std::string &v, bool from_env, b
         if (!u) {
             throw bad("expected an http(s)://host[:port][/path] URL without credentials");
         }
-        if (f == "github-api-url") {
+        if (f == "webhook-url") {
+            st.webhook_url = *u;
+        } else if (f == "github-api-url") {
             st.github_api_url = *u;
         } else if (f == "github-web-url") {
             st.github_web_url = *u;
@@ -227,6 +263,10 @@ void apply(Settings &st, const Option &o, const std::string &v, bool from_env, b
     }
     if (f == "base-url") {
         st.base_url.clear();
+    } else if (f == "webhook-url") {
+        st.webhook_url.clear();
+    } else if (f == "pr-poll-minutes") {
+        st.pr_poll_minutes = parse_poll_minutes(v);
     } else if (f == "pg-conninfo") {
         char *err = nullptr;
         PQconninfoOption *opts = PQconninfoParse(v.c_str(), &err);
@@ -289,6 +329,13 @@ void apply(Settings &st, const Option &o, const std::string &v, bool from_env, b
         } else {
             throw bad("expected true or false (1/0, yes/no, on/off)");
         }
+    } else if (f == "metrics-listen") {
+        std::string host;
+        int port = 0;
+        if (!v.empty() && !metrics::parse_listen(v, &host, &port)) {
+            throw bad("expected ADDR:PORT with a numeric address, e.g. 127.0.0.1:9464");
+        }
+        st.metrics_listen = v;
     }
 }
 
@@ -388,6 +435,13 @@ ParsedCommandLine parse_command_line(const std::vector<std::string> &args, const
     }
     if (st.worker_id.empty()) {
         st.worker_id = default_worker_id();
+    }
+    if (st.webhook_url.empty() && !st.base_url.empty()) {
+        std::string base = st.base_url;
+        while (!base.empty() && base.back() == '/') {
+            base.pop_back();
+        }
+        st.webhook_url = base + "/webhooks/github";
     }
     std::filesystem::path root(st.clone_root);
     if (root.is_relative()) {

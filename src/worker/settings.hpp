@@ -44,6 +44,14 @@ struct Settings {
     // Beyond SPEC §3.2: run jobs through the local commit only; push nothing,
     // open no PR, record what would have been sent (docs/worker.md).
     bool dry_run = false;                                      // --dry-run
+    // Beyond SPEC §3.2: serve GET /metrics (docs/metrics.md) on this
+    // ADDR:PORT; "" = off.
+    std::string metrics_listen;                                // --metrics-listen
+    // The PR state reconciler's period in minutes; 0 = off (docs/worker.md).
+    int pr_poll_minutes = 15;                                  // --pr-poll-minutes
+    // Where GitHub delivers webhooks; default <base-url>/webhooks/github,
+    // "" = unset (webhook registration then fails with a clear message).
+    std::string webhook_url;                                   // --webhook-url
 };
 
 enum class Command { kDaemon, kMigrate, kCheck, kHelp, kVersion };

@@ -88,7 +88,7 @@ sub services {
     if (!-d $git->bare($REPO)) {
         $git->create_repo($REPO, files => {
             "$CONFIG_PATH/$TEMPLATE.params.json" =>
-                qq({\n  "title.boost": 1.0,\n  "tie_breaker": 0.3,\n  "operator": "OR",\n)
+                qq({\n  "boost": 1.0,\n  "tie_breaker": 0.3,\n  "operator": "OR",\n)
                 . qq(  "field_boosts": {\n    "title": 2.0,\n    "body": 0.5\n  }\n}\n),
             'README.md' => "# search-config\n\nThe relyloop-pr demo's config repository.\n"});
     }
@@ -178,8 +178,8 @@ sub run {
     my $tmpl = find_by_name('/api/v1/query-templates', $svc->{template})
         // must(201, POST => '/api/v1/query-templates', {name => $svc->{template},
             engine_type => 'elasticsearch',
-            body => '{"query": {"match": {"title": {"query": "{{q}}", "boost": "{{title.boost}}"}}}}',
-            declared_params => {'title.boost' => {type => 'float', min => 0, max => 10},
+            body => '{"query": {"match": {"title": {"query": "{{q}}", "boost": "{{boost}}"}}}}',
+            declared_params => {boost => {type => 'float', min => 0, max => 10},
                 tie_breaker => 'float', operator => {type => 'categorical', values => ['AND', 'OR']},
                 'field_boosts.title' => 'float', 'field_boosts.body' => 'float'}});
     print "demo: config repo $repo->{name} ($svc->{repo_url}), cluster demo-cluster, "

@@ -10,8 +10,14 @@ Behaves as GitHub documents for:
                                             when an open PR has that head; 422 head invalid
                                             when --git-root is given and the branch is not
                                             in <git-root>/<o>/<r>.git
-  GET  /repos/{o}/{r}/pulls?head=o:b&state= list (head/state filters)
-  GET  /repos/{o}/{r}/pulls/{n}             one PR or 404
+  GET  /repos/{o}/{r}/pulls?head=o:b&state= list (head/state filters; sort=created|updated,
+                                            direction, per_page (≤100, default 30), page;
+                                            Link rel="next"/"last"; a strong ETag per
+                                            response, If-None-Match matching it → 304 with
+                                            no body, as GitHub documents conditional requests)
+  GET  /repos/{o}/{r}/pulls/{n}             one PR (with `merged`) or 404
+  GET  /repos/{o}/{r}/hooks                 the repo's hooks (config.secret never shown)
+  POST /repos/{o}/{r}/hooks                 201 hook; 422 without config.url
   POST /repos/{o}/{r}/issues/{n}/comments   201 {id, body, html_url}; 404 without the PR
 Every API request must carry "Authorization: Bearer <token>" (else 401 Bad credentials).
 
@@ -24,6 +30,10 @@ Control (no auth):
                this response instead: a lost answer), "skip_auth": true}
   GET  /_control/requests every API request: {method, path, query, headers, body, route, status}
   GET  /_control/pulls    the PRs
+  POST /_control/pull     {"repo": "o/r", "number": n, "state": "open"|"closed",
+                           "merged": bool, "merged_at": ts, "html_url": ...} upserts a PR
+                           and bumps its updated_at (strictly increasing, 1 s steps)
+  GET  /_control/hooks    every hook created, with "repo" and its full config
   POST /_control/reset    {"requests": true, "pulls": true, "script": true}
   POST /_control/config   {"token": "...", "git_root": "...", "next_number": {"o/r": n}}
   GET  /_control/health
@@ -31,6 +41,7 @@ python3 standard library only.
 """
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -52,6 +63,8 @@ STATE = {
     "pulls": {},      # "o/r" -> [pull]
     "next_number": {},  # "o/r" -> int
     "comments": [],
+    "hooks": {},      # "o/r" -> [hook]
+    "clock": 0,
 }
 
 DOCS = "https://docs.github.com/rest"
@@ -61,7 +74,16 @@ ROUTES = [
     ("list_pulls", "GET", re.compile(r"^/repos/([^/]+)/([^/]+)/pulls$")),
     ("get_pull", "GET", re.compile(r"^/repos/([^/]+)/([^/]+)/pulls/(\d+)$")),
     ("create_comment", "POST", re.compile(r"^/repos/([^/]+)/([^/]+)/issues/(\d+)/comments$")),
+    ("list_hooks", "GET", re.compile(r"^/repos/([^/]+)/([^/]+)/hooks$")),
+    ("create_hook", "POST", re.compile(r"^/repos/([^/]+)/([^/]+)/hooks$")),
 ]
+
+
+def next_updated_at():
+    """A timestamp later than every one handed out before (GitHub's 1 s resolution)."""
+    t = max(int(time.time()), STATE.get("clock", 0) + 1)
+    STATE["clock"] = t
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
 
 def pull_json(p):
@@ -95,6 +117,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def _send(self, status, body=None, raw=None, headers=None):
         data = raw.encode() if raw is not None else json.dumps(body if body is not None else {}).encode()
+        if status == 304:
+            data = b""  # Not Modified carries no body
         try:
             self.send_response(status)
             self.send_header("Content-Type", "application/json; charset=utf-8")
@@ -213,6 +237,8 @@ class Handler(BaseHTTPRequestHandler):
                 "base": {"ref": base, "label": "%s:%s" % (owner, base)},
                 "user": {"login": "relyloop-bot"},
                 "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "updated_at": next_updated_at(), "closed_at": None, "merged_at": None,
+                "_merged": False,
             }
             STATE["pulls"].setdefault(key, []).append(p)
         return (201, pull_json(p), {"Location": p["url"]})
@@ -229,15 +255,66 @@ class Handler(BaseHTTPRequestHandler):
                 if head and p["head"]["label"] != head:
                     continue
                 out.append(pull_json(p))
-        return (200, out, None)
+        sort = query.get("sort", "created")
+        key = "updated_at" if sort == "updated" else "created_at"
+        desc = query.get("direction", "desc") == "desc"
+        out.sort(key=lambda p: (p.get(key) or "", p["number"]), reverse=desc)
+        try:
+            per_page = max(1, min(100, int(query.get("per_page", 30))))
+            page = max(1, int(query.get("page", 1)))
+        except ValueError:
+            per_page, page = 30, 1
+        last = max(1, (len(out) + per_page - 1) // per_page)
+        items = out[(page - 1) * per_page: page * per_page]
+        headers = {}
+        if page < last:
+            base = "http://%s%s/repos/%s/%s/pulls" % (self.headers.get("Host", ""),
+                                                   STATE["api_prefix"], owner, repo)
+            qs = "&".join("%s=%s" % (k, v) for k, v in sorted(query.items()) if k != "page")
+            headers["Link"] = '<%s?%s&page=%d>; rel="next", <%s?%s&page=%d>; rel="last"' % (
+                base, qs, page + 1, base, qs, last)
+        data = json.dumps(items, sort_keys=True)
+        etag = '"%s"' % hashlib.sha256((data + headers.get("Link", "")).encode()).hexdigest()
+        headers["ETag"] = etag
+        inm = self.headers.get("If-None-Match")
+        if inm and etag in [t.strip() for t in inm.split(",")]:
+            return (304, None, headers)
+        return (200, items, headers)
 
     def _get_pull(self, m, query, body):
         owner, repo, n = m.group(1), m.group(2), int(m.group(3))
         with LOCK:
             for p in STATE["pulls"].get(owner + "/" + repo, []):
                 if p["number"] == n:
-                    return (200, pull_json(p), None)
+                    return (200, dict(pull_json(p), merged=bool(p.get("_merged"))), None)
         return (404, {"message": "Not Found", "documentation_url": DOCS}, None)
+
+    def _list_hooks(self, m, query, body):
+        key = m.group(1) + "/" + m.group(2)
+        with LOCK:
+            hooks = [dict(h, config={k: v for k, v in h["config"].items() if k != "secret"})
+                     for h in STATE["hooks"].get(key, [])]
+        return (200, hooks, None)
+
+    def _create_hook(self, m, query, body):
+        key = m.group(1) + "/" + m.group(2)
+        try:
+            req = json.loads(body or "{}")
+        except ValueError:
+            return (400, {"message": "Problems parsing JSON", "documentation_url": DOCS}, None)
+        cfg = req.get("config") if isinstance(req.get("config"), dict) else {}
+        if not cfg.get("url"):
+            return (422, {"message": "Validation Failed", "documentation_url": DOCS,
+                          "errors": [{"resource": "Hook", "code": "custom",
+                                      "message": "Config must have a url"}]}, None)
+        with LOCK:
+            hid = sum(len(v) for v in STATE["hooks"].values()) + 1
+            h = {"id": hid, "type": "Repository", "name": req.get("name", "web"),
+                 "active": bool(req.get("active", True)), "events": req.get("events", ["push"]),
+                 "config": cfg}
+            STATE["hooks"].setdefault(key, []).append(h)
+        shown = dict(h, config={k: v for k, v in cfg.items() if k != "secret"})
+        return (201, shown, None)
 
     def _create_comment(self, m, query, body):
         owner, repo, n = m.group(1), m.group(2), int(m.group(3))
@@ -272,6 +349,38 @@ class Handler(BaseHTTPRequestHandler):
                 return self._send(200, STATE["requests"])
             if path == "/_control/pulls":
                 return self._send(200, [pull_json(p) for ps in STATE["pulls"].values() for p in ps])
+            if path == "/_control/hooks":
+                return self._send(200, [dict(h, repo=k) for k, hs in STATE["hooks"].items()
+                                        for h in hs])
+            if path == "/_control/pull" and method == "POST":
+                key = req["repo"]
+                n = int(req["number"])
+                pulls = STATE["pulls"].setdefault(key, [])
+                p = next((x for x in pulls if x["number"] == n), None)
+                if p is None:
+                    web = STATE["web_url"].rstrip("/")
+                    p = {"id": 100000 + len(pulls) + n, "number": n, "state": "open",
+                         "title": "PR %d" % n, "body": None, "draft": False,
+                         "html_url": req.get("html_url") or "%s/%s/pull/%d" % (web, key, n),
+                         "head": {"ref": "b%d" % n, "label": "%s:b%d" % (key.split("/")[0], n)},
+                         "base": {"ref": "main", "label": "%s:main" % key.split("/")[0]},
+                         "user": {"login": "relyloop-bot"},
+                         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                         "closed_at": None, "merged_at": None, "_merged": False}
+                    pulls.append(p)
+                    STATE["next_number"][key] = max(STATE["next_number"].get(key, 1), n + 1)
+                for k in ("state", "merged_at"):
+                    if k in req:
+                        p[k] = req[k]
+                if "merged" in req:
+                    p["_merged"] = bool(req["merged"])
+                if p["state"] == "closed" and not p.get("closed_at"):
+                    p["closed_at"] = p.get("merged_at") or time.strftime(
+                        "%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+                if p["state"] == "open":
+                    p["closed_at"] = None
+                p["updated_at"] = next_updated_at()
+                return self._send(200, pull_json(p))
             if path == "/_control/comments":
                 return self._send(200, STATE["comments"])
             if path == "/_control/script" and method == "POST":
@@ -287,6 +396,7 @@ class Handler(BaseHTTPRequestHandler):
                     STATE["pulls"] = {}
                     STATE["next_number"] = {}
                     STATE["comments"] = []
+                    STATE["hooks"] = {}
                 return self._send(200, {"ok": True})
             if path == "/_control/config" and method == "POST":
                 for k in ("token", "git_root", "web_url"):

@@ -53,8 +53,10 @@ TEST(ConfigRepoCreate, InsertsWithDefaults) {
     Query q = c.expect_query();
     EXPECT_EQ(q.name, "rl_config_repo_insert");
     EXPECT_TRUE(q.isolated);
-    ASSERT_EQ(q.params.size(), 7u);
+    ASSERT_EQ(q.params.size(), 8u);
     EXPECT_TRUE(relyloop::is_uuid(*q.params[0]));
+    EXPECT_TRUE(relyloop::is_uuid(*q.params[7]));  // the webhook job's id
+    EXPECT_NE(*q.params[7], *q.params[0]);
     EXPECT_EQ(q.params[1], "shop-search");
     EXPECT_EQ(q.params[2], "https://github.com/acme/shop-search.git");
     EXPECT_EQ(q.params[3], "main");
@@ -703,12 +705,12 @@ TEST(StudyCancel, Transitions) {
     Query q = missing.expect_query();
     EXPECT_EQ(q.name, "rl_study_cancel");
     EXPECT_TRUE(q.isolated);
-    missing.rows({concat({N}, Row(27, N))});
+    missing.rows({concat({N}, Row(40, N))});
     EXPECT_EQ(missing.expect_response().code(), "STUDY_NOT_FOUND");
 
     Call done(core, "POST", "/api/v1/studies/s1/cancel", body("{}"));
     done.expect_query();
-    done.rows({concat({"completed"}, Row(27, N))});
+    done.rows({concat({"completed"}, Row(40, N))});
     Response r = done.expect_response();
     EXPECT_EQ(r.status, 409);
     EXPECT_EQ(r.code(), "INVALID_STATE_TRANSITION");
@@ -727,7 +729,7 @@ TEST(StudyCancel, Transitions) {
 
     Call raced(core, "POST", "/api/v1/studies/s1/cancel");
     raced.expect_query();
-    raced.rows({concat({"running"}, Row(27, N))});
+    raced.rows({concat({"running"}, Row(40, N))});
     EXPECT_EQ(raced.expect_response().message(),
               "Study \"s1\" is no longer queued or running; only queued or running studies can "
               "be cancelled");

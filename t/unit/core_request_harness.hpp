@@ -368,7 +368,13 @@ inline Row study_row(const std::string &id, const std::string &status = "complet
             "0.487",     "tr1",     created,
             N,           N,         N,
             "3",         "2",       "1",
-            "0",         "0.487",   "maximize"};
+            "0",         "0.487",   "maximize",
+            // analytics inputs (common/analytics.hpp): no winner, no series
+            status,      R"({"metric": "ndcg@10"})", "0.487",
+            "f",         N,         N,
+            N,           "f",       N,
+            "f",         N,         "[]",
+            "{}"};
 }
 
 inline Row trial_row(const std::string &id, const Cell &metric, const std::string &number = "1") {

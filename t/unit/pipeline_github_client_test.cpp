@@ -257,3 +257,27 @@ TEST(GithubClient, RealTimingHonoursCancel) {
     Timing t = Timing::real(&cancel);
     EXPECT_THROW(t.sleep(seconds(10)), worker::Cancelled);
 }
+
+TEST(GithubClient, ConditionalGetReturns304WithoutRetrying) {
+    Harness h;
+    h.transport.script = {resp(304, "", {{"etag", "\"abc\""}})};
+    HttpResponse r = h.client.call({"GET", "https://api.example.com/x", "", "\"abc\""});
+    EXPECT_EQ(r.status, 304);
+    EXPECT_EQ(h.transport.seen.size(), 1u);
+    EXPECT_EQ(h.transport.seen[0].if_none_match, "\"abc\"");
+    // Without If-None-Match a 304 is a terminal failure like any 3xx.
+    h.transport.script = {resp(304)};
+    EXPECT_THROW((void)h.client.call({"GET", "https://api.example.com/x", ""}), ApiError);
+}
+
+TEST(GithubClient, CallFinalKeepsTheFailureHeaders) {
+    Harness h;
+    std::vector<std::pair<std::string, std::string>> hdr{{"retry-after", "0"},
+                                                         {"x-ratelimit-reset", "1999999999"}};
+    h.transport.script = {resp(429, "{}", hdr), resp(429, "{}", hdr), resp(429, "{}", hdr)};
+    HttpResponse r = h.client.call_final({"GET", "https://api.example.com/x", ""});
+    EXPECT_EQ(r.status, 429);
+    ASSERT_NE(r.header("x-ratelimit-reset"), nullptr);
+    EXPECT_EQ(*r.header("x-ratelimit-reset"), "1999999999");
+    EXPECT_EQ(h.transport.seen.size(), 3u);
+}

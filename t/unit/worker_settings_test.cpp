@@ -249,3 +249,37 @@ TEST(Settings, DryRunFlagAloneOrWithAValueAndFromTheEnvironment) {
               std::string::npos);
     EXPECT_NE(usage_text().find("--dry-run"), std::string::npos);
 }
+
+TEST(Settings, PrPollMinutesSupportedSetAndExactMessage) {
+    EXPECT_EQ(parse({"--pg-conninfo", kCi}).settings.pr_poll_minutes, 15);
+    for (const char *ok : {"0", "1", "2", "3", "4", "5", "6", "10", "12", "15", "20", "30", "60",
+                           "120", "180", "240", "360", "720", "1440"}) {
+        EXPECT_EQ(parse({"--pg-conninfo", kCi, "--pr-poll-minutes", ok}).settings.pr_poll_minutes,
+                  std::stoi(ok));
+    }
+    const std::string tail =
+        " is not in the supported set [1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60, 120, 180, 240, "
+        "360, 720, 1440]. Pick a divisor of 60 (\u226460) or a multiple of 60 that divides 1440 "
+        "(>60).";
+    EXPECT_EQ(usage_error({"--pg-conninfo", kCi, "--pr-poll-minutes", "7"}),
+              "RELYLOOP_PR_POLL_MINUTES=7" + tail);
+    EXPECT_EQ(usage_error({"--pg-conninfo", kCi, "--pr-poll-minutes", "90"}),
+              "RELYLOOP_PR_POLL_MINUTES=90" + tail);
+    Env env{{{"RELYLOOP_PR_POLL_MINUTES", "x"}}};
+    EXPECT_EQ(usage_error({"--pg-conninfo", kCi}, env), "RELYLOOP_PR_POLL_MINUTES=x" + tail);
+    Env env5{{{"RELYLOOP_PR_POLL_MINUTES", "5"}}};
+    EXPECT_EQ(parse({"--pg-conninfo", kCi}, env5).settings.pr_poll_minutes, 5);
+}
+
+TEST(Settings, WebhookUrlDefaultsFromBaseUrl) {
+    EXPECT_EQ(parse({"--pg-conninfo", kCi}).settings.webhook_url, "");
+    EXPECT_EQ(parse({"--pg-conninfo", kCi, "--base-url", "https://rl.example.com/ui/"})
+                  .settings.webhook_url,
+              "https://rl.example.com/ui/webhooks/github");
+    EXPECT_EQ(parse({"--pg-conninfo", kCi, "--base-url", "https://rl.example.com", "--webhook-url",
+                     "https://hooks.example.com/gh"})
+                  .settings.webhook_url,
+              "https://hooks.example.com/gh");
+    Env env{{{"RELYLOOP_WEBHOOK_URL", "https://h.example.com/x"}}};
+    EXPECT_EQ(parse({"--pg-conninfo", kCi}, env).settings.webhook_url, "https://h.example.com/x");
+}

@@ -2,6 +2,7 @@
 
 #include "api/crud.hpp"
 #include "api/validation.hpp"
+#include "common/json_writer.hpp"
 #include "common/secret.hpp"
 #include "common/uuid.hpp"
 #include "common/validate.hpp"
@@ -55,7 +56,7 @@ class CreateHandler : public Handler {
         return Action::write(
             db::Stmt::kConfigRepoInsert,
             {uuid_v7(), std::move(name), std::move(url), default_branch.value_or("main"),
-             base_branch.value_or("main"), std::move(auth_ref), std::move(webhook_ref)});
+             base_branch.value_or("main"), std::move(auth_ref), std::move(webhook_ref), uuid_v7()});
     }
 
     Action on_rows(Context &, const PGresult *res) override {
@@ -75,6 +76,37 @@ class CreateHandler : public Handler {
     std::string name_;
 };
 
+// POST /config-repos/{id}/register_webhook: queue the registration job
+// (docs/webhooks.md); a live job answers the same 202 without a second one.
+class RegisterWebhookHandler : public Handler {
+  public:
+    RegisterWebhookHandler() : Handler(Endpoint::kConfigRepoRegisterWebhook) {}
+
+    Action start(Context &ctx) override {
+        // None, {} or any JSON object; ignored.
+        (void)parse_body_object(ctx.body(), false);
+        return Action::write(db::Stmt::kConfigRepoRegisterWebhook, {ctx.id(), uuid_v7()});
+    }
+
+    // repo_found, secret_set, inserted
+    Action on_rows(Context &ctx, const PGresult *res) override {
+        expect_one_row(res, 3, "register webhook");
+        db::Row row(res, 0);
+        if (!row.boolean_value(0)) {
+            return Action::not_found(ErrorCode::kConfigRepoNotFound, "Config repo", ctx.id());
+        }
+        if (!row.boolean_value(1)) {
+            return Action::respond(
+                error_response(422, "WEBHOOK_SECRET_REF_NOT_SET",
+                               "config repo " + ctx.id() + " has no webhook_secret_ref", false));
+        }
+        std::string body = R"({"config_repo_id":)";
+        json::write_string(body, ctx.id());
+        body += R"(,"status":"queued","message":"Webhook registration queued"})";
+        return Action::respond(json_response(202, std::move(body)));
+    }
+};
+
 constexpr std::string_view kListParams[] = {"since", "limit", "cursor"};
 constexpr ListSpec kListSpec{kListParams, {}, false, db::Stmt::kConfigRepoList};
 
@@ -82,6 +114,8 @@ constexpr ListSpec kListSpec{kListParams, {}, false, db::Stmt::kConfigRepoList};
 
 std::unique_ptr<Handler> make_config_repo_handler(Endpoint e) {
     switch (e) {
+        case Endpoint::kConfigRepoRegisterWebhook:
+            return std::make_unique<RegisterWebhookHandler>();
         case Endpoint::kConfigRepoCreate:
             return std::make_unique<CreateHandler>();
         case Endpoint::kConfigRepoList:

@@ -94,10 +94,10 @@ Action Handler::on_db_error(Context &ctx, const DbFailure &f) {
     if (error_http_status(code) < 500) {
         return Action::error(code, conflict_message(code));
     }
-    // A column or table the statement names is missing: the database is
-    // older than this module (docs/upstream-schema.md).
+    // A column, table or own function the statement names is missing: the
+    // database is older than this module (docs/upstream-schema.md).
     if (f.kind == DbFailure::Kind::kStatement &&
-        (f.sqlstate == "42703" || f.sqlstate == "42P01")) {
+        (f.sqlstate == "42703" || f.sqlstate == "42P01" || f.sqlstate == "42883")) {
         ctx.log(RL_LOG_ERR, "database schema older than this module (run relyloop-worker "
                             "migrate): " + f.sqlstate);
     }
@@ -219,6 +219,7 @@ std::unique_ptr<Handler> make_handler(Endpoint e) {
         case Endpoint::kConfigRepoList:
         case Endpoint::kConfigRepoCreate:
         case Endpoint::kConfigRepoGet:
+        case Endpoint::kConfigRepoRegisterWebhook:
             return make_config_repo_handler(e);
         case Endpoint::kClusterList:
         case Endpoint::kClusterCreate:

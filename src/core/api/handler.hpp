@@ -26,6 +26,7 @@ struct CoreConf {
     std::string environment;
     std::string secrets_dir;
     std::string github_web_url;
+    long long webhook_replay_window_s = 7 * 86400;
 
     [[nodiscard]] bool development() const noexcept { return environment == "development"; }
 };

@@ -11,8 +11,14 @@ const char *openapi_template() noexcept {
 "info": {"title": "relyloop-pr API", "version": "@VERSION@",
   "description": "RelyLoop's apply path: config repos, clusters, query templates, studies and proposals, and opening GitHub PRs for proposals. Every response carries X-Request-ID; every error is the envelope {detail: {error_code, message, retryable}}."},
 "servers": [{"url": "/"}],
-"tags": [{"name": "config-repos"}, {"name": "clusters"}, {"name": "query-templates"},
-  {"name": "studies"}, {"name": "proposals"}, {"name": "testing"}, {"name": "service"}],
+"security": [{}, {"basicAuth": []}],
+"tags": [{"name": "config-repos", "description": "GitHub repositories holding cluster configuration, and the secrets-directory file (auth_ref) with each one's token"},
+  {"name": "clusters", "description": "Search clusters, each optionally bound to a config repo and a path in it"},
+  {"name": "query-templates", "description": "Versioned search query templates and the parameters a study may tune"},
+  {"name": "studies", "description": "Tuning studies, their trials and digests (read-only here, except cancel)"},
+  {"name": "proposals", "description": "Configuration changes proposed from a study or by hand; open_pr turns one into a GitHub pull request through relyloop-worker"},
+  {"name": "testing", "description": "Fixtures for demos and tests; the route exists only when relyloop_environment is development"},
+  {"name": "service", "description": "Health and this document"}],
 "paths": {
 "/api/v1/config-repos": {
   "get": {"tags": ["config-repos"], "operationId": "listConfigRepos", "summary": "List config repos",
@@ -34,6 +40,15 @@ const char *openapi_template() noexcept {
     "parameters": [{"$ref": "#/components/parameters/Id"}, {"$ref": "#/components/parameters/RequestId"}],
     "responses": {"200": {"description": "The config repo", "headers": {"X-Request-ID": {"$ref": "#/components/headers/XRequestId"}}, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ConfigRepo"}}}},
       "404": {"$ref": "#/components/responses/NotFound"}, "503": {"$ref": "#/components/responses/Unavailable"}}}},
+"/api/v1/config-repos/{id}/register_webhook": {
+  "post": {"tags": ["config-repos"], "operationId": "registerWebhook", "summary": "Queue the GitHub webhook registration of a config repo",
+    "description": "404 CONFIG_REPO_NOT_FOUND; 422 WEBHOOK_SECRET_REF_NOT_SET when the repo has no webhook_secret_ref. A second call while a registration job is queued or running is acknowledged without a second job; the worker writes the outcome to webhook_registration_error.",
+    "parameters": [{"$ref": "#/components/parameters/Id"}, {"$ref": "#/components/parameters/RequestId"}],
+    "requestBody": {"required": false, "content": {"application/json": {"schema": {"type": "object"}}}},
+    "responses": {"202": {"description": "Queued", "headers": {"X-Request-ID": {"$ref": "#/components/headers/XRequestId"}}, "content": {"application/json": {"schema": {"type": "object", "required": ["config_repo_id", "status", "message"],
+        "properties": {"config_repo_id": {"type": "string"}, "status": {"type": "string", "enum": ["queued"]}, "message": {"type": "string"}}}}}},
+      "404": {"$ref": "#/components/responses/NotFound"}, "415": {"$ref": "#/components/responses/UnsupportedMediaType"}, "422": {"$ref": "#/components/responses/Error"},
+      "503": {"$ref": "#/components/responses/Unavailable"}}}},
 "/api/v1/clusters": {
   "get": {"tags": ["clusters"], "operationId": "listClusters", "summary": "List clusters (soft-deleted ones are never listed)",
     "parameters": [{"name": "engine_type", "in": "query", "required": false, "schema": {"$ref": "#/components/schemas/EngineType"}},
@@ -200,12 +215,17 @@ const char *openapi_template() noexcept {
   "get": {"tags": ["service"], "operationId": "health", "summary": "Database and worker health",
     "parameters": [{"$ref": "#/components/parameters/RequestId"}],
     "responses": {"200": {"description": "Healthy", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Health"}}}},
+      "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Unauthorized"},
       "503": {"description": "Degraded: the failing part is named", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Health"}}}}}}},
 "/api/v1/openapi.json": {
   "get": {"tags": ["service"], "operationId": "openapi", "summary": "This document",
-    "responses": {"200": {"description": "The OpenAPI document", "content": {"application/json": {"schema": {"type": "object"}}}}}}}
+    "responses": {"200": {"description": "The OpenAPI document", "content": {"application/json": {"schema": {"type": "object"}}}},
+      "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Unauthorized"}}}}
 },
 "components": {
+"securitySchemes": {
+  "basicAuth": {"type": "http", "scheme": "basic", "description": "The module authenticates no one: nginx enforces access per deployment, in front of the API's locations (auth_basic, auth_request, allow/deny, client certificates). A deployment without it answers without credentials, hence the empty requirement next to this one; see docs/api.md."}
+},
 "parameters": {
   "Id": {"name": "id", "in": "path", "required": true, "description": "Opaque id (at most 128 characters); unknown or malformed ids are a 404 of the resource.", "schema": {"type": "string", "maxLength": 128}},
   "Limit": {"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}},
@@ -219,6 +239,7 @@ const char *openapi_template() noexcept {
   "XTotalCount": {"description": "Rows matching the filters (the cursor ignored)", "schema": {"type": "integer"}}
 },
 "responses": {
+  "Unauthorized": {"description": "Credentials missing or refused by the deployment's nginx (auth_basic, auth_request); the body is nginx's, not the error envelope", "headers": {"WWW-Authenticate": {"description": "The challenge (auth_basic)", "schema": {"type": "string"}}}},
   "Error": {"description": "Error", "headers": {"X-Request-ID": {"$ref": "#/components/headers/XRequestId"}}, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}}},
   "NotFound": {"description": "Not found (RESOURCE_NOT_FOUND or the resource's own code)", "headers": {"X-Request-ID": {"$ref": "#/components/headers/XRequestId"}}, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}}},
   "UnsupportedMediaType": {"description": "UNSUPPORTED_MEDIA_TYPE: a request body must be sent as application/json (a charset=utf-8 parameter allowed); a body-less POST may omit Content-Type", "headers": {"X-Request-ID": {"$ref": "#/components/headers/XRequestId"}}, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}}},
@@ -298,8 +319,8 @@ const char *openapi_template() noexcept {
       "best_trial_id": {"type": "string", "nullable": true}, "created_at": {"$ref": "#/components/schemas/Timestamp"},
       "started_at": {"type": "string", "format": "date-time", "nullable": true}, "completed_at": {"type": "string", "format": "date-time", "nullable": true},
       "trials_summary": {"$ref": "#/components/schemas/TrialsSummary"},
-      "confidence": {"type": "object", "nullable": true, "description": "Not computed yet: null"},
-      "convergence": {"type": "object", "nullable": true, "description": "Not computed yet: null"}}},
+      "confidence": {"type": "object", "nullable": true, "description": "{headline, ci_95, runner_up_gap, late_trial_stddev, convergence, per_query_outcomes} (docs/analytics.md); null without a best trial, usable trials or a known metric, and on list rows"},
+      "convergence": {"type": "object", "nullable": true, "description": "{verdict, direction, window_size, epsilon, warmup_floor, total_complete_trials, improvement_in_window, best_so_far_curve} (docs/analytics.md); null for queued/running studies, an unusable direction or fewer than 5 usable trials"}}},
   "StudyListRow": {"allOf": [{"$ref": "#/components/schemas/Study"}, {"type": "object", "required": ["trial_count", "direction", "convergence_verdict"],
     "properties": {"trial_count": {"type": "integer", "description": "Non-baseline trials, any status"}, "direction": {"type": "string", "enum": ["maximize", "minimize"]},
       "convergence_verdict": {"type": "string", "nullable": true}}}]},
@@ -348,7 +369,7 @@ const char *openapi_template() noexcept {
       "study_trial_id": {"type": "string", "nullable": true}, "config_diff": {"$ref": "#/components/schemas/ConfigDiff"},
       "pr_merged_at": {"type": "string", "format": "date-time", "nullable": true}, "pr_open_error": {"type": "string", "nullable": true},
       "rejected_reason": {"type": "string", "nullable": true},
-      "digest": {"allOf": [{"$ref": "#/components/schemas/Digest"}], "nullable": true},
+      "digest": {"type": "object", "allOf": [{"$ref": "#/components/schemas/Digest"}], "nullable": true},
       "pr_job": {"type": "object", "nullable": true, "description": "The latest PR job of the proposal",
         "properties": {"state": {"type": "string", "enum": ["queued", "running", "succeeded", "failed"]}, "attempts": {"type": "integer"},
           "last_event": {"type": "string", "nullable": true}, "last_error": {"type": "string", "nullable": true},
@@ -367,7 +388,7 @@ const char *openapi_template() noexcept {
       "winner_per_query": {"type": "object", "nullable": true, "additionalProperties": {"type": "object", "additionalProperties": {"type": "number"}}},
       "runner_up_per_query": {"type": "object", "nullable": true, "additionalProperties": {"type": "object", "additionalProperties": {"type": "number"}}},
       "suggested_followups": {"type": "array", "nullable": true, "items": {"type": "object"}},
-      "extra_trial_metrics": {"type": "array", "nullable": true, "items": {"type": "number", "exclusiveMaximum": 0.487}}}},
+      "extra_trial_metrics": {"type": "array", "nullable": true, "items": {"type": "number", "maximum": 0.487, "exclusiveMaximum": true}}}},
   "SeedResult": {"type": "object", "required": ["study_id", "digest_id", "proposal_id"],
     "properties": {"study_id": {"type": "string"}, "digest_id": {"type": "string"}, "proposal_id": {"type": "string", "nullable": true}}},
   "Health": {"type": "object", "required": ["status", "database", "worker"],

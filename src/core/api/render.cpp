@@ -2,7 +2,9 @@
 
 #include "api/handler.hpp"
 #include "api/pagination.hpp"
+#include "common/analytics.hpp"
 #include "common/followups.hpp"
+#include "common/json_writer.hpp"
 #include "common/timefmt.hpp"
 #include "db/statements.hpp"
 
@@ -85,9 +87,19 @@ void render_template(std::string &out, const db::Row &r, int at) {
         .close();
 }
 
+analytics::StudyInput study_analytics_input(const db::Row &r, int at) {
+    std::vector<std::optional<std::string_view>> cols;
+    for (int c = 0; c < analytics::kAnalyticsInputCols; c++) {
+        int col = at + db::kStudyAnalyticsCol + c;
+        cols.emplace_back(r.null(col) ? std::nullopt
+                                      : std::optional<std::string_view>(r.text(col)));
+    }
+    return analytics::input_from_columns(cols);
+}
+
 namespace {
 
-void study_fields(RowWriter &w, int at) {
+void study_fields(RowWriter &w, const db::Row &r, int at) {
     w.str("id", at + 0)
         .str("name", at + 1)
         .str("cluster_id", at + 2)
@@ -115,10 +127,13 @@ void study_fields(RowWriter &w, int at) {
         .integer("failed", at + 23)
         .integer("pruned", at + 24)
         .real("best_primary_metric", at + 25)
-        .close()
-        // The analytics (docs/upstream-schema.md): not computed yet.
-        .null("confidence")
-        .null("convergence");
+        .close();
+    // docs/analytics.md, from the inputs that follow the Study columns.
+    analytics::StudyInput in = study_analytics_input(r, at);
+    Json confidence = analytics::confidence(in);
+    Json convergence = analytics::convergence(in);
+    w.literal("confidence", confidence ? json::dump(confidence.get()) : "null");
+    w.literal("convergence", convergence ? json::dump(convergence.get()) : "null");
 }
 
 }  // namespace
@@ -126,15 +141,21 @@ void study_fields(RowWriter &w, int at) {
 void render_study(std::string &out, const db::Row &r, int at) {
     RowWriter w(out, r);
     w.open();
-    study_fields(w, at);
+    study_fields(w, r, at);
     w.close();
 }
 
 void render_study_list_row(std::string &out, const db::Row &r, int at) {
     RowWriter w(out, r);
     w.open();
-    study_fields(w, at);
-    w.integer("trial_count", at + 21).str("direction", at + 26).null("convergence_verdict").close();
+    // The list statement carries the series only (no winner): `confidence`
+    // is null on list rows, `convergence` is the detail's (docs/analytics.md).
+    study_fields(w, r, at);
+    w.integer("trial_count", at + 21).str("direction", at + 26);
+    Json convergence = analytics::convergence(study_analytics_input(r, at));
+    const json_t *verdict = json_object_get(convergence.get(), "verdict");
+    w.literal("convergence_verdict", verdict != nullptr ? json::dump(verdict) : "null");
+    w.close();
 }
 
 void render_trial(std::string &out, const db::Row &r, int at) {

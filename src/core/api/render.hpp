@@ -8,6 +8,7 @@
 #include <string>
 
 #include "api/responses.hpp"
+#include "common/analytics.hpp"
 #include "db/rows.hpp"
 #include "common/json_writer.hpp"
 
@@ -24,6 +25,8 @@ void render_config_repo_detail(std::string &out, const db::Row &r, int at);
 void render_cluster(std::string &out, const db::Row &r, int at);
 void render_template(std::string &out, const db::Row &r, int at);
 void render_study(std::string &out, const db::Row &r, int at);
+// The analytics inputs that follow a Study layout at `at` (docs/analytics.md).
+[[nodiscard]] analytics::StudyInput study_analytics_input(const db::Row &r, int at);
 // A study list row: the Study plus trial_count, direction, convergence_verdict.
 void render_study_list_row(std::string &out, const db::Row &r, int at);
 void render_trial(std::string &out, const db::Row &r, int at);

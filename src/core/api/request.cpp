@@ -6,6 +6,7 @@
 
 #include "api/router.hpp"
 #include "api/validation.hpp"
+#include "api/webhook.hpp"
 #include "common/raii.hpp"
 #include "common/json_writer.hpp"
 
@@ -44,6 +45,21 @@ Request::Request(const CoreConf &conf, const rl_http_request_t &in, rl_log_cb lo
     if (in.http_error != 0) {
         // an error_page redirect: the path may be any URI, or none at all
         respond_early(http_error_response(in.http_error));
+        return;
+    }
+    if (in.webhook != 0) {
+        // No router and no CORS: the location serves one path (docs/webhooks.md).
+        if (method_ != "POST") {
+            Response r = error_response(ErrorCode::kMethodNotAllowed,
+                                        plain_token(method_) ? "Method " + method_ + " not allowed"
+                                                             : std::string("Method not allowed"));
+            r.allow = "POST";
+            respond_early(std::move(r));
+            return;
+        }
+        handler_ =
+            make_webhook_handler(view(in.gh_delivery), view(in.gh_event), view(in.gh_signature));
+        wants_body_ = true;
         return;
     }
     if (method_ == "OPTIONS" && cors_.allowed) {

@@ -1,6 +1,7 @@
 #include "api/router.hpp"
 
 #include <array>
+#include <iterator>
 
 #include "api/uri.hpp"
 #include "api/validation.hpp"
@@ -17,6 +18,8 @@ constexpr RouteDef kRoutes[] = {
      C::kResourceNotFound, "GET, POST, OPTIONS", false},
     {"/api/v1/config-repos/{id}", E::kConfigRepoGet, E::kNone, E::kNone, C::kConfigRepoNotFound,
      "GET, OPTIONS", false},
+    {"/api/v1/config-repos/{id}/register_webhook", E::kNone, E::kConfigRepoRegisterWebhook,
+     E::kNone, C::kConfigRepoNotFound, "POST, OPTIONS", false},
     {"/api/v1/clusters", E::kClusterList, E::kClusterCreate, E::kNone, C::kResourceNotFound,
      "GET, POST, OPTIONS", false},
     // A static path before /clusters/{id}: only its POST is its own, other
@@ -124,15 +127,41 @@ bool template_matches(const char *tmpl, const Segments &s, std::string_view &id_
 
 std::span<const RouteDef> routes() noexcept { return kRoutes; }
 
-RouteMatch match_route(std::string_view method, std::string_view raw_path, bool development) {
-    RouteMatch m;
+const RouteDef *find_route(std::string_view raw_path, bool development,
+                           std::string_view *id_raw) {
     Segments segs;
     if (!split(raw_path, segs)) {
-        return m;
+        return nullptr;
     }
     std::string scratch;
+    std::string_view id;
+    for (const RouteDef &r : kRoutes) {
+        if (r.dev_only && !development) {
+            continue;
+        }
+        id = {};
+        if (template_matches(r.path, segs, id, scratch)) {
+            if (id_raw != nullptr) {
+                *id_raw = id;
+            }
+            return &r;
+        }
+    }
+    return nullptr;
+}
+
+RouteMatch match_route(std::string_view method, std::string_view raw_path, bool development) {
+    RouteMatch m;
     std::string_view id_raw;
-    const RouteDef *route = nullptr;
+    const RouteDef *route = find_route(raw_path, development, &id_raw);
+    if (route == nullptr) {
+        return m;
+    }
+    m.route = route;
+    if (method == "OPTIONS") {
+        m.kind = RouteMatch::Kind::kOptions;
+        return m;
+    }
     auto endpoint_of = [method](const RouteDef &r) {
         if (method == "GET" || method == "HEAD") {
             return r.get;
@@ -148,36 +177,26 @@ RouteMatch match_route(std::string_view method, std::string_view raw_path, bool 
         }
         return Endpoint::kNone;
     };
-    // The first route matching the path; a later one also matching takes a
-    // method the first does not have (the static /clusters/test-connection
-    // before /clusters/{id}).
-    Endpoint e = Endpoint::kNone;
-    for (const RouteDef &r : kRoutes) {
-        if (r.dev_only && !development) {
-            continue;
-        }
-        id_raw = {};
-        if (template_matches(r.path, segs, id_raw, scratch)) {
-            if (route == nullptr) {
-                route = &r;
-                if (method == "OPTIONS") {
+    Endpoint e = endpoint_of(*route);
+    if (e == Endpoint::kNone) {
+        // A later route matching the path may take the method: the static
+        // /clusters/test-connection (POST) comes before /clusters/{id}.
+        Segments segs;
+        std::string scratch;
+        if (split(raw_path, segs)) {
+            for (const RouteDef *r = route + 1; r != std::end(kRoutes); r++) {
+                std::string_view later_id;
+                if ((!r->dev_only || development) &&
+                    template_matches(r->path, segs, later_id, scratch) &&
+                    endpoint_of(*r) != Endpoint::kNone) {
+                    route = r;
+                    m.route = r;
+                    id_raw = later_id;
+                    e = endpoint_of(*r);
                     break;
                 }
             }
-            e = endpoint_of(r);
-            if (e != Endpoint::kNone) {
-                route = &r;
-                break;
-            }
         }
-    }
-    if (route == nullptr) {
-        return m;
-    }
-    m.route = route;
-    if (method == "OPTIONS") {
-        m.kind = RouteMatch::Kind::kOptions;
-        return m;
     }
     if (e == Endpoint::kNone) {
         m.kind = RouteMatch::Kind::kMethodNotAllowed;
@@ -198,6 +217,7 @@ RouteMatch match_route(std::string_view method, std::string_view raw_path, bool 
 bool endpoint_takes_body(Endpoint e) noexcept {
     switch (e) {
         case Endpoint::kConfigRepoCreate:
+        case Endpoint::kConfigRepoRegisterWebhook:
         case Endpoint::kClusterCreate:
         case Endpoint::kClusterPatch:
         case Endpoint::kTemplateCreate:

@@ -41,6 +41,7 @@ enum class Endpoint {
     kSeed,
     kHealth,
     kOpenapi,
+    kConfigRepoRegisterWebhook,
 };
 
 struct RouteDef {
@@ -70,6 +71,11 @@ struct RouteMatch {
     Endpoint endpoint = Endpoint::kNone;
     std::string id;  // decoded {id}
 };
+
+// The route raw_path falls under, whatever the method or the {id}'s
+// validity (set in *id_raw, undecoded, when id_raw is given); nullptr when none.
+[[nodiscard]] const RouteDef *find_route(std::string_view raw_path, bool development,
+                                         std::string_view *id_raw = nullptr);
 
 // method is the request method as sent; HEAD routes as GET.
 [[nodiscard]] RouteMatch match_route(std::string_view method, std::string_view raw_path,

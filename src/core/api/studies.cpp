@@ -188,6 +188,26 @@ class DigestHandler : public Handler {
     }
 };
 
+// GET /studies/{id}: the generic read, plus the log line of a study whose
+// objective.direction the convergence verdict cannot use.
+class StudyGetHandler : public GetByIdHandler {
+  public:
+    StudyGetHandler()
+        : GetByIdHandler(Endpoint::kStudyGet, db::Stmt::kStudyGet, db::kStudyCols, render_study,
+                         ErrorCode::kStudyNotFound, "Study") {}
+
+    Action on_rows(Context &ctx, const PGresult *res) override {
+        if (PQntuples(res) > 0 && PQnfields(res) == db::kStudyCols) {
+            db::Row row(res, 0);
+            const int objective = db::kStudyAnalyticsCol + 1;
+            if (!row.null(objective) && analytics::direction_unusable(row.text(objective))) {
+                ctx.log(RL_LOG_WARN, "convergence_invalid_direction: study " + ctx.id());
+            }
+        }
+        return GetByIdHandler::on_rows(ctx, res);
+    }
+};
+
 }  // namespace
 
 std::unique_ptr<Handler> make_study_handler(Endpoint e) {
@@ -202,6 +222,8 @@ std::unique_ptr<Handler> make_study_handler(Endpoint e) {
             return std::make_unique<CancelHandler>();
         case Endpoint::kDigestGet:
             return std::make_unique<DigestHandler>();
+        case Endpoint::kStudyGet:
+            return std::make_unique<StudyGetHandler>();
         default:
             return std::make_unique<GetByIdHandler>(e, db::Stmt::kStudyGet, db::kStudyCols,
                                                     render_study, ErrorCode::kStudyNotFound,

@@ -1,5 +1,7 @@
 #include "db/statements.hpp"
 
+#include "common/analytics.hpp"
+
 namespace relyloop::core::db {
 
 namespace {
@@ -28,7 +30,8 @@ namespace {
 
 // Study (27): 20 columns, baseline_trial_id, trials_summary (5) from
 // RL_TRIALS_SUMMARY joined as ts, direction (objective.direction when
-// maximize/minimize, else maximize).
+// maximize/minimize, else maximize). Every study statement follows it with
+// the 13 analytics inputs of common/analytics.hpp (db::kStudyCols = 40).
 #define RL_STUDY_COLS                                                                        \
     "s.id, s.name, s.cluster_id, s.target, s.template_id, s.query_set_id, "                  \
     "s.judgment_list_id, s.search_space, s.objective, s.config, s.status, s.failed_reason, " \
@@ -231,14 +234,20 @@ constexpr rl_statement_t kStatements[] = {
      4},
 
     // $1 id, $2 name, $3 repo_url, $4 default_branch, $5 pr_base_branch,
-    // $6 auth_ref, $7 webhook_secret_ref → ConfigRepo. 23505 on
-    // config_repos_name_key is CONFIG_REPO_NAME_TAKEN.
+    // $6 auth_ref, $7 webhook_secret_ref, $8 webhook job id → ConfigRepo.
+    // With a webhook_secret_ref the registration job is inserted by the same
+    // statement (docs/webhooks.md). 23505 on config_repos_name_key is
+    // CONFIG_REPO_NAME_TAKEN.
     {"rl_config_repo_insert",
-     "INSERT INTO config_repos AS r (id, name, provider, repo_url, default_branch, "
+     "WITH r AS (INSERT INTO config_repos AS r (id, name, provider, repo_url, default_branch, "
      "pr_base_branch, auth_ref, webhook_secret_ref, created_at) "
      "VALUES ($1::text, $2::text, 'github', $3::text, $4::text, $5::text, $6::text, $7::text, "
-     "now()) RETURNING " RL_CONFIG_REPO_COLS,
-     7},
+     "now()) RETURNING *), "
+     "j AS (INSERT INTO webhook_jobs (id, config_repo_id, state, attempts, run_after, created_at) "
+     "SELECT $8::text, r.id, 'queued', 0, now(), now() FROM r "
+     "WHERE r.webhook_secret_ref IS NOT NULL AND r.webhook_secret_ref <> '') "
+     "SELECT " RL_CONFIG_REPO_COLS " FROM r",
+     8},
 
     // $1 id → Cluster (not soft-deleted), 0..1 rows.
     {"rl_cluster_get",
@@ -341,21 +350,24 @@ constexpr rl_statement_t kStatements[] = {
 
     // $1 id → Study, 0..1 rows.
     {"rl_study_get",
-     "SELECT " RL_STUDY_COLS " FROM studies s" RL_TRIALS_SUMMARY "WHERE s.id = $1::text", 1},
+     "SELECT " RL_STUDY_COLS ", " RL_ANALYTICS_INPUT_COLS " FROM studies s" RL_TRIALS_SUMMARY
+         RL_ANALYTICS_INPUT_JOINS "WHERE s.id = $1::text",
+     1},
 
     // list, $5 status, $6 cluster_id, $7 target → total, Study
     {"rl_study_list",
      "WITH page AS (SELECT * FROM studies s WHERE " RL_STUDY_FILTERS
      "AND" RL_AFTER_CURSOR("s") RL_PAGE_ORDER("s") "LIMIT $1::int) "
      "SELECT (SELECT count(*) FROM studies s WHERE " RL_STUDY_FILTERS ") AS total, "
-     RL_STUDY_COLS " FROM (SELECT 1) one LEFT JOIN page s ON true" RL_TRIALS_SUMMARY
-         RL_PAGE_ORDER("s"),
+     RL_STUDY_COLS ", " RL_ANALYTICS_SERIES_ONLY_COLS
+     " FROM (SELECT 1) one LEFT JOIN page s ON true" RL_TRIALS_SUMMARY RL_PAGE_ORDER("s"),
      7},
 
     // sorted list, $10 status, $11 cluster_id, $12 target → total, keys (3), Study
     {"rl_study_list_sorted",
      RL_SORTED_LIST("studies", "s", RL_STUDY_FILTERS_AT("$10", "$11", "$12"), RL_Q_MATCH("s"),
-                    RL_STUDY_TS, RL_STUDY_TX, RL_STUDY_NUM, RL_STUDY_COLS, RL_TRIALS_SUMMARY),
+                    RL_STUDY_TS, RL_STUDY_TX, RL_STUDY_NUM,
+                    RL_STUDY_COLS ", " RL_ANALYTICS_SERIES_ONLY_COLS, RL_TRIALS_SUMMARY),
      12},
 
     // $1 id → prior_status (NULL: no such study), Study after the update
@@ -365,7 +377,8 @@ constexpr rl_statement_t kStatements[] = {
      "u AS (UPDATE studies SET status = 'cancelled', completed_at = now() "
      "WHERE id = $1::text AND status IN ('queued', 'running') RETURNING *) "
      "SELECT (SELECT status FROM found) AS prior_status, " RL_STUDY_COLS
-     " FROM (SELECT 1) one LEFT JOIN u s ON true" RL_TRIALS_SUMMARY,
+     ", " RL_ANALYTICS_INPUT_COLS " FROM (SELECT 1) one LEFT JOIN u s ON true" RL_TRIALS_SUMMARY
+         RL_ANALYTICS_INPUT_JOINS,
      1},
 
     // $1 study id → study_found, study status, Digest (NULLs when none).
@@ -564,6 +577,39 @@ constexpr rl_statement_t kStatements[] = {
      "SELECT chk.cluster_ok, chk.template_ok, chk.qs_ok, chk.jl_ok, (SELECT id FROM st), "
      "(SELECT id FROM dg), (SELECT id FROM pr), (SELECT count(*) FROM tr) FROM chk",
      15},
+
+    // POST /webhooks/github (docs/webhooks.md). $1 owner/repo lower-cased,
+    // $2 github_web_url without a trailing '/'.
+    // id, webhook_secret_ref
+    {"rl_webhook_candidates",
+     "SELECT id, webhook_secret_ref FROM config_repos "
+     "WHERE webhook_secret_ref IS NOT NULL AND webhook_secret_ref <> '' "
+     "AND left(lower(repo_url), length($2::text) + 1) = lower($2::text) || '/' "
+     "AND regexp_replace(lower(substr(repo_url, length($2::text) + 2)), '\\.git$', '') = $1::text "
+     "ORDER BY created_at, id",
+     2},
+    // The delivery's transaction, one call (own function, docs/webhooks.md).
+    // replayed, stale, action, proposal_id, pointers
+    {"rl_webhook_apply",
+     "SELECT replayed, stale, action, proposal_id, pointers::text FROM relyloop_webhook_apply("
+     "$1::text, $2::text, $3::text, $4::text, $5::text, $6::timestamptz, $7::timestamptz, "
+     "$8::bigint, $9::text)",
+     9},
+    // POST /config-repos/{id}/register_webhook: $1 id, $2 new job id →
+    // repo_found, secret_set (one row). A live job is kept (no second one);
+    // a racing insert meets the partial unique index and does nothing.
+    {"rl_config_repo_register_webhook",
+     "WITH cr AS (SELECT id, webhook_secret_ref FROM config_repos WHERE id = $1::text), "
+     "ins AS (INSERT INTO webhook_jobs (id, config_repo_id, state, attempts, run_after, created_at) "
+     "SELECT $2::text, cr.id, 'queued', 0, now(), now() FROM cr "
+     "WHERE cr.webhook_secret_ref IS NOT NULL AND cr.webhook_secret_ref <> '' "
+     "AND NOT EXISTS (SELECT 1 FROM webhook_jobs j WHERE j.config_repo_id = cr.id "
+     "AND j.state IN ('queued', 'running')) "
+     "ON CONFLICT DO NOTHING RETURNING id) "
+     "SELECT EXISTS (SELECT 1 FROM cr), "
+     "EXISTS (SELECT 1 FROM cr WHERE webhook_secret_ref IS NOT NULL AND webhook_secret_ref <> ''), "
+     "(SELECT count(*) FROM ins)",
+     2},
 };
 
 #undef RL_CONFIG_REPO_COLS

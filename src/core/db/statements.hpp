@@ -45,6 +45,9 @@ enum class Stmt : int {
     kProposalReinstate,
     kOpenPrPreflight,
     kSeedCompleted,
+    kWebhookCandidates,
+    kWebhookApply,
+    kConfigRepoRegisterWebhook,
     kCount,
 };
 
@@ -55,7 +58,8 @@ enum class Stmt : int {
 inline constexpr int kConfigRepoCols = 10;
 inline constexpr int kClusterCols = 13;
 inline constexpr int kTemplateCols = 8;
-inline constexpr int kStudyCols = 27;  // see RL_STUDY_COLS
+inline constexpr int kStudyCols = 40;  // see RL_STUDY_COLS (27) + analytics inputs (13)
+inline constexpr int kStudyAnalyticsCol = 27;
 inline constexpr int kTrialCols = 12;
 inline constexpr int kDigestCols = 8;
 inline constexpr int kProposalSummaryCols = 16;

@@ -15,6 +15,7 @@
 #include "pipeline/cancel.hpp"
 #include "pipeline/json_text.hpp"
 #include "relyloop/version.hpp"
+#include "metrics.hpp"
 
 namespace relyloop::github {
 
@@ -81,6 +82,34 @@ size_t on_header(char *data, size_t size, size_t nmemb, void *user) {
 int on_progress(void *user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
     auto *t = static_cast<Transfer *>(user);
     return t->cancel != nullptr && t->cancel->load(std::memory_order_relaxed) ? 1 : 0;
+}
+
+const char *transport_class(CURLcode rc) {
+    switch (rc) {
+        case CURLE_OPERATION_TIMEDOUT:
+            return "timeout";
+        case CURLE_COULDNT_CONNECT:
+            return "connect";
+        case CURLE_COULDNT_RESOLVE_HOST:
+        case CURLE_COULDNT_RESOLVE_PROXY:
+            return "dns";
+        case CURLE_SSL_CONNECT_ERROR:
+        case CURLE_PEER_FAILED_VERIFICATION:
+        case CURLE_SSL_CERTPROBLEM:
+        case CURLE_SSL_CIPHER:
+        case CURLE_SSL_CACERT_BADFILE:
+        case CURLE_SSL_ENGINE_NOTFOUND:
+        case CURLE_SSL_ENGINE_SETFAILED:
+        case CURLE_SSL_SHUTDOWN_FAILED:
+        case CURLE_SSL_CRL_BADFILE:
+        case CURLE_SSL_ISSUER_ERROR:
+        case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+        case CURLE_SSL_INVALIDCERTSTATUS:
+        case CURLE_SSL_CLIENTCERT:
+            return "tls";
+        default:
+            return "io";
+    }
 }
 
 bool parse_seconds(const std::string &s, long long *out) {
@@ -220,6 +249,10 @@ HttpResponse CurlTransport::send(const HttpRequest &request) {
     if (request.method == "POST") {
         add("Content-Type: application/json");
     }
+    if (!request.if_none_match.empty() &&
+        request.if_none_match.find_first_of("\r\n") == std::string::npos) {
+        add("If-None-Match: " + request.if_none_match);
+    }
     std::string user_agent = std::string("relyloop-pr/") + kVersion;
 
     curl_easy_setopt(h, CURLOPT_URL, request.url.c_str());
@@ -260,11 +293,14 @@ HttpResponse CurlTransport::send(const HttpRequest &request) {
         response.status = 0;
         response.body.clear();
         response.transport_error = redact(why, token_.reveal());
+        worker::metrics::github_response(0);
+        response.transport_class = transport_class(rc);
         return response;
     }
     long status = 0;
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
     response.status = status;
+    worker::metrics::github_response(status);
     return response;
 }
 
@@ -383,19 +419,29 @@ std::string Client::repo_url(std::string_view owner, std::string_view repo) cons
     return api_url_ + "/repos/" + url_escape(owner) + "/" + url_escape(repo);
 }
 
-HttpResponse Client::call(const HttpRequest &request) {
+HttpResponse Client::call_final(const HttpRequest &request) {
     for (int attempt = 1;; attempt++) {
         HttpResponse r = transport_.send(request);
-        if (r.status >= 200 && r.status < 300) {
+        if ((r.status >= 200 && r.status < 300) ||
+            (r.status == 304 && !request.if_none_match.empty())) {
             return r;
         }
         RetryDecision d = retry_decision(r, attempt, timing_.now());
         if (!d.retry) {
-            throw ApiError(r.status, github_error_message(r));
+            return r;
         }
         if (on_retry_) on_retry_(d, attempt);
         timing_.sleep(d.delay);
     }
+}
+
+HttpResponse Client::call(const HttpRequest &request) {
+    HttpResponse r = call_final(request);
+    if ((r.status >= 200 && r.status < 300) ||
+        (r.status == 304 && !request.if_none_match.empty())) {
+        return r;
+    }
+    throw ApiError(r.status, github_error_message(r));
 }
 
 std::string create_pull_payload(std::string_view title, std::string_view head,

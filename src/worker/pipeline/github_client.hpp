@@ -31,6 +31,9 @@ struct HttpRequest {
     std::string method;  // "GET" or "POST"
     std::string url;
     std::string body;  // JSON (POST)
+    // A conditional GET (docs/worker.md, "PR state reconciler"): sent as
+    // If-None-Match; Client::call then returns a 304 instead of failing.
+    std::string if_none_match;
 };
 
 struct HttpResponse {
@@ -38,6 +41,9 @@ struct HttpResponse {
     std::string body;
     std::vector<std::pair<std::string, std::string>> headers;  // names lower-case
     std::string transport_error;                               // redacted; status 0 only
+    // status 0 only: one word for the failure kind — timeout, connect, tls,
+    // dns or io (docs/worker.md, "Webhook registration").
+    std::string transport_class;
 
     [[nodiscard]] const std::string *header(std::string_view lower_name) const;
 };
@@ -121,9 +127,14 @@ class Client {
     // api_url: "https://api.github.com" or "https://HOST/api/v3".
     Client(std::string api_url, Transport &transport, Timing timing);
 
-    // One logical request with the retry policy: the final 2xx response, or
-    // ApiError. `on_retry` (optional) hears each retry decision.
+    // One logical request with the retry policy: the final 2xx response (or
+    // 304 for a request with if_none_match), or ApiError. `on_retry`
+    // (optional) hears each retry decision.
     [[nodiscard]] HttpResponse call(const HttpRequest &request);
+    // The same retry policy, but the final response whatever its status
+    // (status 0: transport failure): for callers that need the headers of a
+    // failure (the reconciler's rate-limit stop).
+    [[nodiscard]] HttpResponse call_final(const HttpRequest &request);
 
     // POST /repos/{o}/{r}/pulls. A 422 "A pull request already exists" is an
     // ApiError with status 422; see open_or_adopt_pull.
@@ -157,9 +168,10 @@ class Client {
         on_retry_ = std::move(f);
     }
 
-  private:
+    // <api>/repos/<owner>/<repo>, both percent-encoded.
     [[nodiscard]] std::string repo_url(std::string_view owner, std::string_view repo) const;
 
+  private:
     std::string api_url_;
     Transport &transport_;
     Timing timing_;

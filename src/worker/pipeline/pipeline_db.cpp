@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <vector>
 
+#include "common/analytics.hpp"
 #include "common/error.hpp"
 #include "common/followups.hpp"
 #include "db.hpp"
@@ -162,6 +163,23 @@ std::optional<StudyRows> PipelineDb::study(std::string_view id) {
         for (size_t i = 0; i < json_array_size(items.get()); i++) {
             out.followups.push_back(followups::pr_line(json_array_get(items.get(), i)));
         }
+    }
+
+    // The Confidence lines: every input in one statement (one snapshot).
+    PgResult a = exec("SELECT " RL_ANALYTICS_INPUT_COLS " FROM studies s" RL_ANALYTICS_INPUT_JOINS
+                      "WHERE s.id = $1",
+                      {id});
+    if (PQntuples(a.get()) > 0) {
+        std::vector<std::optional<std::string_view>> cols;
+        for (int c = 0; c < analytics::kAnalyticsInputCols; c++) {
+            if (PQgetisnull(a.get(), 0, c)) {
+                cols.emplace_back(std::nullopt);
+            } else {
+                cols.emplace_back(std::string_view(
+                    PQgetvalue(a.get(), 0, c), static_cast<size_t>(PQgetlength(a.get(), 0, c))));
+            }
+        }
+        out.confidence = analytics::confidence(analytics::input_from_columns(cols));
     }
     return out;
 }

@@ -58,6 +58,7 @@ struct StudyRows {
     std::vector<std::pair<std::string, double>> importance;  // numeric entries only
     size_t importance_entries = 0;                           // all entries, numeric or not
     std::vector<std::string> followups;
+    Json confidence;  // docs/analytics.md; empty when null
 };
 
 // Errors: Error(kInternalError, "database: ...").

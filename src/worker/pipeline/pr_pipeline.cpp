@@ -21,6 +21,7 @@
 #include "pipeline/chart.hpp"
 #include "pipeline/git_ops.hpp"
 #include "pipeline/github_client.hpp"
+#include "pipeline/normalizer_snippets.hpp"
 #include "pipeline/params_edit.hpp"
 #include "pipeline/pipeline_db.hpp"
 #include "pipeline/pr_text.hpp"
@@ -352,6 +353,11 @@ PipelineResult PrPipeline::run_steps(const JobContext &ctx, RunIds &ids, Secret 
         text.best_metric = study->best_metric;
         text.top_trials = std::move(study->top_trials);
         text.followups = study->followups;
+        text.confidence = std::move(study->confidence);
+        if (operator_section(text.config_diff.get()).unknown) {
+            log.warn("pr_body_unknown_normalizer",
+                     {{"job_id", ids.job_id}, {"proposal_id", ids.proposal_id}});
+        }
     }
     const std::string chart_file = manual ? std::string() : chart_path(ids.study_id);
     // pr_text already applies the token patterns; the literal PAT goes too, in

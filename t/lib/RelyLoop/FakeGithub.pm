@@ -94,6 +94,15 @@ sub requests {
 }
 
 sub pulls { @{$_[0]->_control(GET => 'pulls')} }
+sub hooks { @{$_[0]->_control(GET => 'hooks')} }
+
+# set_pull(repo => 'o/r', number => 7, state => 'closed', merged => 1,
+# merged_at => '2026-...Z'): creates or changes a PR; its updated_at moves on.
+sub set_pull {
+    my ($self, %p) = @_;
+    $p{merged} = $p{merged} ? JSON::PP::true : JSON::PP::false if exists $p{merged};
+    return $self->_control(POST => 'pull', \%p);
+}
 sub comments { @{$_[0]->_control(GET => 'comments')} }
 
 # reset() clears everything; reset(requests => 1) only the log, etc.

@@ -31,7 +31,7 @@ our $DEFAULT_PAT = 'github_pat_11RELYLOOPTESTpipeline_' . join('', map { ('A' ..
 
 sub new {
     my ($class, %o) = @_;
-    my $t = RelyLoop::Test->new($o{db_kind} ? (db_kind => $o{db_kind}) : ());
+    my $t = RelyLoop::Test->new(%{$o{test} || {}}, $o{db_kind} ? (db_kind => $o{db_kind}) : ());
     my $self = bless {t => $t, pat => $o{pat} // $DEFAULT_PAT, auth_ref => 'acme-pat',
         author_name => 'RelyLoop Bot', author_email => 'relyloop-bot@test.invalid',
         worker_args => $o{worker_args} || [], base_url => $o{base_url},
@@ -49,8 +49,9 @@ sub new {
         $self->{git}->stop if $self->{git};
     };
     $self->start_worker unless $o{no_worker};
-    $t->start_nginx(environment => 'development',
-        directives => {relyloop_github_web_url => $self->{git}->web_url});
+    $t->start_nginx(environment => 'development', %{$o{nginx} || {}},
+        directives => {relyloop_github_web_url => $self->{git}->web_url,
+            %{$o{nginx_directives} || {}}});
     return $self;
 }
 
@@ -165,8 +166,10 @@ sub seed {
 }
 
 # study($cluster, $template, config_diff => {...}, importance => {...}, followups => [...],
-#       trials => [[params, metric, status]...], name => ...): a study, its trials and
-# digest, and a pending proposal — by SQL, for shapes the seed endpoint does not make.
+#       trials => [[params, metric, status]...], name => ..., per_query => [pqm of trial i
+#       or undef...], queries => {id => text}, best => index of the winner (default 0)):
+# a study, its trials and digest, and a pending proposal — by SQL, for shapes the seed
+# endpoint does not make.
 sub study {
     my ($self, $cluster, $tmpl, %o) = @_;
     my $t = $self->{t};
@@ -178,6 +181,9 @@ sub study {
         . 'INSERT INTO judgment_lists (id, name, query_set_id, cluster_id, target, rubric, status) VALUES ('
         . join(',', map { sql_quote($_) } $jl, uniq_name('jl'), $qs, $cluster->{id}, 'products',
             '', 'complete') . ");\n"
+        . join('', map { 'INSERT INTO queries (id, query_set_id, query_text) VALUES ('
+            . join(',', map { sql_quote($_) } $_, $qs, $o{queries}{$_}) . ");\n" }
+            sort keys %{$o{queries} || {}})
         . 'INSERT INTO studies (id, name, cluster_id, target, template_id, query_set_id, '
         . "judgment_list_id, status, optuna_study_name, search_space, config, best_metric, objective) VALUES ("
         . join(',', map { sql_quote($_) } $sid, $name, $cluster->{id}, 'products', $tmpl->{id},
@@ -187,11 +193,12 @@ sub study {
     for my $i (0 .. $#trials) {
         my ($params, $metric, $status) = @{$trials[$i]};
         my $tid = uuid7();
-        $best //= $tid;
+        $best = $tid if $i == ($o{best} // 0);
         $sql .= 'INSERT INTO trials (id, study_id, optuna_trial_number, params, primary_metric, '
-            . 'metrics, status) VALUES (' . join(',', sql_quote($tid), sql_quote($sid), $i,
-                sql_json($params), defined $metric ? $metric : 'NULL',
-                sql_json({'ndcg@10' => $metric}), sql_quote($status // 'complete')) . ");\n";
+            . 'metrics, status, per_query_metrics) VALUES (' . join(',', sql_quote($tid),
+                sql_quote($sid), $i, sql_json($params), defined $metric ? $metric : 'NULL',
+                sql_json({'ndcg@10' => $metric}), sql_quote($status // 'complete'),
+                sql_json(($o{per_query} || [])->[$i])) . ");\n";
     }
     $sql .= 'UPDATE studies SET best_trial_id = ' . sql_quote($best) . ' WHERE id = ' . sql_quote($sid) . ";\n";
     unless ($o{no_digest}) {

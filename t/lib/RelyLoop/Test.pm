@@ -155,6 +155,8 @@ sub new {
     _arm() if $0 =~ /\.t\z/;    # (also for a file that imported nothing)
     my $dir = tempdir('relyloop-t-XXXXXX', TMPDIR => 1, CLEANUP => 0);
     chmod 0755, $dir;    # postgres (the user) must traverse it
+    # load_module => 'nginx.conf text' replaces the load_module line;
+    # nginx_user => 'www-data' the `user` of nginx's worker processes
     my $self = bless {
         dir => $dir,
         variant => $ENV{RELYLOOP_VARIANT} || 'release',
@@ -404,7 +406,9 @@ sub start_worker {
         '--git-author-email', 'relyloop-bot@test.invalid',
         @{$opts{args} || []},
     );
-    my %env = ($self->_san_env($name), %{$opts{env} || {}});
+    # The PR state reconciler is off unless a test asks for it (a flag wins):
+    # a tick at a slot boundary would add GitHub requests other tests count.
+    my %env = (RELYLOOP_PR_POLL_MINUTES => 0, $self->_san_env($name), %{$opts{env} || {}});
     my $log = "$self->{dir}/logs/$name.log";
     my $pid = fork // die "fork: $!";
     if ($pid == 0) {
@@ -476,6 +480,9 @@ sub start_nginx {
     my ($self, %opts) = @_;
     my $n = "$self->{dir}/nginx";
     make_path("$n/conf", "$n/logs", "$n/tmp");
+    # as in Debian's prefix (/usr/share/nginx): `load_module modules/...` of
+    # the packaged modules-available snippets resolves under -p
+    symlink('/usr/lib/nginx/modules', "$n/modules") unless -l "$n/modules";
     $self->{nginx_port} //= free_port();
     $self->{nginx_opts} = \%opts;
     $self->write_nginx_conf(%opts);
@@ -510,8 +517,10 @@ sub write_nginx_conf {
     my $d = $self->{dir};
     my $env = $opts{environment} // 'development';
     my $workers = $opts{workers} // 1;
-    # user => NAME: the worker processes' user (t/module_user.t)
-    my $user = $opts{user} ? "user $opts{user};" : $IS_ROOT ? 'user root;' : '';
+    # user => NAME: the worker processes' user (t/module_user.t); new(nginx_user => NAME) for all
+    my $u = $opts{user} // $self->{nginx_user};
+    my $user = $u ? "user $u;" : $IS_ROOT ? 'user root;' : '';
+    my $load = $self->{load_module} // "load_module $self->{module};";
     my %dir = (
         relyloop_pg_conninfo => '"' . $self->conninfo . '"',
         relyloop_worker_socket => $opts{worker_socket} // $self->worker_socket,
@@ -524,7 +533,7 @@ sub write_nginx_conf {
     my $directives = join '', map { defined $dir{$_} ? "    $_ $dir{$_};\n" : '' } sort keys %dir;
     my $cors = $opts{cors} ? '        relyloop_cors_origins ' . join(' ', @{$opts{cors}}) . ";" : '';
     my $conf = <<"EOF";
-load_module $self->{module};
+$load
 daemon off;
 master_process on;
 worker_processes $workers;

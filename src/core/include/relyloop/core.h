@@ -67,6 +67,7 @@ typedef struct {
     const char *environment;    /* "development" | "staging" | "production" */
     const char *secrets_dir;    /* relyloop_secrets_dir */
     const char *github_web_url; /* relyloop_github_web_url, no trailing '/' */
+    long long webhook_replay_window_s; /* relyloop_webhook_replay_window; 0 = 7d */
 } rl_core_conf_t;
 
 RL_API rl_status_t rl_core_new(rl_core_t **out, const rl_core_conf_t *conf);
@@ -104,6 +105,10 @@ typedef struct {
                                answered with its envelope, before routing */
     rl_str_t content_type;  /* Content-Type header, may be empty */
     int has_body;           /* a Content-Length above 0, or chunked */
+    int webhook;            /* a relyloop_webhook location: POST /webhooks/github */
+    rl_str_t gh_delivery;   /* X-GitHub-Delivery, may be empty */
+    rl_str_t gh_event;      /* X-GitHub-Event, may be empty */
+    rl_str_t gh_signature;  /* X-Hub-Signature-256, may be empty */
 } rl_http_request_t;
 
 RL_API rl_status_t rl_request_new(rl_request_t **out, rl_core_t *core,
@@ -175,6 +180,17 @@ RL_API void rl_request_worker_failed(rl_request_t *req, const char *detail);
  * core (allocation failure, rl_request_step returning RL_ERROR): a static
  * 500 INTERNAL_ERROR envelope. */
 RL_API const char *rl_internal_error_body(size_t *len);
+
+/* ---- routes, for metrics labels ----------------------------------------- */
+
+/* The API's routes as OpenAPI path templates ("/api/v1/clusters/{id}"), in a
+ * fixed order: rl_route_path(i) for i < rl_route_count(). */
+RL_API size_t rl_route_count(void);
+RL_API const char *rl_route_path(size_t i);
+/* The route a request path falls under (whatever its method or id), or -1
+ * when it matches none. Never fails otherwise. */
+RL_API int rl_route_index(const rl_core_t *core, rl_str_t method,
+    rl_str_t raw_path);
 
 #ifdef __cplusplus
 }
