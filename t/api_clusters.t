@@ -50,7 +50,7 @@ health_ok($c, 'create');
 my $engine_config = {index => 'products', analyzers => ['standard', 'english'], shards => 3,
     nested => {ok => JSON::PP::true}};
 $r = post(name => 'bound-os', engine_type => 'opensearch', environment => 'staging',
-    base_url => 'https://os.example.com', auth_kind => 'opensearch_sigv4',
+    base_url => 'https://os.example.com', auth_kind => 'opensearch_basic',
     credentials_ref => 'aws-role', config_repo_id => $repo->{id},
     config_path => 'relevance/configs', engine_config => $engine_config, notes => 'n' x 2000);
 is($r->{status}, 201, 'create with every optional field → 201') or diag($r->{body});
@@ -104,9 +104,9 @@ is(scalar(grep { $_->{status} == 409 && $_->{code} eq 'CLUSTER_NAME_TAKEN' } @ra
 
 for my $case (
     [name => ''], [name => 'n' x 129], [name => 5],
-    [engine_type => 'solr'], [engine_type => 'Elasticsearch'], [engine_type => undef],
+    [engine_type => undef], [engine_type => ''], [engine_type => 5],
     [environment => 'production'], [environment => ''],
-    [auth_kind => 'basic'], [auth_kind => 'opensearch_apikey'],
+    [auth_kind => ''], [auth_kind => []],
     [base_url => 5], [credentials_ref => []],
     [notes => 'n' x 2001], [notes => 5],
     [engine_config => []], [engine_config => 'x'], [engine_config => 5],
@@ -121,6 +121,17 @@ for my $case (
     $r = api($t, POST => '/api/v1/clusters', json => {%base, name => uniq_name('bad'),
         $field => $value});
     validation_ok($r, $field, "create $field = " . substr(json_encode($value), 0, 30));
+}
+# Known types, unknown values: 400s (t/api_cluster_lifecycle.t has their order).
+for my $case ([engine_type => 'Elasticsearch', 'ENGINE_NOT_SUPPORTED'],
+    [engine_type => 'vespa', 'ENGINE_NOT_SUPPORTED'], [auth_kind => 'basic', 'AUTH_KIND_NOT_SUPPORTED'],
+    [auth_kind => 'opensearch_apikey', 'AUTH_KIND_NOT_SUPPORTED'],
+    [auth_kind => 'opensearch_sigv4', 'AUTH_KIND_NOT_SUPPORTED'])
+{
+    my ($field, $value, $code) = @$case;
+    $r = api($t, POST => '/api/v1/clusters', json => {%base, name => uniq_name('bad'),
+        $field => $value});
+    error_ok($r, 400, $code, "create $field = $value");
 }
 for my $field (sort keys %base) {
     my %b = %base;

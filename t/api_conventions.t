@@ -77,8 +77,10 @@ for my $case (
     ['PUT', "/api/v1/config-repos/$repo->{id}", 'GET'],
     ['DELETE', "/api/v1/config-repos/$repo->{id}", 'GET'],
     ['PATCH', '/api/v1/clusters', 'GET,POST'],
-    ['DELETE', "/api/v1/clusters/$cluster->{id}", 'GET,PATCH'],
-    ['POST', "/api/v1/clusters/$cluster->{id}", 'GET,PATCH'],
+    ['PUT', "/api/v1/clusters/$cluster->{id}", 'DELETE,GET,PATCH'],
+    ['POST', "/api/v1/clusters/$cluster->{id}", 'DELETE,GET,PATCH'],
+    ['GET', "/api/v1/proposals/$pid/reinstate", 'POST'],
+    ['PUT', '/api/v1/clusters/test-connection', 'POST'],
     ['PUT', '/api/v1/query-templates', 'GET,POST'],
     ['PATCH', "/api/v1/query-templates/$template->{id}", 'GET'],
     ['POST', '/api/v1/studies', 'GET'],
@@ -296,7 +298,7 @@ is($r->{status}, 200, 'worker back: health → 200');
 
 # --- OPTIONS without relyloop_cors_origins ------------------------------------------------------
 
-for my $case (['/api/v1/config-repos', 'GET,POST'], ["/api/v1/clusters/$cluster->{id}", 'GET,PATCH'],
+for my $case (['/api/v1/config-repos', 'GET,POST'], ["/api/v1/clusters/$cluster->{id}", 'DELETE,GET,PATCH'],
     ["/api/v1/proposals/$pid/reject", 'POST'], ['/api/v1/health', 'GET'])
 {
     my ($path, $allow) = @$case;
@@ -359,8 +361,8 @@ for my $case (['/api/v1/config-repos', 'POST'], ["/api/v1/clusters/$cluster->{id
             'Access-Control-Request-Headers' => 'content-type, x-request-id'});
         is($r->{status}, 204, "preflight $method $path → 204 (#$i)");
         is(header($r, 'access-control-allow-origin'), $ORIGIN, 'preflight: the origin echoed');
-        is(method_set(header($r, 'access-control-allow-methods')) , 'GET,PATCH,POST',
-            'preflight: Access-Control-Allow-Methods: GET, POST, PATCH, OPTIONS');
+        is(method_set(header($r, 'access-control-allow-methods')) , 'DELETE,GET,PATCH,POST',
+            'preflight: Access-Control-Allow-Methods: GET, POST, PATCH, DELETE, OPTIONS');
         like(header($r, 'access-control-allow-methods') // '', qr/\bOPTIONS\b/, '... with OPTIONS');
         is(join(',', sort map { lc } split /\s*,\s*/, header($r, 'access-control-allow-headers') // ''),
             'accept,content-type,x-request-id',

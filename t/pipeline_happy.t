@@ -164,6 +164,21 @@ like($creates[0]{json}{body}, qr/\A## RelyLoop manual proposal\n\nThis proposal 
 unlike($creates[0]{json}{body}, qr/### (Metrics|Top trials)/, 'manual: no study sections');
 is(scalar $gh->requests(route => 'create_comment'), 0, 'manual: no comment');
 
+# A manual proposal with the flat metric_delta its clients send: served back
+# as given, rendered in the PR body.
+$gh->reset(requests => 1);
+my $flat = {metric => 'ndcg@10', baseline => 0.41, achieved => 0.47, delta_pct => 14.6};
+my $fid = $s->manual($cluster, $tmpl, {tie_breaker => {from => 0.3, to => 0.5}},
+    metric_delta => $flat);
+is_deeply(json_decode(scalar $t->psql("SELECT metric_delta::text FROM proposals WHERE id = '$fid'")), $flat,
+    'flat metric_delta stored as given');
+$row = $s->open_and_wait($fid);
+is($row->{status}, 'pr_opened', 'manual proposal with a flat metric_delta opened');
+@creates = $gh->requests(route => 'create_pull');
+is(scalar @creates, 1, 'flat metric_delta: one PR create');
+like($creates[0]{json}{body} // '', qr/\A## RelyLoop manual proposal\n\nThis proposal was entered by hand\.\n\n### Metrics\n\n\| Metric \| Baseline \| Achieved \| \x{394}% \|\n\| --- \| --- \| --- \| --- \|\n\| ndcg\@10 \| 0\.41 \| 0\.47 \| \+14\.6% \|\n\n### Config diff\n/,
+    'flat metric_delta rendered in the PR body');
+
 # --- the study link with --base-url ---------------------------------------------
 
 $s->restart_worker(base_url => 'https://relyloop.example.com/');

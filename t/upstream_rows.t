@@ -120,7 +120,9 @@ $r = api($t, GET => "/api/v1/proposals/$sup");
 is($r->{status}, 200, 'superseded proposal → 200');
 is($r->{json}{status}, 'superseded', 'status as stored');
 $r = api($t, GET => "/api/v1/proposals?study_id=$sid");
-is(scalar(grep { $_->{id} eq $sup } @{$r->{json}{data} || []}), 1, 'listed');
+is(scalar(grep { $_->{id} eq $sup } @{$r->{json}{data} || []}), 0, 'hidden from the list by default');
+$r = api($t, GET => "/api/v1/proposals?study_id=$sid&include_superseded=true");
+is(scalar(grep { $_->{id} eq $sup } @{$r->{json}{data} || []}), 1, 'listed with include_superseded');
 $r = $s->open_pr($sup);
 is($r->{status}, 409, 'open_pr on it: 409, not a 500') or diag($r->{body});
 
@@ -172,7 +174,7 @@ is($r->{json}{last_merged_proposal}{template}{name}, 'product search', 'with its
 $r = api($t, GET => '/api/v1/config-repos');
 my ($lrow) = grep { $_->{id} eq $repo->{id} } @{$r->{json}{data} || []};
 ok(exists $lrow->{last_merged_proposal} && !defined $lrow->{last_merged_proposal}, 'null on list rows');
-$r = api($t, GET => "/api/v1/proposals?study_id=$sid");
+$r = api($t, GET => "/api/v1/proposals?study_id=$sid&include_superseded=1");
 is_deeply({map { $_->{id} => $_->{is_currently_live} ? 1 : 0 } @{$r->{json}{data} || []}},
     {$sup => 1, $pid => 0}, 'is_currently_live on the list');
 

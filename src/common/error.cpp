@@ -37,6 +37,9 @@ CodeInfo info(ErrorCode code) noexcept {
         case ErrorCode::kProposalNotFound: return {"PROPOSAL_NOT_FOUND", 404, false};
         case ErrorCode::kInvalidStateTransition: return {"INVALID_STATE_TRANSITION", 409, false};
         case ErrorCode::kClusterHasNoConfigRepo: return {"CLUSTER_HAS_NO_CONFIG_REPO", 422, false};
+        case ErrorCode::kEngineNotSupported: return {"ENGINE_NOT_SUPPORTED", 400, false};
+        case ErrorCode::kAuthKindNotSupported: return {"AUTH_KIND_NOT_SUPPORTED", 400, false};
+        case ErrorCode::kClusterProbeUnsupported: return {"CLUSTER_PROBE_UNSUPPORTED", 501, false};
         case ErrorCode::kCloneFailed: return {"CLONE_FAILED", 500, false};
         case ErrorCode::kBranchExists: return {"BRANCH_EXISTS", 409, false};
         case ErrorCode::kConfigPathInvalid: return {"CONFIG_PATH_INVALID", 422, false};

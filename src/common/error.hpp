@@ -31,6 +31,9 @@ enum class ErrorCode {
     kProposalNotFound,
     kInvalidStateTransition,
     kClusterHasNoConfigRepo,
+    kEngineNotSupported,
+    kAuthKindNotSupported,
+    kClusterProbeUnsupported,
     // Pipeline failure codes (pr_open_error), SPEC §8.
     kCloneFailed,
     kBranchExists,

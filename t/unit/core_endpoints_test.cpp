@@ -225,8 +225,9 @@ TEST(ConfigRepoList, BadQueryIs422WithoutAQuery) {
     Response r = c.expect_response();
     EXPECT_EQ(r.status, 422);
     EXPECT_EQ(r.message(),
-              "Request validation failed: query.limit: must be an integer; query.cursor: invalid "
-              "cursor; query.since: must be an RFC 3339 timestamp");
+              "Request validation failed: query.unknown: unknown parameter; query.limit: must be "
+              "an integer; query.since: must be an RFC 3339 timestamp; query.cursor: invalid "
+              "cursor");
     Call neg(core, "GET", "/api/v1/config-repos", args("limit=-1"));
     EXPECT_EQ(neg.expect_response().message(),
               "Request validation failed: query.limit: must be between 1 and 200");
@@ -245,10 +246,10 @@ TEST(ClusterCreate, InsertsAndRendersHealthCheck) {
     Query q = c.expect_query();
     EXPECT_EQ(q.name, "rl_cluster_insert");
     EXPECT_TRUE(q.isolated);
-    EXPECT_EQ(
-        std::vector<Cell>(q.params.begin() + 1, q.params.end()),
-        (std::vector<Cell>{"prod-es", "elasticsearch", "prod", "https://es:9200", "es_apikey",
-                           "es-prod", "r1", "search/params", R"({"shards":2,"x":[0.3]})", "n"}));
+    EXPECT_EQ(std::vector<Cell>(q.params.begin() + 1, q.params.end()),
+              (std::vector<Cell>{"prod-es", "elasticsearch", "prod", "https://es:9200", "es_apikey",
+                                 "es-prod", "r1", "search/params", R"({"shards":2,"x":[0.3]})", "n",
+                                 N, "t", "t"}));
     c.rows({concat({"t"}, cluster_row(*q.params[0], "prod-es", Cell("r1")))});
     Response r = c.expect_response();
     EXPECT_EQ(r.status, 201);
@@ -270,12 +271,15 @@ TEST(ClusterCreate, MinimalBodyAndMissingRepo) {
     Core core;
     const char *b =
         R"({"name":"c","engine_type":"opensearch","environment":"dev",)"
-        R"("base_url":"http://os:9200","auth_kind":"opensearch_sigv4","credentials_ref":"x","config_repo_id":"gone"})";
+        R"("base_url":"http://os:9200","auth_kind":"opensearch_basic","credentials_ref":"x","config_repo_id":"gone"})";
     Call c(core, "POST", "/api/v1/clusters", body(b));
     Query q = c.expect_query();
-    EXPECT_EQ(q.params[8], N);   // config_path
-    EXPECT_EQ(q.params[9], N);   // engine_config
-    EXPECT_EQ(q.params[10], N);  // notes
+    EXPECT_EQ(q.params[8], N);     // config_path
+    EXPECT_EQ(q.params[9], N);     // engine_config
+    EXPECT_EQ(q.params[10], N);    // notes
+    EXPECT_EQ(q.params[11], N);    // target_filter
+    EXPECT_EQ(q.params[12], "t");  // config_repo_id given
+    EXPECT_EQ(q.params[13], "f");  // config_path given
     c.rows({concat({"f"}, Row(13, N))});
     Response r = c.expect_response();
     EXPECT_EQ(r.status, 404);
@@ -291,27 +295,84 @@ TEST(ClusterCreate, Validation) {
     Response r = c.expect_response();
     EXPECT_EQ(r.status, 422);
     EXPECT_EQ(r.message(),
-              "Request validation failed: body.name: must not be empty; body.engine_type: must "
-              "be one of: elasticsearch, opensearch; body.environment: must be one of: prod, "
-              "staging, dev; body.base_url: must be an http:// or https:// URL; body.auth_kind: "
-              "must be one of: es_apikey, es_basic, opensearch_basic, opensearch_sigv4; "
-              "body.credentials_ref: field required; body.config_path: must be a relative path "
-              "of [A-Za-z0-9_./-] characters without '..' segments; body.engine_config: must be "
-              "an object; body.notes: must not be empty");
+              "Request validation failed: body.name: must not be empty; body.environment: must "
+              "be one of: prod, staging, dev; body.base_url: must use http or https scheme; "
+              "body.credentials_ref: field required; body.engine_config: must be an object; "
+              "body.config_path: must be a relative path of [A-Za-z0-9_./-] characters without "
+              "'..' segments; body.notes: must not be empty");
 }
 
 TEST(ClusterCreate, NameTakenAndRepoRace) {
     Core core;
-    const char *b = R"({"name":"prod","engine_type":"opensearch","environment":"dev",)"
-                    R"("base_url":"http://os","auth_kind":"es_basic","credentials_ref":"x"})";
+    const char *b =
+        R"({"name":"prod","engine_type":"opensearch","environment":"dev",)"
+        R"("base_url":"http://os","auth_kind":"opensearch_basic","credentials_ref":"x"})";
     auto taken = db_failure_of(core, relyloop::core::Endpoint::kClusterCreate, b, "23505",
                                "clusters_name_key");
     EXPECT_EQ(taken.response.error_code, "CLUSTER_NAME_TAKEN");
-    EXPECT_EQ(message_of(taken), "Cluster name \"prod\" is already taken");
+    EXPECT_EQ(message_of(taken), "name prod is already registered");
     auto race = db_failure_of(core, relyloop::core::Endpoint::kClusterCreate, b, "23503",
                               "clusters_config_repo_id_fkey");
     EXPECT_EQ(race.response.status, 404);
     EXPECT_EQ(race.response.error_code, "CONFIG_REPO_NOT_FOUND");
+}
+
+TEST(ClusterCreate, KindsAre400sInOrderAfterThe422s) {
+    Core core;
+    auto post = [&](const std::string &engine, const std::string &auth) {
+        Call c(core, "POST", "/api/v1/clusters",
+               body(R"({"name":"c","engine_type":")" + engine +
+                    R"(","environment":"dev","base_url":"http://h","auth_kind":")" + auth +
+                    R"(","credentials_ref":"x","config_repo_id":"gone"})"));
+        return c.expect_response();
+    };
+    Response r = post("vespa", "nope");
+    EXPECT_EQ(r.status, 400);
+    EXPECT_EQ(r.code(), "ENGINE_NOT_SUPPORTED");
+    EXPECT_EQ(r.message(),
+              "engine_type must be one of: ['elasticsearch', 'opensearch', 'solr'] (got: 'vespa')");
+    r = post("opensearch", "opensearch_sigv4");
+    EXPECT_EQ(r.code(), "AUTH_KIND_NOT_SUPPORTED");
+    EXPECT_EQ(r.message(), "'opensearch_sigv4' is reserved but not implemented in MVP1");
+    r = post("solr", "es_basic");
+    EXPECT_EQ(r.status, 400);
+    EXPECT_EQ(r.message(),
+              "auth_kind='es_basic' is not valid for engine_type='solr'; allowed for "
+              "'solr': ['solr_basic', 'solr_apikey']");
+    // A name held by an active cluster: the statement writes no row.
+    Call c(core, "POST", "/api/v1/clusters",
+           body(R"({"name":"c","engine_type":"solr","environment":"dev","base_url":"http://h",)"
+                R"("auth_kind":"solr_apikey","credentials_ref":"x","target_filter":" a* "})"));
+    Query q = c.expect_query();
+    EXPECT_EQ(q.params[11], "a*");
+    c.rows({concat({"t"}, Row(13, N))});
+    r = c.expect_response();
+    EXPECT_EQ(r.status, 409);
+    EXPECT_EQ(r.code(), "CLUSTER_NAME_TAKEN");
+}
+
+TEST(ClusterDeleteAndProbe, DeleteIs204AndProbeIs501) {
+    Core core;
+    Call d(core, "DELETE", "/api/v1/clusters/c1");
+    Query q = d.expect_query();
+    EXPECT_EQ(q.name, "rl_cluster_delete");
+    EXPECT_TRUE(q.isolated);
+    d.rows({{"c1"}});
+    Response r = d.expect_response();
+    EXPECT_EQ(r.status, 204);
+    EXPECT_TRUE(r.body.empty());
+    Call gone(core, "DELETE", "/api/v1/clusters/c2");
+    gone.expect_query();
+    gone.rows({}, 1);
+    r = gone.expect_response();
+    EXPECT_EQ(r.code(), "CLUSTER_NOT_FOUND");
+    EXPECT_EQ(r.message(), "cluster c2 not found");
+    Call p(core, "POST", "/api/v1/clusters/test-connection",
+           body(R"({"engine_type":"elasticsearch","base_url":"http://h","auth_kind":"es_basic",)"
+                R"("credentials_ref":"x","engine_config":null})"));
+    r = p.expect_response();
+    EXPECT_EQ(r.status, 501);
+    EXPECT_EQ(r.code(), "CLUSTER_PROBE_UNSUPPORTED");
 }
 
 TEST(ClusterGetAndList, SoftDeletedIsNotFoundAndListWorks) {
@@ -439,7 +500,7 @@ TEST(TemplateCreate, ValidationAndConflict) {
             R"({"name":"../x","engine_type":"opensearch","body":"","declared_params":{"a":{"type":"categorical","values":[]}}})"));
     Response r = c.expect_response();
     EXPECT_EQ(r.message(),
-              "Request validation failed: body.name: must match ^[A-Za-z0-9][A-Za-z0-9._-]*$; "
+              "Request validation failed: body.name: must match ^[A-Za-z0-9][A-Za-z0-9 ._-]*$; "
               "body.body: must not be empty; body.declared_params.a.values: must not be empty");
     Call m(core, "POST", "/api/v1/query-templates", body("{}"));
     EXPECT_EQ(m.expect_response().message(),
@@ -459,10 +520,35 @@ TEST(TemplateList, EngineTypeFilter) {
     Query q = c.expect_query();
     EXPECT_EQ(q.name, "rl_template_list");
     EXPECT_EQ(q.params, (std::vector<Cell>{"51", N, N, N, "opensearch"}));
-    Call bad(core, "GET", "/api/v1/query-templates", args("engine_type=solr"));
+    Call solr(core, "GET", "/api/v1/query-templates", args("engine_type=solr"));
+    EXPECT_EQ(solr.expect_query().params, (std::vector<Cell>{"51", N, N, N, "solr"}));
+    Call bad(core, "GET", "/api/v1/query-templates", args("engine_type=vespa"));
     EXPECT_EQ(bad.expect_response().message(),
               "Request validation failed: query.engine_type: must be one of: elasticsearch, "
-              "opensearch");
+              "opensearch, solr");
+    Call sorted(core, "GET", "/api/v1/query-templates", args("sort=version:asc&q=products"));
+    Query sq = sorted.expect_query();
+    EXPECT_EQ(sq.name, "rl_template_list_sorted");
+    EXPECT_EQ(sq.params, (std::vector<Cell>{"51", N, N, N, "version", "asc", N, N, "products", N}));
+    Call ranked(core, "GET", "/api/v1/query-templates", args("q=products&limit=1"));
+    Query rq = ranked.expect_query();
+    EXPECT_EQ(rq.params, (std::vector<Cell>{"2", N, N, N, "rank", "desc", N, N, "products", N}));
+    // total, keys (timestamp, text, number), Template
+    ranked.rows({concat({"5", N, N, "1500"}, template_row("t1", "a")),
+                 concat({"5", N, N, "900"}, template_row("t2", "b"))});
+    Json j = ranked.expect_response().json();
+    std::string cursor = str(j.get(), "next_cursor");
+    EXPECT_EQ(*relyloop::core::base64url_decode(cursor), R"(["1500","t1","rank:desc"])");
+    Call next(core, "GET", "/api/v1/query-templates", args("q=products&cursor=" + cursor));
+    EXPECT_EQ(next.expect_query().params,
+              (std::vector<Cell>{"51", N, "t1", N, "rank", "desc", N, "1500", "products", N}));
+    Call other(core, "GET", "/api/v1/query-templates",
+               args("q=products&sort=name:asc&cursor=" + cursor));
+    EXPECT_EQ(other.expect_response().message(),
+              "Request validation failed: query.cursor: invalid cursor: issued for sort rank:desc");
+    Call short_q(core, "GET", "/api/v1/query-templates", args("q=x"));
+    EXPECT_EQ(short_q.expect_response().message(),
+              "Request validation failed: query.q: must be between 2 and 200 characters");
     Call get(core, "GET", "/api/v1/query-templates/t1");
     EXPECT_EQ(get.expect_query().name, "rl_template_get");
     get.rows({}, 8);
@@ -516,7 +602,12 @@ TEST(StudyList, Filters) {
     Call c(core, "GET", "/api/v1/studies", args("status=running&cluster_id=c%201&since="));
     Query q = c.expect_query();
     EXPECT_EQ(q.name, "rl_study_list");
-    EXPECT_EQ(q.params, (std::vector<Cell>{"51", N, N, N, "running", "c 1"}));
+    EXPECT_EQ(q.params, (std::vector<Cell>{"51", N, N, N, "running", "c 1", N}));
+    Call t(core, "GET", "/api/v1/studies", args("target=products&sort=best_metric:desc"));
+    Query tq = t.expect_query();
+    EXPECT_EQ(tq.name, "rl_study_list_sorted");
+    EXPECT_EQ(tq.params,
+              (std::vector<Cell>{"51", N, N, N, "best_metric", "desc", N, N, N, N, N, "products"}));
     Call bad(core, "GET", "/api/v1/studies", args("status=done"));
     EXPECT_EQ(bad.expect_response().message(),
               "Request validation failed: query.status: must be one of: queued, running, "
@@ -528,7 +619,7 @@ TEST(TrialList, DefaultSortAndCursor) {
     Call c(core, "GET", "/api/v1/studies/s1/trials", args("limit=2"));
     Query q = c.expect_query();
     EXPECT_EQ(q.name, "rl_trial_list_metric_desc");
-    EXPECT_EQ(q.params, (std::vector<Cell>{"s1", "3", N, N}));
+    EXPECT_EQ(q.params, (std::vector<Cell>{"s1", "3", N, N, N}));
     c.rows({concat({"t", "9"}, trial_row("a", Cell("0.5"))),
             concat({"t", "9"}, trial_row("b", Cell("NaN"))),
             concat({"t", "9"}, trial_row("c", N))});
@@ -547,7 +638,7 @@ TEST(TrialList, DefaultSortAndCursor) {
     EXPECT_EQ(*relyloop::core::base64url_decode(cursor), R"(["primary_metric_desc","NaN","b"])");
 
     Call next(core, "GET", "/api/v1/studies/s1/trials", args("limit=2&cursor=" + cursor));
-    EXPECT_EQ(next.expect_query().params, (std::vector<Cell>{"s1", "3", "NaN", "b"}));
+    EXPECT_EQ(next.expect_query().params, (std::vector<Cell>{"s1", "3", "NaN", "b", N}));
 
     Call other(core, "GET", "/api/v1/studies/s1/trials",
                args("sort=primary_metric_asc&cursor=" + cursor));
@@ -575,7 +666,23 @@ TEST(TrialList, OtherSortsAndNullKeys) {
     EXPECT_EQ(*relyloop::core::base64url_decode(cursor), R"(["optuna_trial_number_asc",4,"a"])");
     Call again(core, "GET", "/api/v1/studies/s1/trials",
                args("sort=optuna_trial_number_asc&cursor=" + cursor));
-    EXPECT_EQ(again.expect_query().params, (std::vector<Cell>{"s1", "51", "4", "a"}));
+    EXPECT_EQ(again.expect_query().params, (std::vector<Cell>{"s1", "51", "4", "a", N}));
+
+    Call ended(core, "GET", "/api/v1/studies/s1/trials",
+               args("sort=ended_at_desc&limit=1&since=2026-01-01T00:00:00Z"));
+    Query eq = ended.expect_query();
+    EXPECT_EQ(eq.name, "rl_trial_list_ended_desc");
+    EXPECT_EQ(eq.params[4], "2026-01-01T00:00:00+00:00");
+    ended.rows({concat({"t", "2"}, trial_row("a", N)), concat({"t", "2"}, trial_row("b", N))});
+    Json e = ended.expect_response().json();
+    std::string ec = str(e.get(), "next_cursor");
+    Call eagain(core, "GET", "/api/v1/studies/s1/trials", args("sort=ended_at_desc&cursor=" + ec));
+    EXPECT_EQ(eagain.expect_query().name, "rl_trial_list_ended_desc");
+    Call eother(core, "GET", "/api/v1/studies/s1/trials", args("sort=ended_at_asc&cursor=" + ec));
+    EXPECT_EQ(eother.expect_response().status, 422);
+    Call unknown(core, "GET", "/api/v1/studies/s1/trials", args("status=complete"));
+    EXPECT_EQ(unknown.expect_response().message(),
+              "Request validation failed: query.status: unknown parameter");
 }
 
 TEST(TrialList, UnknownStudyAndBadSort) {
@@ -589,7 +696,7 @@ TEST(TrialList, UnknownStudyAndBadSort) {
     Call bad(core, "GET", "/api/v1/studies/s1/trials", args("sort=id&cursor=zzz"));
     EXPECT_EQ(bad.expect_response().message(),
               "Request validation failed: query.sort: must be one of: primary_metric_desc, "
-              "primary_metric_asc, optuna_trial_number_asc");
+              "primary_metric_asc, optuna_trial_number_asc, ended_at_desc, ended_at_asc");
 }
 
 TEST(StudyCancel, Transitions) {

@@ -113,6 +113,7 @@ TEST(OpenApi, EveryRouteAndMethodIsDescribed) {
         check(r.get, "get");
         check(r.post, "post");
         check(r.patch, "patch");
+        check(r.del, "delete");
     }
     EXPECT_EQ(json_object_size(paths), described) << "paths the router does not know";
 }

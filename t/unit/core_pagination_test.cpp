@@ -276,7 +276,7 @@ TEST(Filters, EnumAndIdFilters) {
     EXPECT_FALSE(parse_enum_filter(QueryArgs("status=open"), "status", kProposalStatuses, p));
     EXPECT_EQ(p.message(),
               "Request validation failed: query.status: must be one of: pending, pr_opened, "
-              "pr_merged, rejected");
+              "pr_merged, rejected, superseded");
     Problems q;
     EXPECT_EQ(parse_id_filter(QueryArgs("cluster_id=abc"), "cluster_id", q), "abc");
     EXPECT_FALSE(

@@ -72,7 +72,7 @@ TEST(ProposalList, FiltersAndSummaryShape) {
            args("status=pending&cluster_id=c1&study_id=s1&template_id=t1&limit=10"));
     Query q = c.expect_query();
     EXPECT_EQ(q.name, "rl_proposal_list");
-    EXPECT_EQ(q.params, (std::vector<Cell>{"11", N, N, N, "pending", "c1", "s1", "t1"}));
+    EXPECT_EQ(q.params, (std::vector<Cell>{"11", N, N, N, "pending", "c1", "s1", "t1", "f", N, N}));
     c.rows({concat({"1"}, proposal_summary_row("p1"))});
     Json j = c.expect_response().json();
     EXPECT_EQ(keys(json_array_get(json_object_get(j.get(), "data"), 0)), kSummaryKeys);
@@ -80,7 +80,7 @@ TEST(ProposalList, FiltersAndSummaryShape) {
              args("status=open&template_id=" + std::string(129, 't')));
     EXPECT_EQ(bad.expect_response().message(),
               "Request validation failed: query.status: must be one of: pending, pr_opened, "
-              "pr_merged, rejected; query.template_id: must be at most 128 characters");
+              "pr_merged, rejected, superseded; query.template_id: must be at most 128 characters");
 }
 
 TEST(ProposalCreate, ManualProposal) {
@@ -128,9 +128,8 @@ TEST(ProposalCreate, Validation) {
     EXPECT_EQ(r.status, 422);
     EXPECT_EQ(r.message(),
               "Request validation failed: body.cluster_id: must be a string; body.template_id: "
-              "field required; body.config_diff: must not be empty; "
-              "body.metric_delta.m.achieved: field required; body.status: extra fields not "
-              "permitted");
+              "field required; body.config_diff: must not be empty; body.status: extra fields "
+              "not permitted");
 }
 
 TEST(ProposalReject, AcceptedBodies) {
@@ -314,4 +313,57 @@ TEST(OpenPr, WorkerTroubleIsQueueUnavailable) {
     EXPECT_EQ(r.code(), "QUEUE_UNAVAILABLE");
     EXPECT_EQ(r.message(), "PR queue unavailable");
     EXPECT_TRUE(down.logged(RL_LOG_ERR, "timeout"));
+}
+
+TEST(ProposalReinstate, OneConditionalUpdate) {
+    Core core;
+    for (const char *b : {"", "{}", R"({"anything":[1]})"}) {
+        Options o;
+        o.body = std::string(b);
+        Call c(core, "POST", "/api/v1/proposals/p1/reinstate", o);
+        Query q = c.expect_query();
+        EXPECT_EQ(q.name, "rl_proposal_reinstate");
+        EXPECT_TRUE(q.isolated);
+        EXPECT_EQ(q.params, (std::vector<Cell>{"p1"}));
+    }
+    Call gone(core, "POST", "/api/v1/proposals/p1/reinstate");
+    gone.expect_query();
+    gone.rows({concat({N}, Row(47, N))});
+    Response r = gone.expect_response();
+    EXPECT_EQ(r.code(), "PROPOSAL_NOT_FOUND");
+    EXPECT_EQ(r.message(), "proposal p1 not found");
+    Call pending(core, "POST", "/api/v1/proposals/p1/reinstate");
+    pending.expect_query();
+    pending.rows({concat({"pending"}, Row(47, N))});
+    r = pending.expect_response();
+    EXPECT_EQ(r.status, 409);
+    EXPECT_EQ(r.message(),
+              "proposal p1 is in status 'pending'; only 'superseded' proposals can be reinstated");
+    // Seen superseded, not updated: a concurrent reinstate won.
+    Call raced(core, "POST", "/api/v1/proposals/p1/reinstate");
+    raced.expect_query();
+    raced.rows({concat({"superseded"}, Row(47, N))});
+    EXPECT_EQ(raced.expect_response().message(),
+              "proposal p1 is in status 'pending'; only 'superseded' proposals can be reinstated");
+}
+
+TEST(ProposalList, SortsBooleansAndUnknownParameters) {
+    Core core;
+    Call c(core, "GET", "/api/v1/proposals",
+           args("sort=status:asc&include_superseded=YES&source=manual&is_last_merged=0&limit=5"));
+    Query q = c.expect_query();
+    EXPECT_EQ(q.name, "rl_proposal_list_sorted");
+    EXPECT_EQ(q.params, (std::vector<Cell>{"6", N, N, N, "status", "asc", N, N, N, N, N, N, N, "t",
+                                           "manual", "f"}));
+    // created_at:desc is the plain list.
+    Call plain(core, "GET", "/api/v1/proposals", args("sort=created_at:desc"));
+    EXPECT_EQ(plain.expect_query().name, "rl_proposal_list");
+    Call bad(core, "GET", "/api/v1/proposals",
+             args("sort=status&include_superseded=maybe&source=x&q=a&is_last_merged=2"));
+    EXPECT_EQ(bad.expect_response().message(),
+              "Request validation failed: query.q: unknown parameter; query.sort: must be one of: "
+              "created_at:asc, created_at:desc, status:asc, status:desc, pr_state:asc, "
+              "pr_state:desc; query.include_superseded: Input should be a valid boolean; "
+              "query.source: must be one of: study, manual; query.is_last_merged: Input should be "
+              "a valid boolean");
 }

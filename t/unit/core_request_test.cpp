@@ -77,11 +77,11 @@ TEST(RequestRouting, UnknownRouteIs404Envelope) {
 
 TEST(RequestRouting, WrongMethodIs405WithAllow) {
     Core core;
-    Call c(core, "DELETE", "/api/v1/clusters/c1");
+    Call c(core, "DELETE", "/api/v1/config-repos/r1");
     Response r = c.expect_response();
     EXPECT_EQ(r.status, 405);
     EXPECT_EQ(r.code(), "METHOD_NOT_ALLOWED");
-    EXPECT_EQ(r.header("Allow"), "GET, PATCH, OPTIONS");
+    EXPECT_EQ(r.header("Allow"), "GET, OPTIONS");
     EXPECT_EQ(r.message(), "Method DELETE not allowed");
 }
 
@@ -115,7 +115,7 @@ TEST(RequestCors, PreflightForAnAllowedOrigin) {
     Response r = c.expect_response();
     EXPECT_EQ(r.status, 204);
     EXPECT_EQ(r.header("Access-Control-Allow-Origin"), "https://ui.example.com");
-    EXPECT_EQ(r.header("Access-Control-Allow-Methods"), "GET, POST, PATCH, OPTIONS");
+    EXPECT_EQ(r.header("Access-Control-Allow-Methods"), "GET, POST, PATCH, DELETE, OPTIONS");
     EXPECT_EQ(r.header("Access-Control-Allow-Headers"), "Content-Type, Accept, X-Request-ID");
     EXPECT_EQ(r.header("Access-Control-Max-Age"), "600");
     EXPECT_EQ(r.header("Vary"), "Origin");

@@ -148,7 +148,7 @@ TEST(Headers, Preflight) {
     HeaderList h;
     h.build(r, rid, cors);
     EXPECT_EQ(header(h, "Access-Control-Allow-Origin"), "http://localhost:5173");
-    EXPECT_EQ(header(h, "Access-Control-Allow-Methods"), "GET, POST, PATCH, OPTIONS");
+    EXPECT_EQ(header(h, "Access-Control-Allow-Methods"), "GET, POST, PATCH, DELETE, OPTIONS");
     EXPECT_EQ(header(h, "Access-Control-Allow-Headers"), "Content-Type, Accept, X-Request-ID");
     EXPECT_EQ(header(h, "Access-Control-Max-Age"), "600");
     EXPECT_EQ(header(h, "Vary"), "Origin");

@@ -31,6 +31,8 @@ TEST(Router, EveryRouteAndMethodReachesItsEndpoint) {
         {"POST", "/api/v1/clusters", Endpoint::kClusterCreate},
         {"GET", "/api/v1/clusters/abc", Endpoint::kClusterGet},
         {"PATCH", "/api/v1/clusters/abc", Endpoint::kClusterPatch},
+        {"DELETE", "/api/v1/clusters/abc", Endpoint::kClusterDelete},
+        {"POST", "/api/v1/clusters/test-connection", Endpoint::kClusterTestConnection},
         {"GET", "/api/v1/query-templates", Endpoint::kTemplateList},
         {"POST", "/api/v1/query-templates", Endpoint::kTemplateCreate},
         {"GET", "/api/v1/query-templates/abc", Endpoint::kTemplateGet},
@@ -44,6 +46,7 @@ TEST(Router, EveryRouteAndMethodReachesItsEndpoint) {
         {"GET", "/api/v1/proposals/abc", Endpoint::kProposalGet},
         {"POST", "/api/v1/proposals/abc/reject", Endpoint::kProposalReject},
         {"POST", "/api/v1/proposals/abc/open_pr", Endpoint::kProposalOpenPr},
+        {"POST", "/api/v1/proposals/abc/reinstate", Endpoint::kProposalReinstate},
         {"POST", "/api/v1/_test/studies/seed-completed", Endpoint::kSeed},
         {"GET", "/api/v1/health", Endpoint::kHealth},
         {"GET", "/api/v1/openapi.json", Endpoint::kOpenapi},
@@ -126,13 +129,34 @@ TEST(Router, UnknownPathsAreNoRoute) {
     }
 }
 
+TEST(Router, TestConnectionIsStaticForPostOnly) {
+    RouteMatch r = m("POST", "/api/v1/clusters/test-connection");
+    ASSERT_EQ(r.kind, Kind::kEndpoint);
+    EXPECT_EQ(r.endpoint, Endpoint::kClusterTestConnection);
+    // Other methods are /clusters/{id} with the id "test-connection".
+    for (const char *method : {"GET", "PATCH", "DELETE"}) {
+        r = m(method, "/api/v1/clusters/test-connection");
+        ASSERT_EQ(r.kind, Kind::kEndpoint) << method;
+        EXPECT_STREQ(r.route->path, "/api/v1/clusters/{id}") << method;
+        EXPECT_EQ(r.id, "test-connection") << method;
+    }
+    r = m("POST", "/api/v1/proposals/p1/reinstate");
+    ASSERT_EQ(r.kind, Kind::kEndpoint);
+    EXPECT_EQ(r.endpoint, Endpoint::kProposalReinstate);
+    EXPECT_EQ(r.id, "p1");
+}
+
 TEST(Router, WrongMethodIs405WithAllow) {
     RouteMatch r = m("DELETE", "/api/v1/config-repos/abc");
     ASSERT_EQ(r.kind, Kind::kMethodNotAllowed);
     EXPECT_STREQ(r.route->allow, "GET, OPTIONS");
     r = m("PUT", "/api/v1/clusters/abc");
     ASSERT_EQ(r.kind, Kind::kMethodNotAllowed);
-    EXPECT_STREQ(r.route->allow, "GET, PATCH, OPTIONS");
+    EXPECT_STREQ(r.route->allow, "GET, PATCH, DELETE, OPTIONS");
+    r = m("DELETE", "/api/v1/clusters/abc");
+    ASSERT_EQ(r.kind, Kind::kEndpoint);
+    EXPECT_EQ(r.endpoint, Endpoint::kClusterDelete);
+    EXPECT_EQ(r.id, "abc");
     r = m("GET", "/api/v1/proposals/abc/open_pr");
     ASSERT_EQ(r.kind, Kind::kMethodNotAllowed);
     EXPECT_STREQ(r.route->allow, "POST, OPTIONS");

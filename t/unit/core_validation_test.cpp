@@ -192,13 +192,6 @@ std::string diff(const char *d) {
     return p.empty() ? "" : p.message();
 }
 
-std::string delta(const char *d) {
-    Json j = obj(d);
-    Problems p;
-    validate_metric_delta(j.get(), "body.metric_delta", p);
-    return p.empty() ? "" : p.message();
-}
-
 }  // namespace
 
 TEST(DeclaredParams, AcceptsTypeStringsAndHintObjects) {
@@ -251,21 +244,6 @@ TEST(ConfigDiff, RequiresToAndNothingElse) {
     EXPECT_EQ(diff(long_key.c_str()), "Request validation failed: body.config_diff." +
                                           std::string(257, 'k') +
                                           ": parameter name must be at most 256 characters");
-}
-
-TEST(MetricDelta, ChecksNumbers) {
-    EXPECT_EQ(delta(R"({"ndcg@10":{"baseline":0.412,"achieved":0.487,"delta_pct":18.2}})"), "");
-    EXPECT_EQ(delta(R"({"ndcg@10":{"baseline":null,"achieved":1,"delta_pct":null}})"), "");
-    EXPECT_EQ(delta(R"({"m":{"baseline":0.1}})"),
-              "Request validation failed: body.metric_delta.m.achieved: field required");
-    EXPECT_EQ(delta(R"({"m":{"achieved":null,"baseline":"x","delta_pct":[]}})"),
-              "Request validation failed: body.metric_delta.m.baseline: must be a number; "
-              "body.metric_delta.m.achieved: must be a number; "
-              "body.metric_delta.m.delta_pct: must be a number");
-    EXPECT_EQ(delta(R"({"m":1})"),
-              "Request validation failed: body.metric_delta.m: must be an object");
-    EXPECT_EQ(delta(R"({"m":{"achieved":1,"extra":2}})"),
-              "Request validation failed: body.metric_delta.m.extra: extra fields not permitted");
 }
 
 TEST(IdText, AcceptsOpaqueIdsUpTo128Characters) {

@@ -112,9 +112,42 @@ TEST(PrBody, EmptySectionsSayso) {
     EXPECT_NE(body.find("### Suggested follow-ups\n\nNone.\n"), std::string::npos);
 }
 
+TEST(PrBody, ManualBodyWithMetricDeltaInEitherForm) {
+    PrText t = study_text();
+    t.manual = true;
+    const char *table =
+        "This proposal was entered by hand.\n"
+        "\n"
+        "### Metrics\n"
+        "\n"
+        "| Metric | Baseline | Achieved | \u0394% |\n"
+        "| --- | --- | --- | --- |\n"
+        "| ndcg@10 | 0.412 | 0.487 | +18.2% |\n"
+        "\n"
+        "### Config diff\n";
+    // The flat form manual clients send, and the per-metric form.
+    for (const char *d :
+         {R"({"metric": "ndcg@10", "baseline": 0.412, "achieved": 0.487,
+                              "delta_pct": 18.2})",
+          R"({"ndcg@10": {"baseline": 0.412, "achieved": 0.487, "delta_pct": 18.2}})"}) {
+        t.metric_delta = parse(d);
+        EXPECT_NE(pr_body(t).find(table), std::string::npos) << d << "\n" << pr_body(t);
+        EXPECT_NE(commit_message(t).find("Metric: ndcg@10  0.412 \u2192 0.487 (+18.2%)\n"),
+                  std::string::npos)
+            << d;
+    }
+    // Flat without numbers: n/a cells, never a crash.
+    t.metric_delta = parse(R"({"metric": "map", "achieved": "high"})");
+    EXPECT_NE(pr_body(t).find("| map | n/a | n/a | n/a |\n"), std::string::npos);
+    // Free-form members that are not metric objects render as n/a rows.
+    t.metric_delta = parse(R"({"note": "x"})");
+    EXPECT_NE(pr_body(t).find("| note | n/a | n/a | n/a |\n"), std::string::npos);
+}
+
 TEST(PrBody, ManualBody) {
     PrText t = study_text();
     t.manual = true;
+    t.metric_delta = Json();
     EXPECT_EQ(pr_body(t),
               "## RelyLoop manual proposal\n"
               "\n"

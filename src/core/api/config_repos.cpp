@@ -107,6 +107,9 @@ class RegisterWebhookHandler : public Handler {
     }
 };
 
+constexpr std::string_view kListParams[] = {"since", "limit", "cursor"};
+constexpr ListSpec kListSpec{kListParams, {}, false, db::Stmt::kConfigRepoList};
+
 }  // namespace
 
 std::unique_ptr<Handler> make_config_repo_handler(Endpoint e) {
@@ -117,7 +120,8 @@ std::unique_ptr<Handler> make_config_repo_handler(Endpoint e) {
             return std::make_unique<CreateHandler>();
         case Endpoint::kConfigRepoList:
             return std::make_unique<ListHandler>(e, db::Stmt::kConfigRepoList, db::kConfigRepoCols,
-                                                 render_config_repo, kCreatedCol);
+                                                 render_config_repo, kCreatedCol, nullptr,
+                                                 &kListSpec);
         default:
             return std::make_unique<GetByIdHandler>(
                 e, db::Stmt::kConfigRepoGet, db::kConfigRepoCols + db::kProposalSummaryCols,

@@ -225,6 +225,8 @@ std::unique_ptr<Handler> make_handler(Endpoint e) {
         case Endpoint::kClusterCreate:
         case Endpoint::kClusterGet:
         case Endpoint::kClusterPatch:
+        case Endpoint::kClusterDelete:
+        case Endpoint::kClusterTestConnection:
             return make_cluster_handler(e);
         case Endpoint::kTemplateList:
         case Endpoint::kTemplateCreate:
@@ -240,6 +242,7 @@ std::unique_ptr<Handler> make_handler(Endpoint e) {
         case Endpoint::kProposalCreate:
         case Endpoint::kProposalGet:
         case Endpoint::kProposalReject:
+        case Endpoint::kProposalReinstate:
             return make_proposal_handler(e);
         case Endpoint::kProposalOpenPr:
             return make_open_pr_handler();

@@ -217,7 +217,9 @@ std::string encode_trial_cursor(TrialSort sort, const char *key, std::string_vie
     std::string j = "[";
     json::write_string(j, trial_sort_name(sort));
     j += ',';
-    if (sort == TrialSort::kNumberAsc) {
+    if ((sort == TrialSort::kEndedDesc || sort == TrialSort::kEndedAsc) && key != nullptr) {
+        json::write_string(j, pg_timestamp_to_rfc3339(key));
+    } else if (sort == TrialSort::kNumberAsc) {
         j += key != nullptr ? key : "0";
     } else if (key == nullptr) {
         j += "null";
@@ -257,12 +259,143 @@ std::optional<TrialCursor> decode_trial_cursor(std::string_view cursor, TrialSor
     if (json_is_null(key)) {
         return c;
     }
+    if (expected == TrialSort::kEndedDesc || expected == TrialSort::kEndedAsc) {
+        if (!json_is_string(key)) {
+            return std::nullopt;
+        }
+        c.key = parse_rfc3339(std::string_view(json_string_value(key), json_string_length(key)));
+        if (!c.key) {
+            return std::nullopt;
+        }
+        return c;
+    }
     if (!json_is_string(key) ||
         !valid_float8_text(std::string_view(json_string_value(key), json_string_length(key)))) {
         return std::nullopt;
     }
     c.key = std::string(json_string_value(key), json_string_length(key));
     return c;
+}
+
+std::string encode_sorted_cursor(const SortKey &key, std::string_view tag, const char *value,
+                                 std::string_view id) {
+    std::string j = "[";
+    if (value == nullptr) {
+        j += "null";
+    } else if (key.type == KeyType::kTimestamp) {
+        json::write_string(j, pg_timestamp_to_rfc3339(value));
+    } else {
+        json::write_string(j, value);
+    }
+    j += ',';
+    json::write_string(j, id);
+    j += ',';
+    json::write_string(j, tag);
+    j += ']';
+    return base64url_encode(j);
+}
+
+std::optional<std::string> sorted_cursor_tag(std::string_view cursor) {
+    Json a = cursor_array(cursor);
+    if (!a || json_array_size(a.get()) != 3) {
+        return std::nullopt;
+    }
+    const json_t *tag = json_array_get(a.get(), 2);
+    if (!json_is_string(tag) || json_string_length(tag) > 64) {
+        return std::nullopt;
+    }
+    std::string t(json_string_value(tag), json_string_length(tag));
+    for (char ch : t) {
+        if (!((ch >= 'a' && ch <= 'z') || ch == '_' || ch == ':')) {
+            return std::nullopt;
+        }
+    }
+    return t;
+}
+
+std::optional<SortedCursor> decode_sorted_cursor(std::string_view cursor, const SortKey &key,
+                                                 std::string_view tag) {
+    Json a = cursor_array(cursor);
+    if (!a || json_array_size(a.get()) != 3) {
+        return std::nullopt;
+    }
+    const json_t *t = json_array_get(a.get(), 2);
+    if (!json_is_string(t) ||
+        std::string_view(json_string_value(t), json_string_length(t)) != tag) {
+        return std::nullopt;
+    }
+    auto id = id_member(json_array_get(a.get(), 1));
+    if (!id) {
+        return std::nullopt;
+    }
+    SortedCursor c;
+    c.id = std::move(*id);
+    const json_t *v = json_array_get(a.get(), 0);
+    if (json_is_null(v)) {
+        return c;
+    }
+    if (!json_is_string(v)) {
+        return std::nullopt;
+    }
+    std::string_view text(json_string_value(v), json_string_length(v));
+    switch (key.type) {
+        case KeyType::kTimestamp:
+            c.value = parse_rfc3339(text);
+            if (!c.value) {
+                return std::nullopt;
+            }
+            break;
+        case KeyType::kNumber:
+            if (!valid_float8_text(text)) {
+                return std::nullopt;
+            }
+            c.value = std::string(text);
+            break;
+        case KeyType::kText:
+            // Invalid UTF-8 is refused by PostgreSQL as a data exception (422).
+            if (text.size() > 1024 || text.find('\0') != std::string_view::npos) {
+                return std::nullopt;
+            }
+            c.value = std::string(text);
+            break;
+    }
+    return c;
+}
+
+std::optional<bool> parse_bool_filter(const QueryArgs &args, const char *name, Problems &problems) {
+    auto v = args.get(name);
+    if (!v) {
+        return std::nullopt;
+    }
+    std::string lower;
+    for (char ch : *v) {
+        lower.push_back(ch >= 'A' && ch <= 'Z' ? static_cast<char>(ch - 'A' + 'a') : ch);
+    }
+    for (std::string_view t : {"true", "1", "yes", "on", "t", "y"}) {
+        if (lower == t) {
+            return true;
+        }
+    }
+    for (std::string_view f : {"false", "0", "no", "off", "f", "n"}) {
+        if (lower == f) {
+            return false;
+        }
+    }
+    problems.add(std::string("query.") + name, "Input should be a valid boolean");
+    return std::nullopt;
+}
+
+void reject_unknown_params(const QueryArgs &args, std::span<const std::string_view> allowed,
+                           Problems &problems) {
+    for (const std::string &name : args.names()) {
+        bool known = false;
+        for (std::string_view a : allowed) {
+            known = known || a == name;
+        }
+        if (!known) {
+            problems.add("query." + name, "unknown parameter");
+        }
+    }
 }
 
 int parse_limit(const QueryArgs &args, Problems &problems) {

@@ -14,14 +14,35 @@ constexpr StringRule kReasonRule{500, 0};
 
 constexpr int kCreatedCol = 14;
 
+constexpr std::string_view kSources[] = {"study", "manual"};
+
+Param bool_filter(const QueryArgs &args, const char *name, Problems &problems) {
+    auto b = parse_bool_filter(args, name, problems);
+    return b ? bool_param(*b) : Param();
+}
+
+// status, cluster_id, study_id, template_id, include_superseded (never
+// NULL), source, is_last_merged (docs/api.md, "Proposals").
 std::vector<Param> list_filters(const QueryArgs &args, Problems &problems) {
     std::vector<Param> f;
     f.push_back(parse_enum_filter(args, "status", kProposalStatuses, problems));
     f.push_back(parse_id_filter(args, "cluster_id", problems));
     f.push_back(parse_id_filter(args, "study_id", problems));
     f.push_back(parse_id_filter(args, "template_id", problems));
+    Param inc = bool_filter(args, "include_superseded", problems);
+    f.push_back(inc ? std::move(inc) : bool_param(false));
+    f.push_back(parse_enum_filter(args, "source", kSources, problems));
+    f.push_back(bool_filter(args, "is_last_merged", problems));
     return f;
 }
+
+constexpr std::string_view kListParams[] = {
+    "status", "cluster_id",     "study_id", "template_id", "include_superseded",
+    "source", "is_last_merged", "sort",     "since",       "limit",
+    "cursor"};
+constexpr SortKey kSortKeys[] = {
+    {"created_at", KeyType::kTimestamp}, {"status", KeyType::kText}, {"pr_state", KeyType::kText}};
+constexpr ListSpec kListSpec{kListParams, kSortKeys, false, db::Stmt::kProposalListSorted};
 
 // A manual proposal: {cluster_id, template_id, config_diff, metric_delta?}.
 class CreateHandler : public Handler {
@@ -36,10 +57,8 @@ class CreateHandler : public Handler {
         if (diff != nullptr) {
             validate_config_diff(diff, r.path("config_diff"), r.problems());
         }
+        // Any JSON object, stored and served as given (docs/api.md).
         const json_t *delta = r.object("metric_delta", false);
-        if (delta != nullptr) {
-            validate_metric_delta(delta, r.path("metric_delta"), r.problems());
-        }
         r.done();
 
         cluster_id_ = *cluster;
@@ -103,6 +122,48 @@ class RejectHandler : public Handler {
     }
 };
 
+// superseded → pending in one conditional UPDATE (two racing requests: one
+// 200, one 409); the body, if any, is ignored.
+class ReinstateHandler : public Handler {
+  public:
+    ReinstateHandler() : Handler(Endpoint::kProposalReinstate) {}
+
+    Action start(Context &ctx) override {
+        (void)parse_body_object(ctx.body(), false);
+        return Action::write(db::Stmt::kProposalReinstate, {ctx.id()});
+    }
+
+    // prior_status, ProposalDetail
+    Action on_rows(Context &ctx, const PGresult *res) override {
+        expect_columns(res, 1 + db::kProposalDetailCols);
+        db::Row row(res, 0);
+        if (PQntuples(res) == 0 || row.null(0)) {
+            return Action::error(ErrorCode::kProposalNotFound,
+                                 "proposal " + ctx.id() + " not found");
+        }
+        if (row.null(1)) {
+            // Seen superseded but not updated: a concurrent reinstate won,
+            // and only a reinstate moves a proposal out of superseded.
+            std::string_view prior = row.text(0);
+            std::string status(prior == "superseded" ? "pending" : prior);
+            return Action::error(ErrorCode::kInvalidStateTransition,
+                                 "proposal " + ctx.id() + " is in status '" + status +
+                                     "'; only 'superseded' proposals can be reinstated");
+        }
+        std::string msg = "chain_proposal_reinstated {\"proposal_id\":";
+        json::write_string(msg, ctx.id());
+        msg += ",\"study_id\":";
+        if (row.null(2)) {
+            msg += "null";
+        } else {
+            json::write_string(msg, row.text(2));
+        }
+        msg += ",\"prior_status\":\"superseded\"}";
+        ctx.log(RL_LOG_INFO, msg);
+        return Action::respond(object_response(200, render_proposal_detail, res, 1));
+    }
+};
+
 }  // namespace
 
 std::unique_ptr<Handler> make_proposal_handler(Endpoint e) {
@@ -111,10 +172,12 @@ std::unique_ptr<Handler> make_proposal_handler(Endpoint e) {
             return std::make_unique<CreateHandler>();
         case Endpoint::kProposalReject:
             return std::make_unique<RejectHandler>();
+        case Endpoint::kProposalReinstate:
+            return std::make_unique<ReinstateHandler>();
         case Endpoint::kProposalList:
             return std::make_unique<ListHandler>(e, db::Stmt::kProposalList,
                                                  db::kProposalSummaryCols, render_proposal_summary,
-                                                 kCreatedCol, list_filters);
+                                                 kCreatedCol, list_filters, &kListSpec);
         default:
             return std::make_unique<GetByIdHandler>(e, db::Stmt::kProposalGet,
                                                     db::kProposalDetailCols, render_proposal_detail,

@@ -119,7 +119,7 @@ void HeaderList::build(const Response &r, const std::string &request_id, const C
         add("Access-Control-Expose-Headers", "X-Total-Count, X-Request-ID");
         add("Vary", "Origin");
         if (r.preflight) {
-            add("Access-Control-Allow-Methods", "GET, POST, PATCH, OPTIONS");
+            add("Access-Control-Allow-Methods", "GET, POST, PATCH, DELETE, OPTIONS");
             add("Access-Control-Allow-Headers", "Content-Type, Accept, X-Request-ID");
             add("Access-Control-Max-Age", "600");
         }

@@ -1,6 +1,7 @@
 #include "api/router.hpp"
 
 #include <array>
+#include <iterator>
 
 #include "api/uri.hpp"
 #include "api/validation.hpp"
@@ -21,8 +22,12 @@ constexpr RouteDef kRoutes[] = {
      E::kNone, C::kConfigRepoNotFound, "POST, OPTIONS", false},
     {"/api/v1/clusters", E::kClusterList, E::kClusterCreate, E::kNone, C::kResourceNotFound,
      "GET, POST, OPTIONS", false},
+    // A static path before /clusters/{id}: only its POST is its own, other
+    // methods fall through to /clusters/{id} (docs/api.md).
+    {"/api/v1/clusters/test-connection", E::kNone, E::kClusterTestConnection, E::kNone,
+     C::kResourceNotFound, "POST, OPTIONS", false},
     {"/api/v1/clusters/{id}", E::kClusterGet, E::kNone, E::kClusterPatch, C::kClusterNotFound,
-     "GET, PATCH, OPTIONS", false},
+     "GET, PATCH, DELETE, OPTIONS", false, E::kClusterDelete},
     {"/api/v1/query-templates", E::kTemplateList, E::kTemplateCreate, E::kNone,
      C::kResourceNotFound, "GET, POST, OPTIONS", false},
     {"/api/v1/query-templates/{id}", E::kTemplateGet, E::kNone, E::kNone, C::kTemplateNotFound,
@@ -45,6 +50,8 @@ constexpr RouteDef kRoutes[] = {
      "POST, OPTIONS", false},
     {"/api/v1/proposals/{id}/open_pr", E::kNone, E::kProposalOpenPr, E::kNone, C::kProposalNotFound,
      "POST, OPTIONS", false},
+    {"/api/v1/proposals/{id}/reinstate", E::kNone, E::kProposalReinstate, E::kNone,
+     C::kProposalNotFound, "POST, OPTIONS", false},
     {"/api/v1/_test/studies/seed-completed", E::kNone, E::kSeed, E::kNone, C::kResourceNotFound,
      "POST, OPTIONS", true},
     {"/api/v1/health", E::kHealth, E::kNone, E::kNone, C::kResourceNotFound, "GET, OPTIONS", false},
@@ -155,13 +162,41 @@ RouteMatch match_route(std::string_view method, std::string_view raw_path, bool 
         m.kind = RouteMatch::Kind::kOptions;
         return m;
     }
-    Endpoint e = Endpoint::kNone;
-    if (method == "GET" || method == "HEAD") {
-        e = route->get;
-    } else if (method == "POST") {
-        e = route->post;
-    } else if (method == "PATCH") {
-        e = route->patch;
+    auto endpoint_of = [method](const RouteDef &r) {
+        if (method == "GET" || method == "HEAD") {
+            return r.get;
+        }
+        if (method == "POST") {
+            return r.post;
+        }
+        if (method == "PATCH") {
+            return r.patch;
+        }
+        if (method == "DELETE") {
+            return r.del;
+        }
+        return Endpoint::kNone;
+    };
+    Endpoint e = endpoint_of(*route);
+    if (e == Endpoint::kNone) {
+        // A later route matching the path may take the method: the static
+        // /clusters/test-connection (POST) comes before /clusters/{id}.
+        Segments segs;
+        std::string scratch;
+        if (split(raw_path, segs)) {
+            for (const RouteDef *r = route + 1; r != std::end(kRoutes); r++) {
+                std::string_view later_id;
+                if ((!r->dev_only || development) &&
+                    template_matches(r->path, segs, later_id, scratch) &&
+                    endpoint_of(*r) != Endpoint::kNone) {
+                    route = r;
+                    m.route = r;
+                    id_raw = later_id;
+                    e = endpoint_of(*r);
+                    break;
+                }
+            }
+        }
     }
     if (e == Endpoint::kNone) {
         m.kind = RouteMatch::Kind::kMethodNotAllowed;
@@ -190,6 +225,8 @@ bool endpoint_takes_body(Endpoint e) noexcept {
         case Endpoint::kProposalCreate:
         case Endpoint::kProposalReject:
         case Endpoint::kProposalOpenPr:
+        case Endpoint::kProposalReinstate:
+        case Endpoint::kClusterTestConnection:
         case Endpoint::kSeed:
             return true;
         default:

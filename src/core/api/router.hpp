@@ -22,6 +22,8 @@ enum class Endpoint {
     kClusterCreate,
     kClusterGet,
     kClusterPatch,
+    kClusterDelete,
+    kClusterTestConnection,
     kTemplateList,
     kTemplateCreate,
     kTemplateGet,
@@ -35,6 +37,7 @@ enum class Endpoint {
     kProposalGet,
     kProposalReject,
     kProposalOpenPr,
+    kProposalReinstate,
     kSeed,
     kHealth,
     kOpenapi,
@@ -49,6 +52,7 @@ struct RouteDef {
     ErrorCode not_found;  // the 404 of an unknown or malformed {id}
     const char *allow;    // the Allow header: methods, then OPTIONS
     bool dev_only;        // exists only in the development environment
+    Endpoint del = Endpoint::kNone;
 };
 
 // Every route, in a fixed order (the OpenAPI test walks them).

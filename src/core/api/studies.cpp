@@ -3,6 +3,7 @@
 
 #include "api/crud.hpp"
 #include "api/validation.hpp"
+#include "common/timefmt.hpp"
 
 namespace relyloop::core {
 
@@ -14,8 +15,30 @@ std::vector<Param> list_filters(const QueryArgs &args, Problems &problems) {
     std::vector<Param> f;
     f.push_back(parse_enum_filter(args, "status", kStudyStatuses, problems));
     f.push_back(parse_id_filter(args, "cluster_id", problems));
+    auto target = args.get("target");
+    if (target && (target->size() > 1024 || [&] {
+            size_t n = 0;
+            for (char ch : *target) {
+                n += (static_cast<unsigned char>(ch) & 0xC0) != 0x80 ? 1 : 0;
+            }
+            return n > 256;
+        }())) {
+        problems.add("query.target", "must be at most 256 characters");
+        target.reset();
+    }
+    f.push_back(std::move(target));
     return f;
 }
+
+constexpr std::string_view kListParams[] = {"status", "cluster_id", "target", "sort",
+                                            "q",      "since",      "limit",  "cursor"};
+constexpr SortKey kSortKeys[] = {{"name", KeyType::kText},
+                                 {"created_at", KeyType::kTimestamp},
+                                 {"completed_at", KeyType::kTimestamp},
+                                 {"best_metric", KeyType::kNumber},
+                                 {"status", KeyType::kText}};
+constexpr ListSpec kListSpec{kListParams, kSortKeys, true, db::Stmt::kStudyListSorted};
+constexpr std::string_view kTrialParams[] = {"sort", "since", "limit", "cursor"};
 
 Action study_not_found(const Context &ctx) {
     return Action::not_found(ErrorCode::kStudyNotFound, "Study", ctx.id());
@@ -27,6 +50,10 @@ db::Stmt trial_statement(TrialSort s) {
             return db::Stmt::kTrialListMetricAsc;
         case TrialSort::kNumberAsc:
             return db::Stmt::kTrialListNumberAsc;
+        case TrialSort::kEndedDesc:
+            return db::Stmt::kTrialListEndedDesc;
+        case TrialSort::kEndedAsc:
+            return db::Stmt::kTrialListEndedAsc;
         case TrialSort::kMetricDesc:
             break;
     }
@@ -40,7 +67,15 @@ class TrialListHandler : public Handler {
 
     Action start(Context &ctx) override {
         Problems problems;
+        reject_unknown_params(ctx.args(), kTrialParams, problems);
         limit_ = parse_limit(ctx.args(), problems);
+        Param since;
+        if (auto s = ctx.args().get("since")) {
+            since = parse_rfc3339(*s);
+            if (!since) {
+                problems.add("query.since", "must be an RFC 3339 timestamp");
+            }
+        }
         bool sort_ok = true;
         if (auto s = ctx.args().get("sort")) {
             auto parsed = parse_trial_sort(*s);
@@ -66,7 +101,8 @@ class TrialListHandler : public Handler {
             id = std::move(cursor->id);
         }
         return Action::query(trial_statement(sort_),
-                             {ctx.id(), std::to_string(limit_ + 1), std::move(key), std::move(id)});
+                             {ctx.id(), std::to_string(limit_ + 1), std::move(key), std::move(id),
+                              std::move(since)});
     }
 
     // study_found, total, Trial
@@ -78,8 +114,12 @@ class TrialListHandler : public Handler {
         TrialSort sort = sort_;
         return Action::respond(
             list_response(res, limit_, 1, 2, render_trial, [sort](const db::Row &r) {
-                // Trial layout at 2: id 0, optuna_trial_number 2, primary_metric 4.
-                int key_col = sort == TrialSort::kNumberAsc ? 2 + 2 : 2 + 4;
+                // Trial layout at 2: id 0, optuna_trial_number 2, primary_metric 4,
+                // ended_at 10.
+                int key_col = sort == TrialSort::kNumberAsc ? 2 + 2
+                              : (sort == TrialSort::kEndedDesc || sort == TrialSort::kEndedAsc)
+                                  ? 2 + 10
+                                  : 2 + 4;
                 return encode_trial_cursor(sort, r.c_str(key_col), r.text(2));
             }));
     }
@@ -174,7 +214,8 @@ std::unique_ptr<Handler> make_study_handler(Endpoint e) {
     switch (e) {
         case Endpoint::kStudyList:
             return std::make_unique<ListHandler>(e, db::Stmt::kStudyList, db::kStudyCols,
-                                                 render_study_list_row, kCreatedCol, list_filters);
+                                                 render_study_list_row, kCreatedCol, list_filters,
+                                                 &kListSpec);
         case Endpoint::kTrialList:
             return std::make_unique<TrialListHandler>();
         case Endpoint::kStudyCancel:

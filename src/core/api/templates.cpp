@@ -12,8 +12,23 @@ namespace relyloop::core {
 
 namespace {
 
-constexpr StringRule kNameRule{128, 1, valid_template_name,
-                               "must match ^[A-Za-z0-9][A-Za-z0-9._-]*$"};
+// Spaces allowed inside (docs/api.md, "Query templates").
+bool template_name(std::string_view s) {
+    auto alnum = [](char ch) {
+        return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9');
+    };
+    if (s.empty() || !alnum(s[0])) {
+        return false;
+    }
+    for (char ch : s) {
+        if (!alnum(ch) && ch != ' ' && ch != '.' && ch != '_' && ch != '-') {
+            return false;
+        }
+    }
+    return true;
+}
+
+constexpr StringRule kNameRule{256, 1, template_name, "must match ^[A-Za-z0-9][A-Za-z0-9 ._-]*$"};
 constexpr StringRule kBodyRule{std::numeric_limits<size_t>::max(), 1};
 
 constexpr int kCreatedCol = 7;
@@ -68,8 +83,15 @@ class CreateHandler : public Handler {
 };
 
 std::vector<Param> list_filters(const QueryArgs &args, Problems &problems) {
-    return {parse_enum_filter(args, "engine_type", kEngineTypes, problems)};
+    return {parse_enum_filter(args, "engine_type", kSearchEngines, problems)};
 }
+
+constexpr std::string_view kListParams[] = {"engine_type", "sort", "q", "since", "limit", "cursor"};
+constexpr SortKey kSortKeys[] = {{"name", KeyType::kText},
+                                 {"created_at", KeyType::kTimestamp},
+                                 {"engine_type", KeyType::kText},
+                                 {"version", KeyType::kNumber}};
+constexpr ListSpec kListSpec{kListParams, kSortKeys, true, db::Stmt::kTemplateListSorted};
 
 }  // namespace
 
@@ -79,7 +101,8 @@ std::unique_ptr<Handler> make_template_handler(Endpoint e) {
             return std::make_unique<CreateHandler>();
         case Endpoint::kTemplateList:
             return std::make_unique<ListHandler>(e, db::Stmt::kTemplateList, db::kTemplateCols,
-                                                 render_template, kCreatedCol, list_filters);
+                                                 render_template, kCreatedCol, list_filters,
+                                                 &kListSpec);
         default:
             return std::make_unique<GetByIdHandler>(e, db::Stmt::kTemplateGet, db::kTemplateCols,
                                                     render_template, ErrorCode::kTemplateNotFound,

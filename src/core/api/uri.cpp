@@ -87,4 +87,27 @@ std::optional<std::string> QueryArgs::get(std::string_view name) const {
     return found;
 }
 
+std::vector<std::string> QueryArgs::names() const {
+    std::vector<std::string> out;
+    std::string_view rest = raw_;
+    std::string key;
+    while (!rest.empty()) {
+        size_t amp = rest.find('&');
+        std::string_view pair = rest.substr(0, amp);
+        rest = amp == std::string_view::npos ? std::string_view() : rest.substr(amp + 1);
+        std::string_view k = pair.substr(0, pair.find('='));
+        if (k.empty() || !percent_decode(k, true, key)) {
+            continue;
+        }
+        bool seen = false;
+        for (const std::string &n : out) {
+            seen = seen || n == key;
+        }
+        if (!seen) {
+            out.push_back(key);
+        }
+    }
+    return out;
+}
+
 }  // namespace relyloop::core

@@ -3,6 +3,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace relyloop::core {
 
@@ -23,6 +24,10 @@ class QueryArgs {
     // (the UI sends "?status=&cluster_id=" for unset filters). A value that
     // does not decode is a VALIDATION_ERROR "query.<name>: invalid encoding".
     [[nodiscard]] std::optional<std::string> get(std::string_view name) const;
+
+    // The decoded names of the parameters given, each once, in order; a name
+    // that does not decode is left out (it can name no known parameter).
+    [[nodiscard]] std::vector<std::string> names() const;
 
   private:
     std::string raw_;

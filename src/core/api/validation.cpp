@@ -415,17 +415,4 @@ void validate_config_diff(const json_t *diff, const std::string &location, Probl
     });
 }
 
-void validate_metric_delta(const json_t *delta, const std::string &location, Problems &problems) {
-    each_named_object(delta, location, "metric", problems, [&](ObjectReader &r) {
-        optional_number(r, "baseline");
-        const json_t *achieved = r.get("achieved");
-        if (achieved == nullptr) {
-            problems.add(r.path("achieved"), "field required");
-        } else if (!json_is_number(achieved)) {
-            problems.add(r.path("achieved"), "must be a number");
-        }
-        optional_number(r, "delta_pct");
-    });
-}
-
 }  // namespace relyloop::core

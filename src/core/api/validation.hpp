@@ -121,17 +121,18 @@ class BodyReader : private detail::BodyParts, public ObjectReader {
 void validate_declared_params(const json_t *params, const std::string &location,
                               Problems &problems);
 void validate_config_diff(const json_t *diff, const std::string &location, Problems &problems);
-void validate_metric_delta(const json_t *delta, const std::string &location, Problems &problems);
 
 // Enumerations of SPEC §4.
 inline constexpr std::string_view kEngineTypes[] = {"elasticsearch", "opensearch"};
+// Clusters (and the template list filter) also know solr (docs/api.md).
+inline constexpr std::string_view kSearchEngines[] = {"elasticsearch", "opensearch", "solr"};
 inline constexpr std::string_view kEnvironments[] = {"prod", "staging", "dev"};
-inline constexpr std::string_view kAuthKinds[] = {"es_apikey", "es_basic", "opensearch_basic",
-                                                  "opensearch_sigv4"};
+inline constexpr std::string_view kAuthKinds[] = {
+    "es_apikey", "es_basic", "opensearch_basic", "opensearch_sigv4", "solr_apikey", "solr_basic"};
 inline constexpr std::string_view kStudyStatuses[] = {"queued", "running", "completed", "cancelled",
                                                       "failed"};
 inline constexpr std::string_view kProposalStatuses[] = {"pending", "pr_opened", "pr_merged",
-                                                         "rejected"};
+                                                         "rejected", "superseded"};
 inline constexpr std::string_view kParamTypes[] = {"float", "int", "bool", "string", "categorical"};
 
 // Longest id accepted, in code points (a longer path id is a 404 without a query).

@@ -106,24 +106,106 @@ namespace {
     "(coalesce($2::timestamptz, 'infinity'), coalesce($3::text, '')) "
 #define RL_PAGE_ORDER(alias) " ORDER BY " alias ".created_at DESC, " alias ".id DESC "
 
-// The filters of a list, shared by its page and its total (X-Total-Count).
-#define RL_TEMPLATE_FILTERS \
-    "($5::text IS NULL OR t.engine_type = $5::text) AND" RL_SINCE("t")
-#define RL_STUDY_FILTERS                                                          \
-    "($5::text IS NULL OR s.status = $5::text) "                                  \
-    "AND ($6::text IS NULL OR s.cluster_id = $6::text) AND" RL_SINCE("s")
-#define RL_PROPOSAL_FILTERS                                                       \
-    "($5::text IS NULL OR p.status = $5::text) "                                  \
-    "AND ($6::text IS NULL OR p.cluster_id = $6::text) "                          \
-    "AND ($7::text IS NULL OR p.study_id = $7::text) "                            \
-    "AND ($8::text IS NULL OR p.template_id = $8::text) AND" RL_SINCE("p")
+// The filters of a list, shared by its page and its total (X-Total-Count),
+// taking the numbers of their parameters: $5.. in the created_at lists,
+// $10.. in the sorted ones (RL_SORTED_*).
+#define RL_CLUSTER_FILTERS_AT(a, b)                                               \
+    "c.deleted_at IS NULL AND (" a "::text IS NULL OR c.engine_type = " a "::text) " \
+    "AND (" b "::text IS NULL OR c.environment = " b "::text) AND" RL_SINCE("c")
+#define RL_TEMPLATE_FILTERS_AT(a) \
+    "(" a "::text IS NULL OR t.engine_type = " a "::text) AND" RL_SINCE("t")
+#define RL_STUDY_FILTERS_AT(a, b, c)                                              \
+    "(" a "::text IS NULL OR s.status = " a "::text) "                            \
+    "AND (" b "::text IS NULL OR s.cluster_id = " b "::text) "                    \
+    "AND (" c "::text IS NULL OR s.target = " c "::text) AND" RL_SINCE("s")
+// status given: that status; absent: superseded rows only with
+// include_superseded. source: study_id set or not. is_last_merged: some
+// config repo's last merged proposal or none.
+#define RL_PROPOSAL_FILTERS_AT(a, b, c, d, e, f, g)                               \
+    "(" a "::text IS NULL OR p.status = " a "::text) "                            \
+    "AND (" b "::text IS NULL OR p.cluster_id = " b "::text) "                    \
+    "AND (" c "::text IS NULL OR p.study_id = " c "::text) "                      \
+    "AND (" d "::text IS NULL OR p.template_id = " d "::text) "                   \
+    "AND (" a "::text IS NOT NULL OR " e "::bool OR p.status <> 'superseded') "   \
+    "AND (" f "::text IS NULL OR (" f "::text = 'study') = (p.study_id IS NOT NULL)) " \
+    "AND (" g "::bool IS NULL OR " g "::bool = EXISTS (SELECT 1 FROM config_repos cr " \
+    "WHERE cr.last_merged_proposal_id = p.id)) AND" RL_SINCE("p")
+#define RL_CLUSTER_FILTERS RL_CLUSTER_FILTERS_AT("$5", "$6")
+#define RL_TEMPLATE_FILTERS RL_TEMPLATE_FILTERS_AT("$5")
+#define RL_STUDY_FILTERS RL_STUDY_FILTERS_AT("$5", "$6", "$7")
+#define RL_PROPOSAL_FILTERS RL_PROPOSAL_FILTERS_AT("$5", "$6", "$7", "$8", "$9", "$10", "$11")
+
+// Sorted lists (docs/api.md, "Sorting"): $1 fetch count, $2 cursor value
+// when the key is a timestamp, $3 cursor id (NULL: first page), $4 since,
+// $5 sort key, $6 'asc'|'desc', $7 cursor value when the key is text, $8
+// when it is a number, $9 q (NULL: none), then the filters. Each resource
+// maps a key name to one expression of one of three types (RL_<RESOURCE>_TS,
+// _TX, _NUM; NULL for the other keys); the order is the key ASC NULLS FIRST
+// or DESC NULLS LAST, then id DESC. After the cursor row means
+// lexicographically after on (timestamp key, text key, number key, id); the
+// unused keys are NULL on both sides and so equal.
+#define RL_AFTER_KEY(e, v)                                                        \
+    "(CASE WHEN $6::text = 'asc' THEN ((" v " IS NULL AND " e " IS NOT NULL) OR " e " > " v ") " \
+    "ELSE (" v " IS NOT NULL AND (" e " < " v " OR " e " IS NULL)) END)"
+#define RL_SAME_KEY(e, v) "(" e " IS NOT DISTINCT FROM " v ")"
+#define RL_SORTED_AFTER(alias, ts, tx, num)                                       \
+    " ($3::text IS NULL OR " RL_AFTER_KEY(ts, "$2::timestamptz") " OR (" RL_SAME_KEY(ts, "$2::timestamptz") \
+    " AND (" RL_AFTER_KEY(tx, "$7::text") " OR (" RL_SAME_KEY(tx, "$7::text") \
+    " AND (" RL_AFTER_KEY(num, "$8::float8") " OR (" RL_SAME_KEY(num, "$8::float8") \
+    " AND " alias ".id < $3::text)))))) "
+#define RL_SORTED_ORDER(alias, ts, tx, num)                                       \
+    " ORDER BY CASE WHEN $6::text = 'asc' THEN " ts " END ASC NULLS FIRST, "      \
+    "CASE WHEN $6::text = 'desc' THEN " ts " END DESC NULLS LAST, "               \
+    "CASE WHEN $6::text = 'asc' THEN " tx " END ASC NULLS FIRST, "                \
+    "CASE WHEN $6::text = 'desc' THEN " tx " END DESC NULLS LAST, "               \
+    "CASE WHEN $6::text = 'asc' THEN " num " END ASC NULLS FIRST, "               \
+    "CASE WHEN $6::text = 'desc' THEN " num " END DESC NULLS LAST, " alias ".id DESC "
+// Full-text search and its rank key (an integer, as a float8).
+#define RL_Q_MATCH(alias) \
+    " ($9::text IS NULL OR " alias ".search_vector @@ plainto_tsquery('english', $9::text)) "
+#define RL_RANK(alias)                                                            \
+    "floor(ts_rank(" alias ".search_vector, plainto_tsquery('english', $9::text)) * 1000000)::float8"
+// One sorted list: total, the three keys of the row, the layout.
+#define RL_SORTED_LIST(table, alias, filters, qmatch, ts, tx, num, cols, joins)   \
+    "WITH page AS (SELECT * FROM " table " " alias " WHERE " filters " AND" qmatch \
+    "AND" RL_SORTED_AFTER(alias, ts, tx, num) RL_SORTED_ORDER(alias, ts, tx, num) "LIMIT $1::int) " \
+    "SELECT (SELECT count(*) FROM " table " " alias " WHERE " filters " AND" qmatch \
+    ") AS total, " ts ", " tx ", " num ", " cols " FROM (SELECT 1) one LEFT JOIN page " alias \
+    " ON true" joins RL_SORTED_ORDER(alias, ts, tx, num)
+
+#define RL_CLUSTER_TS "(CASE $5::text WHEN 'created_at' THEN c.created_at END)"
+#define RL_CLUSTER_TX \
+    "(CASE $5::text WHEN 'name' THEN c.name::text WHEN 'environment' THEN c.environment::text END)"
+#define RL_CLUSTER_NUM "(CASE $5::text WHEN 'rank' THEN " RL_RANK("c") " END)"
+#define RL_TEMPLATE_TS "(CASE $5::text WHEN 'created_at' THEN t.created_at END)"
+#define RL_TEMPLATE_TX \
+    "(CASE $5::text WHEN 'name' THEN t.name::text WHEN 'engine_type' THEN t.engine_type::text END)"
+#define RL_TEMPLATE_NUM \
+    "(CASE $5::text WHEN 'version' THEN t.version::float8 WHEN 'rank' THEN " RL_RANK("t") " END)"
+#define RL_STUDY_TS \
+    "(CASE $5::text WHEN 'created_at' THEN s.created_at WHEN 'completed_at' THEN s.completed_at END)"
+#define RL_STUDY_TX \
+    "(CASE $5::text WHEN 'name' THEN s.name::text WHEN 'status' THEN s.status::text END)"
+#define RL_STUDY_NUM \
+    "(CASE $5::text WHEN 'best_metric' THEN s.best_metric::float8 WHEN 'rank' THEN " RL_RANK("s") " END)"
+#define RL_PROPOSAL_TS "(CASE $5::text WHEN 'created_at' THEN p.created_at END)"
+#define RL_PROPOSAL_TX \
+    "(CASE $5::text WHEN 'status' THEN p.status::text WHEN 'pr_state' THEN p.pr_state::text END)"
+#define RL_PROPOSAL_NUM "(CASE $5::text WHEN 'none' THEN 0::float8 END)"
+// Proposals have no search: $9 is NULL, so this is true.
+#define RL_NO_Q " ($9::text IS NULL) "
+
+// Trials ended at or after $5 (NULL: all).
+#define RL_TRIAL_SINCE(alias) \
+    " (" "$5::timestamptz IS NULL OR " alias ".ended_at >= $5::timestamptz) "
 
 // The rest of a trial page in one order: the page, whether the study exists,
 // the study's trial count, the rows in that order.
 #define RL_TRIAL_PAGE(order)                                                      \
     "ORDER BY " order " LIMIT $2::int) "                                          \
     "SELECT EXISTS (SELECT 1 FROM studies WHERE id = $1::text) AS study_found, "  \
-    "(SELECT count(*) FROM trials WHERE study_id = $1::text) AS total, " RL_TRIAL_COLS \
+    "(SELECT count(*) FROM trials x WHERE x.study_id = $1::text AND" RL_TRIAL_SINCE("x") \
+    ") AS total, " RL_TRIAL_COLS \
     " FROM (SELECT 1) one LEFT JOIN page t ON true "                              \
     "ORDER BY " order
 
@@ -172,28 +254,53 @@ constexpr rl_statement_t kStatements[] = {
      "SELECT " RL_CLUSTER_COLS " FROM clusters c WHERE c.id = $1::text AND c.deleted_at IS NULL",
      1},
 
-    // list → total, Cluster
+    // list, $5 engine_type, $6 environment → total, Cluster
     {"rl_cluster_list",
-     "WITH page AS (SELECT * FROM clusters c WHERE c.deleted_at IS NULL AND" RL_SINCE("c")
+     "WITH page AS (SELECT * FROM clusters c WHERE " RL_CLUSTER_FILTERS
          "AND" RL_AFTER_CURSOR("c") RL_PAGE_ORDER("c") "LIMIT $1::int) "
-     "SELECT (SELECT count(*) FROM clusters c WHERE c.deleted_at IS NULL AND" RL_SINCE("c")
+     "SELECT (SELECT count(*) FROM clusters c WHERE " RL_CLUSTER_FILTERS
      ") AS total, " RL_CLUSTER_COLS " FROM (SELECT 1) one LEFT JOIN page c ON true"
          RL_PAGE_ORDER("c"),
-     4},
+     6},
+
+    // sorted list, $10 engine_type, $11 environment → total, keys (3), Cluster
+    {"rl_cluster_list_sorted",
+     RL_SORTED_LIST("clusters", "c", RL_CLUSTER_FILTERS_AT("$10", "$11"), RL_Q_MATCH("c"),
+                    RL_CLUSTER_TS, RL_CLUSTER_TX, RL_CLUSTER_NUM, RL_CLUSTER_COLS, ""),
+     11},
 
     // $1 id, $2 name, $3 engine_type, $4 environment, $5 base_url,
     // $6 auth_kind, $7 credentials_ref, $8 config_repo_id, $9 config_path,
-    // $10 engine_config, $11 notes → repo_ok, Cluster (NULLs when not
-    // inserted). 23505 clusters_name_key → CLUSTER_NAME_TAKEN.
+    // $10 engine_config, $11 notes, $12 target_filter, $13 config_repo_id
+    // given?, $14 config_path given? → repo_ok, Cluster (NULLs when not
+    // written: the name belongs to an active cluster). A soft-deleted cluster
+    // of the name is revived in place: same id and created_at, the body's
+    // fields, config_repo_id/config_path only when given. 23505
+    // clusters_name_key (a race with a revive) → CLUSTER_NAME_TAKEN.
     {"rl_cluster_insert",
      "WITH chk AS (SELECT ($8::text IS NULL OR EXISTS (SELECT 1 FROM config_repos "
      "WHERE id = $8::text)) AS repo_ok), "
-     "ins AS (INSERT INTO clusters (id, name, engine_type, environment, base_url, auth_kind, "
-     "credentials_ref, config_repo_id, config_path, engine_config, notes, created_at) "
+     "ins AS (INSERT INTO clusters AS k (id, name, engine_type, environment, base_url, auth_kind, "
+     "credentials_ref, config_repo_id, config_path, engine_config, notes, target_filter, "
+     "created_at) "
      "SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::text, $7::text, $8::text, "
-     "$9::text, $10::jsonb, $11::text, now() FROM chk WHERE chk.repo_ok RETURNING *) "
+     "$9::text, $10::jsonb, $11::text, $12::text, now() FROM chk WHERE chk.repo_ok "
+     "ON CONFLICT (name) DO UPDATE SET engine_type = EXCLUDED.engine_type, "
+     "environment = EXCLUDED.environment, base_url = EXCLUDED.base_url, "
+     "auth_kind = EXCLUDED.auth_kind, credentials_ref = EXCLUDED.credentials_ref, "
+     "engine_config = EXCLUDED.engine_config, notes = EXCLUDED.notes, "
+     "target_filter = EXCLUDED.target_filter, "
+     "config_repo_id = CASE WHEN $13::bool THEN EXCLUDED.config_repo_id ELSE k.config_repo_id END, "
+     "config_path = CASE WHEN $14::bool THEN EXCLUDED.config_path ELSE k.config_path END, "
+     "deleted_at = NULL WHERE k.deleted_at IS NOT NULL RETURNING *) "
      "SELECT chk.repo_ok, " RL_CLUSTER_COLS " FROM chk LEFT JOIN ins c ON true",
-     11},
+     14},
+
+    // $1 id → 0..1 rows (the id) when an active cluster was soft-deleted.
+    {"rl_cluster_delete",
+     "UPDATE clusters SET deleted_at = now() WHERE id = $1::text AND deleted_at IS NULL "
+     "RETURNING id",
+     1},
 
     // $1 id, $2 set config_repo_id?, $3 config_repo_id, $4 set config_path?,
     // $5 config_path, $6 set notes?, $7 notes → cluster_ok, repo_ok, Cluster
@@ -223,6 +330,12 @@ constexpr rl_statement_t kStatements[] = {
      " FROM (SELECT 1) one LEFT JOIN page t ON true" RL_PAGE_ORDER("t"),
      5},
 
+    // sorted list, $10 engine_type → total, keys (3), Template
+    {"rl_template_list_sorted",
+     RL_SORTED_LIST("query_templates", "t", RL_TEMPLATE_FILTERS_AT("$10"), RL_Q_MATCH("t"),
+                    RL_TEMPLATE_TS, RL_TEMPLATE_TX, RL_TEMPLATE_NUM, RL_TEMPLATE_COLS, ""),
+     10},
+
     // $1 id, $2 name, $3 engine_type, $4 body, $5 declared_params,
     // $6 version, $7 parent_id → parent_ok, Template (NULLs when not
     // inserted). 23505 query_templates_name_version_key → TEMPLATE_NAME_TAKEN.
@@ -241,14 +354,21 @@ constexpr rl_statement_t kStatements[] = {
          RL_ANALYTICS_INPUT_JOINS "WHERE s.id = $1::text",
      1},
 
-    // list, $5 status, $6 cluster_id → total, Study
+    // list, $5 status, $6 cluster_id, $7 target → total, Study
     {"rl_study_list",
      "WITH page AS (SELECT * FROM studies s WHERE " RL_STUDY_FILTERS
      "AND" RL_AFTER_CURSOR("s") RL_PAGE_ORDER("s") "LIMIT $1::int) "
      "SELECT (SELECT count(*) FROM studies s WHERE " RL_STUDY_FILTERS ") AS total, "
      RL_STUDY_COLS ", " RL_ANALYTICS_SERIES_ONLY_COLS
      " FROM (SELECT 1) one LEFT JOIN page s ON true" RL_TRIALS_SUMMARY RL_PAGE_ORDER("s"),
-     6},
+     7},
+
+    // sorted list, $10 status, $11 cluster_id, $12 target → total, keys (3), Study
+    {"rl_study_list_sorted",
+     RL_SORTED_LIST("studies", "s", RL_STUDY_FILTERS_AT("$10", "$11", "$12"), RL_Q_MATCH("s"),
+                    RL_STUDY_TS, RL_STUDY_TX, RL_STUDY_NUM,
+                    RL_STUDY_COLS ", " RL_ANALYTICS_SERIES_ONLY_COLS, RL_TRIALS_SUMMARY),
+     12},
 
     // $1 id → prior_status (NULL: no such study), Study after the update
     // (NULLs when the state did not allow it).
@@ -274,28 +394,47 @@ constexpr rl_statement_t kStatements[] = {
     // smaller metrics, equal ones with smaller ids, then all NULLs; after a
     // NULL key only NULLs with smaller ids.
     {"rl_trial_list_metric_desc",
-     "WITH page AS (SELECT * FROM trials t WHERE t.study_id = $1::text AND ($4::text IS NULL "
+     "WITH page AS (SELECT * FROM trials t WHERE t.study_id = $1::text AND" RL_TRIAL_SINCE("t") "AND ($4::text IS NULL "
      "OR ($3::float8 IS NOT NULL AND (t.primary_metric < $3::float8 OR (t.primary_metric = "
      "$3::float8 AND t.id < $4::text) OR t.primary_metric IS NULL)) "
      "OR ($3::float8 IS NULL AND t.primary_metric IS NULL AND t.id < $4::text)) "
      RL_TRIAL_PAGE("t.primary_metric DESC NULLS LAST, t.id DESC"),
-     4},
+     5},
 
     // As above, primary_metric ASC NULLS LAST, id ASC.
     {"rl_trial_list_metric_asc",
-     "WITH page AS (SELECT * FROM trials t WHERE t.study_id = $1::text AND ($4::text IS NULL "
+     "WITH page AS (SELECT * FROM trials t WHERE t.study_id = $1::text AND" RL_TRIAL_SINCE("t") "AND ($4::text IS NULL "
      "OR ($3::float8 IS NOT NULL AND (t.primary_metric > $3::float8 OR (t.primary_metric = "
      "$3::float8 AND t.id > $4::text) OR t.primary_metric IS NULL)) "
      "OR ($3::float8 IS NULL AND t.primary_metric IS NULL AND t.id > $4::text)) "
      RL_TRIAL_PAGE("t.primary_metric ASC NULLS LAST, t.id ASC"),
-     4},
+     5},
 
     // As above, optuna_trial_number ASC, id ASC ($3 is the number).
     {"rl_trial_list_number_asc",
-     "WITH page AS (SELECT * FROM trials t WHERE t.study_id = $1::text AND ($4::text IS NULL "
+     "WITH page AS (SELECT * FROM trials t WHERE t.study_id = $1::text AND" RL_TRIAL_SINCE("t") "AND ($4::text IS NULL "
      "OR (t.optuna_trial_number, t.id) > ($3::int, $4::text)) "
      RL_TRIAL_PAGE("t.optuna_trial_number ASC, t.id ASC"),
-     4},
+     5},
+
+    // As the metric orders, over ended_at ($3 a timestamp): NULL ended_at
+    // rows come after the others in both directions.
+    {"rl_trial_list_ended_desc",
+     "WITH page AS (SELECT * FROM trials t WHERE t.study_id = $1::text AND" RL_TRIAL_SINCE("t")
+     "AND ($4::text IS NULL "
+     "OR ($3::timestamptz IS NOT NULL AND (t.ended_at < $3::timestamptz OR (t.ended_at = "
+     "$3::timestamptz AND t.id < $4::text) OR t.ended_at IS NULL)) "
+     "OR ($3::timestamptz IS NULL AND t.ended_at IS NULL AND t.id < $4::text)) "
+     RL_TRIAL_PAGE("t.ended_at DESC NULLS LAST, t.id DESC"),
+     5},
+    {"rl_trial_list_ended_asc",
+     "WITH page AS (SELECT * FROM trials t WHERE t.study_id = $1::text AND" RL_TRIAL_SINCE("t")
+     "AND ($4::text IS NULL "
+     "OR ($3::timestamptz IS NOT NULL AND (t.ended_at > $3::timestamptz OR (t.ended_at = "
+     "$3::timestamptz AND t.id > $4::text) OR t.ended_at IS NULL)) "
+     "OR ($3::timestamptz IS NULL AND t.ended_at IS NULL AND t.id > $4::text)) "
+     RL_TRIAL_PAGE("t.ended_at ASC NULLS LAST, t.id ASC"),
+     5},
 
     // $1 id → ProposalDetail, 0..1 rows.
     {"rl_proposal_get",
@@ -303,7 +442,8 @@ constexpr rl_statement_t kStatements[] = {
      "WHERE p.id = $1::text",
      1},
 
-    // list, $5 status, $6 cluster_id, $7 study_id, $8 template_id
+    // list, $5 status, $6 cluster_id, $7 study_id, $8 template_id,
+    // $9 include_superseded, $10 source, $11 is_last_merged
     // → total, ProposalSummary
     {"rl_proposal_list",
      "WITH page AS (SELECT * FROM proposals p WHERE " RL_PROPOSAL_FILTERS
@@ -311,7 +451,15 @@ constexpr rl_statement_t kStatements[] = {
      "SELECT (SELECT count(*) FROM proposals p WHERE " RL_PROPOSAL_FILTERS ") AS total, "
      RL_PROPOSAL_SUMMARY_COLS " FROM (SELECT 1) one LEFT JOIN page p ON true"
          RL_PROPOSAL_JOINS RL_PAGE_ORDER("p"),
-     8},
+     11},
+
+    // sorted list, the filters from $10 → total, keys (3), ProposalSummary
+    {"rl_proposal_list_sorted",
+     RL_SORTED_LIST("proposals", "p",
+                    RL_PROPOSAL_FILTERS_AT("$10", "$11", "$12", "$13", "$14", "$15", "$16"),
+                    RL_NO_Q, RL_PROPOSAL_TS, RL_PROPOSAL_TX, RL_PROPOSAL_NUM,
+                    RL_PROPOSAL_SUMMARY_COLS, RL_PROPOSAL_JOINS),
+     16},
 
     // Manual proposal: $1 id, $2 cluster_id, $3 template_id, $4 config_diff,
     // $5 metric_delta → cluster_ok, template_ok, ProposalDetail (NULLs when
@@ -337,6 +485,17 @@ constexpr rl_statement_t kStatements[] = {
      "SELECT (SELECT status FROM found) AS prior_status, " RL_PROPOSAL_DETAIL_COLS
      " FROM (SELECT 1) one LEFT JOIN u p ON true" RL_PROPOSAL_DETAIL_JOINS,
      2},
+
+    // $1 id → prior_status (NULL: no such proposal), ProposalDetail after
+    // the update (NULLs when it was not superseded): superseded → pending in
+    // one conditional UPDATE, nothing else changed.
+    {"rl_proposal_reinstate",
+     "WITH found AS (SELECT status FROM proposals WHERE id = $1::text), "
+     "u AS (UPDATE proposals SET status = 'pending' "
+     "WHERE id = $1::text AND status = 'superseded' RETURNING *) "
+     "SELECT (SELECT status FROM found) AS prior_status, " RL_PROPOSAL_DETAIL_COLS
+     " FROM (SELECT 1) one LEFT JOIN u p ON true" RL_PROPOSAL_DETAIL_JOINS,
+     1},
 
     // open_pr preflight (SPEC §5.3 steps 1-3): $1 proposal id → 0..1 rows of
     // status, cluster id (NULL: missing or deleted), config_repo_id, repo id
@@ -467,6 +626,23 @@ constexpr rl_statement_t kStatements[] = {
 #undef RL_SINCE
 #undef RL_AFTER_CURSOR
 #undef RL_PAGE_ORDER
+#undef RL_CLUSTER_FILTERS_AT
+#undef RL_TEMPLATE_FILTERS_AT
+#undef RL_STUDY_FILTERS_AT
+#undef RL_PROPOSAL_FILTERS_AT
+#undef RL_CLUSTER_FILTERS
+#undef RL_TEMPLATE_FILTERS
+#undef RL_STUDY_FILTERS
+#undef RL_PROPOSAL_FILTERS
+#undef RL_AFTER_KEY
+#undef RL_SAME_KEY
+#undef RL_SORTED_AFTER
+#undef RL_SORTED_ORDER
+#undef RL_Q_MATCH
+#undef RL_RANK
+#undef RL_SORTED_LIST
+#undef RL_NO_Q
+#undef RL_TRIAL_SINCE
 
 // clang-format on
 

@@ -60,6 +60,22 @@ std::vector<std::string> sorted_keys(const json_t *obj) {
     return keys;
 }
 
+// The rows of a metric_delta: the flat form {metric, baseline, achieved,
+// delta_pct} is one row named by its "metric"; otherwise one row per member
+// {"<metric>": {baseline, achieved, delta_pct}}, sorted (docs/decisions.md).
+std::vector<std::pair<std::string, const json_t *>> metric_rows(const json_t *delta) {
+    std::vector<std::pair<std::string, const json_t *>> rows;
+    const json_t *flat = json_is_object(delta) ? json_object_get(delta, "metric") : nullptr;
+    if (json_is_string(flat)) {
+        rows.emplace_back(std::string(json_string_value(flat), json_string_length(flat)), delta);
+        return rows;
+    }
+    for (const std::string &m : sorted_keys(delta)) {
+        rows.emplace_back(m, json_object_get(delta, m.c_str()));
+    }
+    return rows;
+}
+
 std::string from_text(const json_t *entry) {
     const json_t *from = json_is_object(entry) ? json_object_get(entry, "from") : nullptr;
     return from != nullptr ? json_text(from) : "(unset)";
@@ -211,6 +227,26 @@ std::string chart_path(std::string_view study_id) {
     return ".relyloop/digest-charts/" + std::string(study_id) + ".png";
 }
 
+namespace {
+
+void metrics_table(std::string &out, const PrText &t) {
+    out += "### Metrics\n\n";
+    auto metrics = metric_rows(t.metric_delta.get());
+    if (metrics.empty()) {
+        out += "No metrics were recorded for this proposal.\n\n";
+    } else {
+        out += "| Metric | Baseline | Achieved | Δ% |\n| --- | --- | --- | --- |\n";
+        for (const auto &[m, e] : metrics) {
+            out += "| " + markdown_cell(m) + " | " + metric_number(metric_field(e, "baseline")) +
+                   " | " + metric_number(metric_field(e, "achieved")) + " | " +
+                   delta_pct(metric_field(e, "delta_pct")) + " |\n";
+        }
+        out += "\n";
+    }
+}
+
+}  // namespace
+
 std::string pr_title(const PrText &t) {
     if (t.manual) {
         return finish("RelyLoop manual proposal " + one_line(t.proposal_id.substr(0, 8)));
@@ -235,21 +271,11 @@ std::string study_body(const PrText &t, unsigned omit) {
     out += "- **Template:** " + one_line(t.template_name) + " v" +
            std::to_string(t.template_version) + "\n\n";
 
-    out += "### Metrics\n\n";
-    std::vector<std::string> metrics = sorted_keys(t.metric_delta.get());
     if ((omit & kOmitMetrics) != 0) {
+        out += "### Metrics\n\n";
         omitted(out, "Metrics");
-    } else if (metrics.empty()) {
-        out += "No metrics were recorded for this proposal.\n\n";
     } else {
-        out += "| Metric | Baseline | Achieved | Δ% |\n| --- | --- | --- | --- |\n";
-        for (const std::string &m : metrics) {
-            const json_t *e = json_object_get(t.metric_delta.get(), m.c_str());
-            out += "| " + markdown_cell(m) + " | " + metric_number(metric_field(e, "baseline")) +
-                   " | " + metric_number(metric_field(e, "achieved")) + " | " +
-                   delta_pct(metric_field(e, "delta_pct")) + " |\n";
-        }
-        out += "\n";
+        metrics_table(out, t);
     }
 
     confidence_section(out, t, omit);
@@ -292,7 +318,13 @@ std::string pr_body(const PrText &t) {
     if (t.manual) {
         std::string out;
         out += "## RelyLoop manual proposal\n\n";
-        out += "This proposal was entered by hand: no study metrics exist for it.\n\n";
+        if (metric_rows(t.metric_delta.get()).empty()) {
+            out += "This proposal was entered by hand: no study metrics exist for it.\n\n";
+        } else {
+            // The metric_delta its author gave (either form).
+            out += "This proposal was entered by hand.\n\n";
+            metrics_table(out, t);
+        }
         config_diff_table(out, t);
         footer(out, t);
         return cut_to_limit(finish(out));
@@ -315,8 +347,7 @@ std::string commit_message(const PrText &t) {
     out += "Cluster: " + one_line(t.cluster_name) + "\n";
     out +=
         "Template: " + one_line(t.template_name) + " v" + std::to_string(t.template_version) + "\n";
-    for (const std::string &m : sorted_keys(t.metric_delta.get())) {
-        const json_t *e = json_object_get(t.metric_delta.get(), m.c_str());
+    for (const auto &[m, e] : metric_rows(t.metric_delta.get())) {
         out += "Metric: " + one_line(m) + "  " + metric_number(metric_field(e, "baseline")) +
                " \u2192 " + metric_number(metric_field(e, "achieved")) + " (" +
                delta_pct(metric_field(e, "delta_pct")) + ")\n";
