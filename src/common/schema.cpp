@@ -1,5 +1,7 @@
 #include "common/schema.hpp"
 
+#include <string>
+
 namespace relyloop::schema {
 
 namespace {
@@ -534,8 +536,9 @@ END;
 $fn$;
 )SQL";
 
-// The own tables again, for an upstream database (IF NOT EXISTS throughout).
-constexpr const char kOwnTables[] = R"SQL(
+// The own tables again, for an upstream database (IF NOT EXISTS throughout):
+// step 1's own tables here, then step 3 (kPrLifecycle) as it is.
+constexpr const char kOwnTablesStep1[] = R"SQL(
 CREATE TABLE IF NOT EXISTS schema_migrations (
     version    INT         PRIMARY KEY,
     applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
@@ -561,164 +564,6 @@ CREATE UNIQUE INDEX IF NOT EXISTS pr_jobs_live_proposal_idx
 CREATE INDEX IF NOT EXISTS pr_jobs_claim_idx ON pr_jobs (run_after) WHERE state = 'queued';
 CREATE INDEX IF NOT EXISTS pr_jobs_lease_idx ON pr_jobs (lease_until) WHERE state = 'running';
 CREATE INDEX IF NOT EXISTS pr_jobs_proposal_idx ON pr_jobs (proposal_id, created_at DESC);
-CREATE TABLE IF NOT EXISTS webhook_deliveries (
-    body_sha256    CHAR(64)    PRIMARY KEY,
-    delivery_id    VARCHAR(64),
-    event          VARCHAR(64) NOT NULL,
-    action         VARCHAR(16) NOT NULL
-                   CHECK (action IN ('applied', 'noop', 'unknown_pr', 'ping')),
-    proposal_id    VARCHAR(36),
-    config_repo_id VARCHAR(36),
-    received_at    TIMESTAMPTZ NOT NULL DEFAULT now(),
-    expires_at     TIMESTAMPTZ NOT NULL
-);
--- The second replay key: a delivery id seen before (docs/webhooks.md).
-CREATE UNIQUE INDEX IF NOT EXISTS webhook_deliveries_delivery_id_idx
-    ON webhook_deliveries (delivery_id) WHERE delivery_id IS NOT NULL;
-CREATE INDEX IF NOT EXISTS webhook_deliveries_expires_idx ON webhook_deliveries (expires_at);
-
-CREATE TABLE IF NOT EXISTS webhook_jobs (
-    id             VARCHAR(36)  PRIMARY KEY,
-    config_repo_id VARCHAR(36)  NOT NULL REFERENCES config_repos (id) ON DELETE CASCADE,
-    state          VARCHAR(16)  NOT NULL
-                   CHECK (state IN ('queued', 'running', 'succeeded', 'failed')),
-    attempts       INT          NOT NULL DEFAULT 0,
-    run_after      TIMESTAMPTZ  NOT NULL DEFAULT now(),
-    lease_until    TIMESTAMPTZ,
-    worker_id      VARCHAR(128),
-    last_event     VARCHAR(64),
-    last_error     TEXT,
-    created_at     TIMESTAMPTZ  NOT NULL DEFAULT now(),
-    started_at     TIMESTAMPTZ,
-    finished_at    TIMESTAMPTZ
-);
--- The dedup key: at most one live registration job per config repo.
-CREATE UNIQUE INDEX IF NOT EXISTS webhook_jobs_live_repo_idx
-    ON webhook_jobs (config_repo_id) WHERE state IN ('queued', 'running');
-CREATE INDEX IF NOT EXISTS webhook_jobs_claim_idx ON webhook_jobs (run_after)
-    WHERE state = 'queued';
-CREATE INDEX IF NOT EXISTS webhook_jobs_lease_idx ON webhook_jobs (lease_until)
-    WHERE state = 'running';
-
-CREATE TABLE IF NOT EXISTS worker_ticks (
-    name             VARCHAR(64) PRIMARY KEY,
-    last_slot        BIGINT      NOT NULL DEFAULT 0,
-    last_started_at  TIMESTAMPTZ,
-    last_finished_at TIMESTAMPTZ,
-    last_summary     JSONB
-);
-INSERT INTO worker_ticks (name, last_slot) VALUES ('reconcile_pr_state', 0)
-    ON CONFLICT (name) DO NOTHING;
-
--- The webhook's transaction (docs/webhooks.md): one call records the delivery
--- and applies it. PL/pgSQL runs each statement with a fresh READ COMMITTED
--- snapshot, which the last-merged pointer rule needs: the pointed-to
--- proposal's pr_merged_at is read by a separate statement after the
--- config_repos row lock was granted.
-CREATE OR REPLACE FUNCTION relyloop_set_last_merged(p_repo VARCHAR, p_proposal VARCHAR,
-                                                    p_merged_at TIMESTAMPTZ)
-RETURNS JSONB LANGUAGE plpgsql AS $fn$
-DECLARE
-    v_prev    VARCHAR;
-    v_prev_at TIMESTAMPTZ;
-    v_found   BOOLEAN;
-BEGIN
-    SELECT last_merged_proposal_id INTO v_prev FROM config_repos WHERE id = p_repo FOR UPDATE;
-    IF NOT FOUND THEN
-        RETURN NULL;
-    END IF;
-    SELECT pr_merged_at INTO v_prev_at FROM proposals WHERE id = v_prev;
-    v_found := FOUND;
-    IF v_prev IS NULL OR NOT v_found OR v_prev_at IS NULL OR p_merged_at > v_prev_at THEN
-        UPDATE config_repos SET last_merged_proposal_id = p_proposal WHERE id = p_repo;
-        RETURN jsonb_build_object('updated', true, 'config_repo_id', p_repo,
-            'previous_proposal_id', v_prev, 'new_proposal_id', p_proposal,
-            'pr_merged_at', p_merged_at);
-    END IF;
-    RETURN jsonb_build_object('updated', false, 'config_repo_id', p_repo,
-        'previous_proposal_id', v_prev, 'new_proposal_id', p_proposal,
-        'pr_merged_at', p_merged_at);
-END;
-$fn$;
-
--- p_kind: ping | merged | closed | reopened | noop. Returns one row:
--- replayed, stale, action, proposal_id, pointer log entries (JSONB array).
-CREATE OR REPLACE FUNCTION relyloop_webhook_apply(
-    p_sha TEXT, p_delivery TEXT, p_event TEXT, p_kind TEXT, p_html_url TEXT,
-    p_merged_at TIMESTAMPTZ, p_updated_at TIMESTAMPTZ, p_window_s BIGINT, p_repo TEXT)
-RETURNS TABLE (replayed BOOLEAN, stale BOOLEAN, action TEXT, proposal_id TEXT, pointers JSONB)
-LANGUAGE plpgsql AS $fn$
-DECLARE
-    v_action TEXT;
-    v_stale  BOOLEAN := false;
-    v_pid    TEXT;
-    v_n      INT;
-    v_ptrs   JSONB := '[]'::jsonb;
-    v_r      RECORD;
-    v_log    JSONB;
-BEGIN
-    IF p_kind IN ('merged', 'closed', 'reopened') THEN
-        SELECT p.id INTO v_pid FROM proposals p WHERE p.pr_url = p_html_url
-         ORDER BY p.created_at, p.id LIMIT 1;
-        v_action := CASE WHEN v_pid IS NULL THEN 'unknown_pr' ELSE 'applied' END;
-        IF p_updated_at IS NOT NULL
-           AND p_updated_at < now() - make_interval(secs => p_window_s) THEN
-            v_stale := true;
-            v_action := 'noop';
-        END IF;
-    ELSIF p_kind = 'ping' THEN
-        v_action := 'ping';
-    ELSE
-        v_action := 'noop';
-        IF p_event = 'pull_request' AND p_updated_at IS NOT NULL
-           AND p_updated_at < now() - make_interval(secs => p_window_s) THEN
-            v_stale := true;
-        END IF;
-    END IF;
-    INSERT INTO webhook_deliveries AS d (body_sha256, delivery_id, event, action, proposal_id,
-                                         config_repo_id, expires_at)
-    VALUES (p_sha, p_delivery, left(p_event, 64), v_action, v_pid, p_repo,
-            now() + make_interval(secs => p_window_s) + interval '1 day')
-    ON CONFLICT DO NOTHING;
-    GET DIAGNOSTICS v_n = ROW_COUNT;
-    IF v_n = 0 THEN
-        RETURN QUERY SELECT true, false, d.action::text, d.proposal_id::text, '[]'::jsonb
-          FROM webhook_deliveries d
-         WHERE d.body_sha256 = p_sha OR (p_delivery IS NOT NULL AND d.delivery_id = p_delivery)
-         ORDER BY (d.body_sha256 = p_sha) DESC LIMIT 1;
-        RETURN;
-    END IF;
-    IF v_stale OR v_pid IS NULL THEN
-        RETURN QUERY SELECT false, v_stale, v_action, v_pid, v_ptrs;
-        RETURN;
-    END IF;
-    IF p_kind = 'merged' THEN
-        FOR v_r IN
-            UPDATE proposals p SET status = 'pr_merged', pr_state = 'merged',
-                   pr_merged_at = p_merged_at
-             WHERE p.pr_url = p_html_url AND p.status = 'pr_opened'
-               AND p.pr_state IN ('open', 'closed')
-            RETURNING p.id, p.cluster_id
-        LOOP
-            FOR v_log IN
-                SELECT relyloop_set_last_merged(c.config_repo_id, v_r.id, p_merged_at)
-                  FROM clusters c WHERE c.id = v_r.cluster_id AND c.config_repo_id IS NOT NULL
-            LOOP
-                IF v_log IS NOT NULL THEN
-                    v_ptrs := v_ptrs || jsonb_build_array(v_log);
-                END IF;
-            END LOOP;
-        END LOOP;
-    ELSIF p_kind = 'closed' THEN
-        UPDATE proposals p SET pr_state = 'closed'
-         WHERE p.pr_url = p_html_url AND p.status = 'pr_opened' AND p.pr_state = 'open';
-    ELSIF p_kind = 'reopened' THEN
-        UPDATE proposals p SET pr_state = 'open'
-         WHERE p.pr_url = p_html_url AND p.status = 'pr_opened' AND p.pr_state = 'closed';
-    END IF;
-    RETURN QUERY SELECT false, false, v_action, v_pid, v_ptrs;
-END;
-$fn$;
 )SQL";
 
 constexpr OwnIndex kOwnIndexes[] = {
@@ -819,7 +664,10 @@ constexpr Migration kMigrations[] = {
 
 std::span<const Migration> migrations() { return kMigrations; }
 
-const char *own_tables_sql() { return kOwnTables; }
+const char *own_tables_sql() {
+    static const std::string sql = std::string(kOwnTablesStep1) + kPrLifecycle;
+    return sql.c_str();
+}
 
 std::span<const OwnIndex> own_indexes() { return kOwnIndexes; }
 

@@ -64,29 +64,40 @@ constexpr size_t kMaxSecretBytes = 16 * 1024;
 
 bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
 
+// The real path of <dir>/<ref> into real_file (PATH_MAX bytes): kOk only when
+// ref is a valid reference and the file, links resolved, lies inside dir's
+// real path (docs/security.md). May throw bad_alloc; callers catch.
+SecretStatus resolve_inside(std::string_view dir, std::string_view ref, char *real_file) {
+    if (!valid_auth_ref(ref)) {
+        return SecretStatus::kInvalidRef;
+    }
+    char real_dir[PATH_MAX];
+    std::string dir_s(dir);
+    if (realpath(dir_s.c_str(), real_dir) == nullptr) {
+        return SecretStatus::kMissing;
+    }
+    std::string path = dir_s + "/" + std::string(ref);
+    if (realpath(path.c_str(), real_file) == nullptr) {
+        return errno == EACCES ? SecretStatus::kUnreadable : SecretStatus::kMissing;
+    }
+    std::string prefix(real_dir);
+    if (prefix != "/") {
+        prefix += '/';
+    }
+    if (std::strncmp(real_file, prefix.c_str(), prefix.size()) != 0) {
+        return SecretStatus::kOutsideDir;
+    }
+    return SecretStatus::kOk;
+}
+
 }  // namespace
 
 SecretStatus check_secret_file(std::string_view dir, std::string_view ref, Secret *out) noexcept {
     try {
-        if (!valid_auth_ref(ref)) {
-            return SecretStatus::kInvalidRef;
-        }
-        char real_dir[PATH_MAX];
-        std::string dir_s(dir);
-        if (realpath(dir_s.c_str(), real_dir) == nullptr) {
-            return SecretStatus::kMissing;
-        }
-        std::string path = dir_s + "/" + std::string(ref);
         char real_file[PATH_MAX];
-        if (realpath(path.c_str(), real_file) == nullptr) {
-            return errno == EACCES ? SecretStatus::kUnreadable : SecretStatus::kMissing;
-        }
-        std::string prefix(real_dir);
-        if (prefix != "/") {
-            prefix += '/';
-        }
-        if (std::strncmp(real_file, prefix.c_str(), prefix.size()) != 0) {
-            return SecretStatus::kOutsideDir;
+        SecretStatus where = resolve_inside(dir, ref, real_file);
+        if (where != SecretStatus::kOk) {
+            return where;
         }
         // Open the resolved path without following a link swapped in since.
         int fd = open(real_file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
@@ -154,25 +165,10 @@ SecretStatus check_secret_file(std::string_view dir, std::string_view ref, Secre
 
 SecretStatus stat_secret_file(std::string_view dir, std::string_view ref) noexcept {
     try {
-        if (!valid_auth_ref(ref)) {
-            return SecretStatus::kInvalidRef;
-        }
-        char real_dir[PATH_MAX];
-        std::string dir_s(dir);
-        if (realpath(dir_s.c_str(), real_dir) == nullptr) {
-            return SecretStatus::kMissing;
-        }
-        std::string path = dir_s + "/" + std::string(ref);
         char real_file[PATH_MAX];
-        if (realpath(path.c_str(), real_file) == nullptr) {
-            return errno == EACCES ? SecretStatus::kUnreadable : SecretStatus::kMissing;
-        }
-        std::string prefix(real_dir);
-        if (prefix != "/") {
-            prefix += '/';
-        }
-        if (std::strncmp(real_file, prefix.c_str(), prefix.size()) != 0) {
-            return SecretStatus::kOutsideDir;
+        SecretStatus where = resolve_inside(dir, ref, real_file);
+        if (where != SecretStatus::kOk) {
+            return where;
         }
         struct stat st {};
         if (lstat(real_file, &st) != 0) {

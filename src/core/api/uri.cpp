@@ -5,8 +5,6 @@
 
 namespace relyloop::core {
 
-namespace {
-
 int hex_value(char c) {
     if (c >= '0' && c <= '9') {
         return c - '0';
@@ -19,8 +17,6 @@ int hex_value(char c) {
     }
     return -1;
 }
-
-}  // namespace
 
 bool percent_decode(std::string_view s, bool plus_is_space, std::string &out) {
     out.clear();

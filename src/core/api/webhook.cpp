@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cctype>
 
+#include "api/uri.hpp"
 #include "common/json_writer.hpp"
 #include "common/raii.hpp"
 #include "common/secret.hpp"
@@ -53,19 +54,6 @@ int depth(const json_t *v, int level) {
 
 bool repo_char(char c) {
     return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
-}
-
-int hex_value(char c) {
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
 }
 
 std::string hex(const unsigned char *p, size_t n) {
