@@ -5,6 +5,7 @@
 #include <set>
 
 #include "common/json_writer.hpp"
+#include "common/redact.hpp"
 
 namespace relyloop::followups {
 
@@ -220,8 +221,10 @@ Json text_item(const std::string &rationale) {
     return out;
 }
 
-// A reason of at most kMaxReason bytes: head…tail.
-std::string clip(const std::string &s) {
+// A reason of at most kMaxReason bytes: head…tail, redacted before the cut
+// (a token cut in its middle would match no pattern any more).
+std::string clip(const std::string &raw) {
+    const std::string s = redact(raw);
     if (s.size() <= kMaxReason) {
         return s;
     }

@@ -343,7 +343,7 @@ ngx_http_relyloop_metrics_log_handler(ngx_http_request_t *r)
     status = r->err_status ? (ngx_int_t) r->err_status
                            : (ngx_int_t) r->headers_out.status;
 
-    if (status < 100 || status > 599) {
+    if (status < 100 || status > 599 || !r->header_sent) {
         /* no response was sent (the client went away first) */
         return NGX_OK;
     }
@@ -453,11 +453,6 @@ ngx_http_relyloop_metrics_handler(ngx_http_request_t *r)
     }
 
     rmcf = ngx_http_get_module_main_conf(r, ngx_http_relyloop_module);
-
-    if (rmcf->worker_socket.len == 0) {
-        ngx_http_relyloop_metrics_send(ctx, NULL);
-        return NGX_DONE;
-    }
 
     cln = ngx_http_cleanup_add(r, 0);
     if (cln == NULL) {

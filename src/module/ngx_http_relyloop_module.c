@@ -68,7 +68,12 @@ static ngx_http_relyloop_bounds_t  ngx_http_relyloop_waiting = { 0, 1048576 };
 static ngx_conf_post_t  ngx_http_relyloop_body_buffer_bounds =
     { ngx_http_relyloop_body_buffer_check };
 
-/* relyloop_webhook_max_body: 1k .. 64m; relyloop_webhook_replay_window: 1h .. 30d */
+/*
+ * relyloop_webhook_max_body: 1k .. 25m (GitHub caps payloads at 25 MB, and
+ * the body is parsed and hashed on the event loop);
+ * relyloop_webhook_replay_window: 1h .. 30d
+ */
+#define NGX_HTTP_RELYLOOP_WEBHOOK_BODY_MAX  (25 * 1024 * 1024)
 static ngx_conf_post_t  ngx_http_relyloop_webhook_body_bounds =
     { ngx_http_relyloop_webhook_body_check };
 static ngx_conf_post_t  ngx_http_relyloop_replay_window_bounds =
@@ -512,12 +517,14 @@ ngx_http_relyloop_webhook_body_check(ngx_conf_t *cf, void *post, void *data)
     size_t      *sp = data;
     ngx_str_t   *value;
 
-    if (*sp < NGX_HTTP_RELYLOOP_BODY_MIN || *sp > NGX_HTTP_RELYLOOP_BODY_MAX) {
+    if (*sp < NGX_HTTP_RELYLOOP_BODY_MIN
+        || *sp > NGX_HTTP_RELYLOOP_WEBHOOK_BODY_MAX)
+    {
         value = cf->args->elts;
 
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid \"relyloop_webhook_max_body\" value "
-                           "\"%V\", it must be a size from 1k to 64m",
+                           "\"%V\", it must be a size from 1k to 25m",
                            &value[1]);
         return NGX_CONF_ERROR;
     }

@@ -11,6 +11,7 @@
 
 #include <cerrno>
 #include <charconv>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <map>
@@ -237,7 +238,11 @@ std::string render(PGconn *conn) {
         try {
             PgResult r = db::exec(conn, "SELECT state::text, count(*) FROM pr_jobs GROUP BY 1");
             for (int i = 0; i < PQntuples(r.get()); i++) {
-                by_state[PQgetvalue(r.get(), i, 0)] = std::atoll(PQgetvalue(r.get(), i, 1));
+                // only the known states become label values (no escaping needed)
+                auto it = by_state.find(PQgetvalue(r.get(), i, 0));
+                if (it != by_state.end()) {
+                    it->second = std::atoll(PQgetvalue(r.get(), i, 1));
+                }
             }
         } catch (const DbError &) {
             ok = false;
@@ -408,9 +413,27 @@ void MetricsListener::serve(int fd, PGconn **conn) noexcept {
         timeval tv{2, 0};
         (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
         (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+        // One deadline for the whole request, and the wake pipe watched
+        // while waiting: a client trickling bytes can neither hold the
+        // listener for long nor delay shutdown.
         std::string req;
         char buf[2048];
+        auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
         while (req.find("\r\n\r\n") == std::string::npos && req.size() < 8192) {
+            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            deadline - std::chrono::steady_clock::now())
+                            .count();
+            if (left <= 0) {
+                return;
+            }
+            pollfd fds[2] = {{fd, POLLIN, 0}, {wake_[0], POLLIN, 0}};
+            int n = poll(fds, 2, static_cast<int>(left));
+            if (n < 0 && errno == EINTR) {
+                continue;
+            }
+            if (n <= 0 || (fds[1].revents & POLLIN) != 0) {
+                return;
+            }
             ssize_t r = read(fd, buf, sizeof buf);
             if (r <= 0) {
                 return;

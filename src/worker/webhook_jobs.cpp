@@ -193,27 +193,29 @@ Outcome Run::go() {
     // Steps 6–7 under the config repo's lock and one per GitHub repository.
     int64_t keys[2] = {config_repo_lock_key(c_.config_repo_id),
                        config_repo_lock_key("github:" + coords->owner + "/" + coords->repo)};
+    // Whatever fails from the first lock on (a statement, GitHub), no lock of
+    // this thread's own connection outlives the run: there is none to keep.
     int held = 0;
-    for (int64_t k : keys) {
-        PgResult r =
-            db::exec(conn_, "SELECT pg_try_advisory_lock($1::bigint)", {std::to_string(k)});
-        if (db::get_or(r.get(), 0, 0) != "t") break;
-        held++;
-    }
     Outcome o;
-    if (held < 2) {
-        o = {Kind::kLockBusy, "register_webhook_lock_busy", ""};
-    } else {
-        try {
-            o = hooks(*coords, pat, secret);
-        } catch (...) {
-            // This thread's own connection: no other lock of it to keep.
-            PgResult u(PQexec(conn_, "SELECT pg_advisory_unlock_all()"));
-            throw;
+    try {
+        for (int64_t k : keys) {
+            PgResult r =
+                db::exec(conn_, "SELECT pg_try_advisory_lock($1::bigint)", {std::to_string(k)});
+            if (db::get_or(r.get(), 0, 0) != "t") break;
+            held++;
         }
-    }
-    for (int i = 0; i < held; i++) {
-        (void)db::exec(conn_, "SELECT pg_advisory_unlock($1::bigint)", {std::to_string(keys[i])});
+        if (held < 2) {
+            o = {Kind::kLockBusy, "register_webhook_lock_busy", ""};
+        } else {
+            o = hooks(*coords, pat, secret);
+        }
+        for (int i = 0; i < held; i++) {
+            (void)db::exec(conn_, "SELECT pg_advisory_unlock($1::bigint)",
+                           {std::to_string(keys[i])});
+        }
+    } catch (...) {
+        PgResult u(PQexec(conn_, "SELECT pg_advisory_unlock_all()"));
+        throw;
     }
     return o;
 }

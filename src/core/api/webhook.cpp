@@ -227,23 +227,28 @@ class WebhookHandler : public Handler {
     // id, webhook_secret_ref (ordered created_at, id)
     Action on_candidates(Context &ctx, const PGresult *res) {
         expect_columns(res, 2);
-        if (PQntuples(res) == 0) {
-            return refuse(ctx, "unknown_repo");
-        }
         auto expected = webhook_signature(signature_);
-        if (!expected) {
-            return refuse(ctx, "bad_signature");
-        }
         std::string repo_id;
-        for (int i = 0; i < PQntuples(res) && repo_id.empty(); i++) {
+        bool computed = false;
+        for (int i = 0; expected && i < PQntuples(res) && repo_id.empty(); i++) {
             Secret secret;
             std::string_view ref(PQgetvalue(res, i, 1), PQgetlength(res, i, 1));
             if (check_secret_file(ctx.conf().secrets_dir, ref, &secret) != SecretStatus::kOk) {
                 continue;
             }
+            computed = true;
             if (webhook_signature_matches(secret.reveal(), ctx.body(), *expected)) {
                 repo_id.assign(PQgetvalue(res, i, 0), PQgetlength(res, i, 0));
             }
+        }
+        if (expected && !computed) {
+            // An unknown repository costs the same HMAC over the body as a
+            // known one: the refusal's timing must not list the configured
+            // repositories (docs/webhooks.md).
+            (void)webhook_signature_matches("relyloop: no candidate", ctx.body(), *expected);
+        }
+        if (PQntuples(res) == 0) {
+            return refuse(ctx, "unknown_repo");
         }
         if (repo_id.empty()) {
             return refuse(ctx, "bad_signature");

@@ -42,20 +42,34 @@ struct Transfer {
     bool too_large = false;
 };
 
-size_t on_body(char *data, size_t size, size_t nmemb, void *user) {
+size_t on_body(char *data, size_t size, size_t nmemb, void *user) noexcept {
     auto *t = static_cast<Transfer *>(user);
     size_t n = size * nmemb;
     if (t->response->body.size() + n > kMaxBodyBytes) {
         t->too_large = true;
         return 0;
     }
-    t->response->body.append(data, n);
+    try {
+        t->response->body.append(data, n);
+    } catch (...) {  // nothing may cross libcurl: out of memory ends the transfer
+        t->too_large = true;
+        return 0;
+    }
     return n;
 }
 
-size_t on_header(char *data, size_t size, size_t nmemb, void *user) {
-    auto *t = static_cast<Transfer *>(user);
-    size_t n = size * nmemb;
+size_t on_header_line(Transfer *t, char *data, size_t n);
+
+// Nothing may cross libcurl: out of memory ends the transfer.
+size_t on_header(char *data, size_t size, size_t nmemb, void *user) noexcept {
+    try {
+        return on_header_line(static_cast<Transfer *>(user), data, size * nmemb);
+    } catch (...) {
+        return 0;
+    }
+}
+
+size_t on_header_line(Transfer *t, char *data, size_t n) {
     std::string_view line(data, n);
     if (line.starts_with("HTTP/")) {
         t->response->headers.clear();  // a new response (after 100 Continue, ...)
@@ -79,7 +93,7 @@ size_t on_header(char *data, size_t size, size_t nmemb, void *user) {
     return n;
 }
 
-int on_progress(void *user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+int on_progress(void *user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) noexcept {
     auto *t = static_cast<Transfer *>(user);
     return t->cancel != nullptr && t->cancel->load(std::memory_order_relaxed) ? 1 : 0;
 }

@@ -119,6 +119,12 @@ std::string write_dry_run_file(const std::string &clone_root, const std::string 
         throw Error(ErrorCode::kInternalError,
                     "cannot create " + dir + ": " + std::strerror(errno));
     }
+    // Path containment: an existing dry-run/ must be a real directory, not a
+    // link that would send the record elsewhere.
+    struct stat st {};
+    if (lstat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+        throw Error(ErrorCode::kInternalError, dir + " is not a directory");
+    }
     std::string path = dir + "/" + name + ".json";
     std::string tmp = path + ".tmp";
     int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -178,7 +184,10 @@ PipelineResult PrPipeline::record_dry_run(const JobContext &ctx, const RunIds &i
     json_object_set_new(rec.get(), "create_pull", json_loads(payload.c_str(), 0, &err));
     CString text(json_dumps(rec.get(), JSON_INDENT(2) | JSON_PRESERVE_ORDER));
     if (!text) throw std::bad_alloc();
-    std::string name = safe_file_name(ids.proposal_id) ? ids.proposal_id : ids.job_id;
+    std::string name = safe_file_name(ids.proposal_id) ? ids.proposal_id
+                       : safe_file_name(ids.job_id)    ? ids.job_id
+                                                       : throw Error(ErrorCode::kInternalError,
+                                                                     "no safe file name for the dry-run record");
     std::string file =
         write_dry_run_file(settings_.clone_root, name, std::string(text.get()) + "\n");
 

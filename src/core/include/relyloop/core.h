@@ -2,7 +2,8 @@
  * The C API between the nginx shim (src/module) and the C++ core (src/core).
  *
  * The core is a pure state machine: it never does I/O of its own except a
- * stat of a PAT file (docs/security.md: never an open). Everything that waits —
+ * stat of a PAT file (docs/security.md: never an open) and the small read of
+ * a webhook secret file (docs/webhooks.md). Everything that waits —
  * PostgreSQL, the worker socket — is done by the shim on nginx's event loop.
  * A request is driven like this:
  *
