@@ -24,7 +24,7 @@ CodeInfo info(ErrorCode code) noexcept {
         case ErrorCode::kQueueUnavailable: return {"QUEUE_UNAVAILABLE", 503, true};
         case ErrorCode::kGithubNotConfigured: return {"GITHUB_NOT_CONFIGURED", 503, true};
         case ErrorCode::kUnsupportedProvider: return {"UNSUPPORTED_PROVIDER", 400, false};
-        // SPEC §5.2: the operator can drop the file in place and retry.
+        // docs/api.md, "Errors": the operator can drop the file in place and retry.
         case ErrorCode::kAuthRefNotFound: return {"AUTH_REF_NOT_FOUND", 400, true};
         case ErrorCode::kConfigRepoNameTaken: return {"CONFIG_REPO_NAME_TAKEN", 409, false};
         case ErrorCode::kConfigRepoNotFound: return {"CONFIG_REPO_NOT_FOUND", 404, false};

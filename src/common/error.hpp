@@ -6,7 +6,7 @@
 
 namespace relyloop {
 
-// One code per error code of SPEC §5 and §8. The HTTP status and the
+// One code per error code of docs/api.md ("Errors") and docs/runbook.md. The HTTP status and the
 // retryable flag of the API envelope derive from the code (error.cpp).
 enum class ErrorCode {
     kValidationError,
@@ -34,7 +34,7 @@ enum class ErrorCode {
     kEngineNotSupported,
     kAuthKindNotSupported,
     kClusterProbeUnsupported,
-    // Pipeline failure codes (pr_open_error), SPEC §8.
+    // Pipeline failure codes (pr_open_error), docs/runbook.md.
     kCloneFailed,
     kBranchExists,
     kConfigPathInvalid,

@@ -1,6 +1,6 @@
 #pragma once
 
-// One deleter template, one alias per C handle (STYLE.md "RAII wrappers").
+// One deleter template, one alias per C handle (docs/decisions.md, "The core").
 // A stateless deleter keeps unique_ptr the size of a plain pointer.
 
 #include <jansson.h>

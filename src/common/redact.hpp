@@ -6,7 +6,8 @@
 
 namespace relyloop {
 
-// SPEC §9: GitHub tokens become "[REDACTED-GH-TOKEN]" and the password of a
+// docs/security.md, "Redaction rules": GitHub tokens become "[REDACTED-GH-TOKEN]"
+// and the password of a
 // "scheme://user:pass@" URL becomes "[REDACTED-URL-PASSWORD]". Applied to
 // every log line, error string, DB write, PR text and commit message.
 // Thread-safe (the compiled patterns are shared and read-only).

@@ -4,7 +4,7 @@
 
 namespace relyloop::schema {
 
-// One step of the schema of SPEC §4. Versions only grow; a step never changes
+// One step of the schema (docs/worker.md, "`migrate`"). Versions only grow; a step never changes
 // once released, so an existing database is upgraded by the missing steps.
 struct Migration {
     int version;

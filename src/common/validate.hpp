@@ -6,7 +6,7 @@
 
 namespace relyloop {
 
-// The input rules of SPEC §5.2 and §9, shared by the API (inside nginx) and the
+// The input rules of docs/api.md and docs/security.md, shared by the API (inside nginx) and the
 // worker, which re-checks everything it reads from the database.
 
 // config repo name: 1..128, ^[a-z0-9][a-z0-9-]*$

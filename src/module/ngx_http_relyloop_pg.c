@@ -1,7 +1,7 @@
 
 /*
  * A per-worker-process pool of pipelined libpq connections on nginx's event
- * loop (SPEC section 1, STYLE.md "libpq on the event loop", TOOLCHAIN.md section 8).
+ * loop (docs/architecture.md, "The PostgreSQL pool").
  *
  * Every connection runs in libpq pipeline mode. A query is sent at once
  * (PQsendQueryPrepared, preceded by PQsendPrepare the first time a statement

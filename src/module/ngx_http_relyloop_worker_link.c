@@ -1,7 +1,8 @@
 
 /*
  * The worker link: one request line and one reply line over the worker's
- * Unix socket (SPEC §6), non-blocking, within relyloop_worker_timeout for
+ * Unix socket (docs/worker.md, "The socket protocol"), non-blocking, within
+ * relyloop_worker_timeout for
  * connect, send and reply together. A connection per exchange: connecting a
  * local socket is cheap, and a fresh one never carries a stale reply.
  */
@@ -16,7 +17,7 @@
 #include "ngx_http_relyloop_module.h"
 
 
-/* the worker's replies are small; SPEC §6 caps lines at 64 KiB */
+/* the worker's replies are small; its protocol caps lines at 64 KiB (docs/worker.md) */
 #define NGX_HTTP_RELYLOOP_LINK_MAX_REPLY  65536
 
 

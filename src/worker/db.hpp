@@ -58,7 +58,7 @@ PgResult exec_prepared(PGconn *conn, const char *name, const char *sql,
 [[nodiscard]] bool is_transient(const DbError &e, PGconn *conn) noexcept;
 
 // Whether the conninfo reaches PostgreSQL sessions the worker can keep
-// session state in (the repo lock is a session-level advisory lock, SPEC §7).
+// session state in (the repo lock is a session-level advisory lock, docs/worker.md "Jobs").
 // Two client connections each run `SELECT pg_backend_pid()` a few times: a
 // transaction- or statement-pooling proxy (PgBouncer pool_mode=transaction)
 // hands one backend to both, or moves one client between backends; a direct

@@ -1,6 +1,6 @@
 #pragma once
 
-// The worker's structured log (SPEC §10): one JSON object per line on stderr,
+// The worker's structured log (docs/worker.md, "Log"): one JSON object per line on stderr,
 // written with jansson under a mutex so lines of concurrent jobs never
 // interleave. Every string value passes through redact() first.
 

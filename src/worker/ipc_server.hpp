@@ -1,6 +1,7 @@
 #pragma once
 
-// The worker's Unix socket (SPEC §6): one I/O thread runs an epoll loop over
+// The worker's Unix socket (docs/worker.md, "The socket protocol"): one I/O
+// thread runs an epoll loop over
 // non-blocking fds (the listener, every client, a wake-up eventfd and the
 // daemon's signalfd); requests that need PostgreSQL (enqueue, ping) go to a
 // small fixed pool of DB threads, each with its own connection, and their

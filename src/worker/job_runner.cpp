@@ -344,7 +344,7 @@ void JobRunner::run_job(PgConn &conn, ActiveJob &a, const jobs::ClaimedJob &job)
         return;
     }
 
-    // SPEC §8 step 1.
+    // Pipeline step 1 (docs/worker.md).
     jobs::ProposalInfo p = jobs::read_proposal(conn.get(), job.proposal_id);
     if (!p.found || p.status != "pending") {
         log_.info("pr_open_proposal_no_longer_pending",
@@ -365,7 +365,7 @@ void JobRunner::run_job(PgConn &conn, ActiveJob &a, const jobs::ClaimedJob &job)
     a.config_repo_id = p.config_repo_id;
     a.lock_key.store(config_repo_lock_key(p.config_repo_id));
 
-    // SPEC §8 step 3 / §7: the per-repo lock, across hosts.
+    // Pipeline step 3 (docs/worker.md, "Jobs"): the per-repo lock, across hosts.
     int backend_pid = 0;
     bool locked = jobs::try_lock(conn.get(), a.lock_key.load(), &backend_pid);
     a.backend_pid.store(backend_pid);

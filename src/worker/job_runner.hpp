@@ -1,6 +1,6 @@
 #pragma once
 
-// The job runner (SPEC §7, §8 steps 1 and 3): `threads` runner threads, each
+// The job runner (docs/worker.md, "Jobs"; "Pipeline steps" 1 and 3): `threads` runner threads, each
 // with its own blocking PostgreSQL connection, claim jobs from pr_jobs and
 // run them through a Pipeline while holding the config repo's advisory lock.
 //

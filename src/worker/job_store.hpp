@@ -1,6 +1,6 @@
 #pragma once
 
-// The durable job queue (SPEC §4 pr_jobs, §7): every statement the socket
+// The durable job queue (pr_jobs; docs/worker.md, "Jobs"): every statement the socket
 // handler and the job runner run against pr_jobs and proposals. All functions
 // block on the given connection and throw DbError on failure.
 //
@@ -106,7 +106,7 @@ void set_last_event(PGconn *conn, const Fence &f, std::string_view event);
 [[nodiscard]] bool renew(PGconn *conn, const Fence &f, std::chrono::milliseconds lease_ttl,
                          bool check_lock, int backend_pid, int64_t key, bool *lock_ok);
 
-// Session-level advisory lock of SPEC §7. `backend_pid` (optional) gets
+// The session-level repo lock (docs/worker.md, "Jobs"). `backend_pid` (optional) gets
 // pg_backend_pid() of the session that tried: the pid pg_locks shows (not
 // PQbackendPID(), which a proxy in front fakes).
 [[nodiscard]] bool try_lock(PGconn *conn, int64_t key, int *backend_pid = nullptr);

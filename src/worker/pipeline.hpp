@@ -1,17 +1,17 @@
 #pragma once
 
-// The seam between the job runner (job_runner, issue "open_pr") and the PR
-// pipeline (pipeline/, issue "PR pipeline").
+// The seam between the job runner (job_runner) and the PR pipeline
+// (pipeline/).
 //
-// The runner claims a job, does SPEC §8 steps 1 and 3 itself — proposal still
+// The runner claims a job, does pipeline steps 1 and 3 (docs/worker.md) itself — proposal still
 // pending? which config repo? take the per-repo advisory lock, with contention
 // → deferred retry and LOCK_TIMEOUT — and then calls Pipeline::run() on the
-// thread that holds the lock. The pipeline does everything else (§8 steps
+// thread that holds the lock. The pipeline does everything else (steps
 // 2–12: re-read inside the lock, clone/fetch, edit, commit, chart, push, PR,
 // comment, conditional final update) and reports how it ended. The runner
 // writes the job row, and on kFailed also pr_open_error (one place for every
 // failure, its own LOCK_TIMEOUT/JOB_TIMEOUT included). The pipeline writes the
-// proposal only on success (§8 step 12, conditional on status='pending').
+// proposal only on success (step 12, conditional on status='pending').
 
 #include <libpq-fe.h>
 
@@ -45,7 +45,7 @@ struct JobContext {
     // Never write the proposal row after that.
     const std::atomic<bool> *cancel = nullptr;
 
-    // The JSON event log (SPEC §10). Every line it writes is redacted.
+    // The JSON event log (docs/worker.md, "Log"). Every line it writes is redacted.
     EventLog *log = nullptr;
 
     // Called at each pipeline step ("cloning", "pushing", "opening_pr", ...);

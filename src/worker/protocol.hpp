@@ -1,6 +1,7 @@
 #pragma once
 
-// The worker socket protocol (SPEC §6): newline-delimited JSON, one request
+// The worker socket protocol (docs/worker.md, "The socket protocol"):
+// newline-delimited JSON, one request
 // and one reply per line, several requests per connection. Pure logic, so it
 // is unit-tested without sockets.
 

@@ -140,9 +140,9 @@ class TickRun {
     void load_repos();
     RepoAccess &access(const PrRef &ref);
     void do_repo(const std::string &key, std::vector<Candidate *> &cands);
-    // GitHub's answer for one PR in hand: applies §14.6 steps 5–7.
+    // GitHub's answer for one PR in hand: the decisions of docs/worker.md, "PR state reconciler".
     void apply(const Candidate &c, const Reconciler::PrInfo &info);
-    // A failed request (after the client's retries): steps 4.
+    // A failed request (after the client's retries): the failure rules there.
     void request_failed(const Candidate &c, const github::HttpResponse &r);
     void errored(const Candidate &c, const char *event, std::initializer_list<Field> extra = {});
 

@@ -40,7 +40,7 @@ struct Option {
     const char *help;
 };
 
-// SPEC §3.2, then the documented extras (docs/worker.md).
+// The flags of docs/worker.md, "Configuration"; the extras last.
 constexpr Option kOptions[] = {
     {"pg-conninfo", "RELYLOOP_PG_CONNINFO", Kind::kString, 0, 0,
      "libpq connection string (required)"},

@@ -1,6 +1,6 @@
 #pragma once
 
-// The worker's configuration (SPEC §3.2): each flag also read from its
+// The worker's configuration (docs/worker.md, "Configuration"): each flag also read from its
 // environment variable; flags win over the environment, the environment over
 // the defaults. Parsed and validated by settings.cpp.
 
@@ -29,22 +29,22 @@ struct Settings {
     int max_lock_waits = 30;                                   // --max-lock-waits
     std::string ca_file;                                       // --ca-file ("" = system bundle)
 
-    // Beyond SPEC §3.2 (documented in docs/worker.md): how long a claimed
+    // An extra flag (docs/worker.md): how long a claimed
     // job's lease lasts without renewal, i.e. how soon another worker takes
     // over a job whose worker died. Renewed every lease_ttl / 3.
     std::chrono::seconds lease_ttl{30};                        // --lease-ttl
     // A stable identity for pr_jobs.worker_id; default "<hostname>:<pid>".
     std::string worker_id;                                     // --worker-id
-    // Beyond SPEC §3.2: on SIGTERM, running jobs get this long to finish
+    // Extra: on SIGTERM, running jobs get this long to finish
     // before they are cancelled and released; default min(job_timeout, 20 s).
     std::chrono::seconds shutdown_grace{20};                   // --shutdown-grace
-    // Beyond SPEC §3.2: a socket client that sends nothing for this long is
+    // Extra: a socket client that sends nothing for this long is
     // disconnected.
     std::chrono::seconds client_idle_timeout{30};              // --client-idle-timeout
-    // Beyond SPEC §3.2: run jobs through the local commit only; push nothing,
+    // Extra: run jobs through the local commit only; push nothing,
     // open no PR, record what would have been sent (docs/worker.md).
     bool dry_run = false;                                      // --dry-run
-    // Beyond SPEC §3.2: serve GET /metrics (docs/metrics.md) on this
+    // Extra: serve GET /metrics (docs/metrics.md) on this
     // ADDR:PORT; "" = off.
     std::string metrics_listen;                                // --metrics-listen
     // The PR state reconciler's period in minutes; 0 = off (docs/worker.md).

@@ -20,7 +20,7 @@ constexpr StringRule kRefRule{128, 1, valid_auth_ref, "must match ^[A-Za-z0-9_-]
 
 constexpr int kCreatedCol = 9;
 
-// Check order of SPEC §5.2: body (422) → URL (400) → auth_ref file (400) →
+// Check order of docs/api.md ("Config repos"): body (422) → URL (400) → auth_ref file (400) →
 // name (the INSERT; a unique violation, also of a racing create, is 409).
 class CreateHandler : public Handler {
   public:

@@ -112,7 +112,7 @@ class Context {
     void set_body(std::string_view body) { body_.assign(body.data(), body.size()); }
     void set_id(std::string id) { id_ = std::move(id); }
 
-    // One log line through the shim's callback, redacted (SPEC §9).
+    // One log line through the shim's callback, redacted (docs/security.md).
     void log(rl_log_level_t level, std::string_view msg) const;
 
   private:

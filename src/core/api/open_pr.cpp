@@ -1,4 +1,4 @@
-// POST /api/v1/proposals/{id}/open_pr — the preflight of SPEC §5.3, then the
+// POST /api/v1/proposals/{id}/open_pr — the preflight of docs/api.md ("open_pr"), then the
 // enqueue over the worker socket. The endpoint never writes the proposal.
 
 #include "api/crud.hpp"

@@ -1,4 +1,4 @@
-// The OpenAPI 3.0.3 description of SPEC §5, served by GET /api/v1/openapi.json.
+// The OpenAPI 3.0.3 description of the API (docs/api.md), served by GET /api/v1/openapi.json.
 // "@VERSION@" becomes relyloop::kVersion when the document is first served.
 
 #include "api/openapi.hpp"

@@ -1,6 +1,6 @@
 #pragma once
 
-// Keyset pagination (SPEC §5.1). A list cursor is the base64url (no padding)
+// Keyset pagination (docs/api.md, "Lists and cursors"). A list cursor is the base64url (no padding)
 // of the JSON array [created_at, id] of the last row returned; the trials
 // cursor also names its sort, [sort, key, id], so that a cursor made for one
 // order is refused (422) for another instead of skipping rows.

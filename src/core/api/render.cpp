@@ -66,7 +66,7 @@ void render_cluster(std::string &out, const db::Row &r, int at) {
         .str("notes", at + 10)
         .str("target_filter", at + 12)
         .ts("created_at", at + 11)
-        // This server never probes search clusters (SPEC §5.2); the UI still
+        // This server never probes search clusters (docs/api.md); the UI still
         // needs the object.
         .literal("health_check",
                  R"({"status":"unknown","checked_at":null,"version":null,"error":null})")

@@ -1,6 +1,6 @@
 #pragma once
 
-// Row layouts of db/statements.cpp → the JSON shapes of SPEC §5.2. Each
+// Row layouts of db/statements.cpp → the JSON shapes of docs/api.md. Each
 // renderer appends one object, reading its layout from column `at`.
 
 #include <libpq-fe.h>

@@ -1,6 +1,6 @@
 #pragma once
 
-// Routes of SPEC §5.2, matched on the raw (undecoded) request path: the path
+// Routes of docs/api.md, matched on the raw (undecoded) request path: the path
 // is split on '/' first and each segment is percent-decoded on its own, so an
 // encoded "%2F" inside an id never creates a segment.
 

@@ -1,6 +1,6 @@
 #pragma once
 
-// Request validation with pydantic-like messages (SPEC §5.1):
+// Request validation with pydantic-like messages (docs/api.md, "Errors"):
 //   "Request validation failed: body.name: field required; body.x: extra fields not permitted"
 
 #include <jansson.h>
@@ -117,12 +117,12 @@ class BodyReader : private detail::BodyParts, public ObjectReader {
 // "must be one of: a, b, c"
 [[nodiscard]] std::string one_of_reason(std::span<const std::string_view> values);
 
-// Domain rules of SPEC §4/§5.2 that are shared by handlers.
+// Domain rules (docs/api.md, "Endpoint notes") that are shared by handlers.
 void validate_declared_params(const json_t *params, const std::string &location,
                               Problems &problems);
 void validate_config_diff(const json_t *diff, const std::string &location, Problems &problems);
 
-// Enumerations of SPEC §4.
+// Enumerations of the data model; the schema's CHECKs hold the same lists (common/schema.cpp).
 inline constexpr std::string_view kEngineTypes[] = {"elasticsearch", "opensearch"};
 // Clusters (and the template list filter) also know solr (docs/api.md).
 inline constexpr std::string_view kSearchEngines[] = {"elasticsearch", "opensearch", "solr"};

@@ -497,7 +497,7 @@ constexpr rl_statement_t kStatements[] = {
      " FROM (SELECT 1) one LEFT JOIN u p ON true" RL_PROPOSAL_DETAIL_JOINS,
      1},
 
-    // open_pr preflight (SPEC §5.3 steps 1-3): $1 proposal id → 0..1 rows of
+    // open_pr preflight (docs/api.md, "open_pr", steps 1-3): $1 proposal id → 0..1 rows of
     // status, cluster id (NULL: missing or deleted), config_repo_id, repo id
     // (NULL: no repo row), auth_ref.
     {"rl_open_pr_preflight",

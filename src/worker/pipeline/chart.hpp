@@ -1,6 +1,6 @@
 #pragma once
 
-// The parameter-importance chart of a study's digest (SPEC §8 "Formats"):
+// The parameter-importance chart of a study's digest (docs/runbook.md, "What a run does"):
 // PNG 800×600, monochrome horizontal bars sorted by importance (largest on
 // top), each labelled with the param name and its value, titled
 // "Parameter importance". Rendered in memory with cairo; committed as

@@ -1,6 +1,6 @@
 #pragma once
 
-// libgit2 for the PR pipeline (SPEC §8 steps 4, 5, 8, 9). No git subprocess
+// libgit2 for the PR pipeline (docs/worker.md, "Pipeline steps" 4, 5, 8, 9). No git subprocess
 // anywhere: the PAT lives in memory only and reaches libgit2 through a
 // credential callback as HTTP Basic `x-access-token:<PAT>` (a callback that
 // gives up after one refused try; libgit2 wipes the credential when it frees

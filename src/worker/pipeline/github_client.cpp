@@ -248,7 +248,7 @@ HttpResponse CurlTransport::send(const HttpRequest &request) {
         return next != nullptr;
     };
     {
-        // The only string the token is ever formatted into (SPEC §9).
+        // The only string the token is ever formatted into (docs/security.md).
         std::string auth = "Authorization: Bearer " + token_.reveal();
         bool ok = add(auth);
         explicit_bzero(auth.data(), auth.size());

@@ -1,7 +1,7 @@
 #pragma once
 
-// A small GitHub REST client (SPEC §8 steps 10–11): libcurl, one easy handle
-// per request, the SPEC's headers, 30 s timeout, and the retry policy
+// A small GitHub REST client (docs/worker.md, "Pipeline steps" 10–11): libcurl, one easy handle
+// per request, GitHub's REST headers, 30 s timeout, and the retry policy (docs/runbook.md)
 //   max 3 attempts, backoff 1, 2, 4 s: transport errors and 5xx;
 //   429: Retry-After (default 1 s, cap 60 s);
 //   403 with Retry-After, or x-ratelimit-remaining: 0 (until x-ratelimit-reset,

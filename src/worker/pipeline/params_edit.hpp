@@ -1,6 +1,6 @@
 #pragma once
 
-// SPEC §8 steps 6–7: find the params file of a template in a clone and apply a
+// Pipeline steps 6–7 (docs/worker.md): find the params file of a template in a clone and apply a
 // proposal's config_diff to it as an in-place text splice.
 //
 // The edit never re-serializes the document. simdjson's On Demand parser
@@ -13,7 +13,8 @@
 // leaves no other way.
 //
 // Error codes (documented in docs/runbook.md):
-//   CONFIG_PATH_INVALID   config_path fails §9, a `.git` segment, a template
+//   CONFIG_PATH_INVALID   config_path fails the path rules (docs/runbook.md),
+//                         a `.git` segment, a template
 //                         name unusable as a file name, a path that resolves
 //                         outside the clone (directory symlink escaping it), or
 //                         the params file itself being a symlink (wherever it
@@ -36,7 +37,7 @@
 
 namespace relyloop::worker {
 
-// A `from` that differs from the file's current value (SPEC: event
+// A `from` that differs from the file's current value (docs/worker.md, step 7: event
 // pr_open_param_drift, never blocking). Values as JSON text; `actual` is
 // "(absent)" when the file has no such key.
 struct ParamDrift {

@@ -1,6 +1,6 @@
 #pragma once
 
-// The rows one PR pipeline run reads (SPEC §8 step 2) and the one it writes
+// The rows one PR pipeline run reads (docs/worker.md, "Pipeline steps" 2) and the one it writes
 // (step 12), over the runner's blocking connection. PQexecParams only: every
 // value travels as a parameter.
 
@@ -72,7 +72,7 @@ class PipelineDb {
     [[nodiscard]] std::optional<TemplateRow> query_template(std::string_view id);
     [[nodiscard]] std::optional<StudyRows> study(std::string_view id);
 
-    // SPEC §8 step 12; true when the row was still pending and is now pr_opened.
+    // Pipeline step 12 (docs/worker.md); true when the row was still pending and is now pr_opened.
     [[nodiscard]] bool mark_pr_opened(std::string_view proposal_id, std::string_view pr_url);
 
   private:

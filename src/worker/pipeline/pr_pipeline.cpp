@@ -1,4 +1,4 @@
-// The PR pipeline of SPEC §8 (steps 2 and 4–12; the runner did 1 and 3).
+// The PR pipeline (docs/worker.md, "Pipeline steps" 2 and 4–12; the runner did 1 and 3).
 #include "pipeline/pr_pipeline.hpp"
 
 #include <fcntl.h>

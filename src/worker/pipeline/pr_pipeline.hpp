@@ -8,7 +8,7 @@
 
 namespace relyloop::worker {
 
-// The real PR pipeline of SPEC §8 (libgit2, libcurl, cairo). One instance is
+// The real PR pipeline (docs/worker.md, "Pipeline steps"; libgit2, libcurl, cairo). One instance is
 // shared by all job threads; run() is thread-safe. Destroy it only after every
 // run() has returned (its destructor frees cairo's process-wide caches).
 // Throws std::runtime_error when --ca-file cannot be used by libgit2.

@@ -1,6 +1,6 @@
 #pragma once
 
-// The words of a PR (SPEC §8 "Formats"): title, Markdown body, commit
+// The words of a PR (docs/worker.md, "The PR body"): title, Markdown body, commit
 // messages, and the chart / fallback comments. Pure functions of PrText; every
 // result has passed redact().
 //
