@@ -264,7 +264,8 @@ StudyInput input_from_columns(std::span<const std::optional<std::string_view>> c
     in.objective = parse_json(c[1]);
     in.best_metric = parse_double(c[2]);
     in.has_winner = is_true(c[3]);
-    if (auto n = parse_double(c[4])) {
+    // optuna_trial_number is an INTEGER column; anything else is no number
+    if (auto n = parse_double(c[4]); n && std::isfinite(*n) && std::fabs(*n) < 9.0e15) {
         in.winner_number = static_cast<long long>(*n);
     }
     in.winner_metric = parse_double(c[5]);
