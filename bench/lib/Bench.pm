@@ -90,7 +90,7 @@ sub print_statements {
     my $cm = "$build/cmake-release";
     system("cc -O1 -I$ROOT/src/core/include $ROOT/bench/print_statements.c "
         . "$cm/librelyloop_core.a $cm/librelyloop_common.a "
-        . "-ljansson -lpcre2-8 -lb2 -lpq -lstdc++ -lm -o $bin") == 0
+        . "-ljansson -lpcre2-8 -lb2 -lpq -lcrypto -lstdc++ -lm -o $bin") == 0
         or die "cannot build print_statements";
     my %st;
     for my $line (qx{$bin}) {
