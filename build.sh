@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# relyloop-pr: the single entry point (SPEC §2).
+# relyloop-pr: the single entry point (README.md).
 #
 #   ./build.sh          build build/ngx_http_relyloop_module.so and build/relyloop-worker
 #   ./build.sh test     unit + integration tests, plain and under ASan+UBSan
@@ -8,6 +8,7 @@
 #   ./build.sh bench    the benchmarks, printed as ratios against references
 #   ./build.sh fuzz [SECONDS]  each libFuzzer target of t/fuzz for SECONDS (30)
 #   ./build.sh deb      Debian packages into build/deb/ (docs/install.md)
+#   ./build.sh format   clang-format every C++ file (--check: report, change nothing)
 #   ./build.sh lint     Redocly's recommended rules on the served OpenAPI document (npm)
 #
 # Each sub-command installs the Debian packages it needs when they are missing
@@ -24,7 +25,7 @@ BUILD_PKGS=(build-essential cmake pkg-config nginx nginx-dev libpq-dev libgit2-d
     libcurl4-openssl-dev libjansson-dev libcairo2-dev libpcre2-dev libb2-dev
     libsimdjson-dev libssl-dev libgtest-dev libgmock-dev fonts-dejavu-core ca-certificates)
 TEST_PKGS=(postgresql-15 postgresql-contrib pgbouncer fcgiwrap git openssl python3 nodejs perl curl procps iproute2
-    file libjson-validator-perl python3-prometheus-client)
+    file libjson-validator-perl python3-prometheus-client clang-format)
 BENCH_PKGS=(wrk)
 FUZZ_PKGS=(clang libclang-rt-14-dev)
 DEB_PKGS=(debhelper dpkg-dev fakeroot lintian)
@@ -168,6 +169,7 @@ run_suite() {
 cmd_test() {
     clear_sanitizer_env
     ensure_pkgs "${BUILD_PKGS[@]}" "${TEST_PKGS[@]}"
+    cmd_format --check
     cmd_build -DRELYLOOP_TESTS=ON
     PROVE_ARGS=("$@")
     [ ${#PROVE_ARGS[@]} -eq 0 ] && PROVE_ARGS=("$ROOT"/t/*.t)
@@ -510,6 +512,24 @@ cmd_deb() {
     log "built $(cd "$deb" && ls ./*.deb | tr '\n' ' ')"
 }
 
+# ./build.sh format [--check]: the repository's .clang-format over every C++
+# file git tracks. C files and the C API header keep nginx's style, which
+# clang-format cannot express (docs/decisions.md, "Formatting").
+format_files() {
+    git -C "$ROOT" ls-files -z '*.cpp' '*.hpp'
+}
+
+cmd_format() {
+    command -v clang-format >/dev/null || ensure_pkgs clang-format
+    if [ "${1:-}" = --check ]; then
+        log "clang-format --dry-run -Werror ($(clang-format --version | grep -o '[0-9][0-9.]*' | head -1))"
+        (cd "$ROOT" && format_files | xargs -0 clang-format --dry-run -Werror) ||
+            die "files not formatted: run ./build.sh format"
+    else
+        (cd "$ROOT" && format_files | xargs -0 clang-format -i)
+    fi
+}
+
 # ./build.sh lint: the OpenAPI document as the built module serves it, linted
 # with Redocly's recommended ruleset (fetched by npx: needs the npm registry).
 # Errors fail; warnings are printed.
@@ -535,6 +555,7 @@ case "${1:-build}" in
     fuzz) shift; cmd_fuzz "$@" ;;
     deb) cmd_deb ;;
     lint) cmd_lint ;;
-    -h|--help|help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' ;;
-    *) die "unknown command '$1' (build, test, up, demo, bench, fuzz, deb, lint)" ;;
+    format) shift; cmd_format "$@" ;;
+    -h|--help|help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' ;;
+    *) die "unknown command '$1' (build, test, up, demo, bench, fuzz, deb, lint, format)" ;;
 esac

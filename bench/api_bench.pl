@@ -1,7 +1,7 @@
 #!/usr/bin/env perl
 # API read path: the module answering GET /api/v1/config-repos/{id} and the
 # list (limit 50) under wrk, against pgbench running the very same SQL as
-# prepared statements at the same concurrency, in the same run (SPEC §12).
+# prepared statements at the same concurrency, in the same run (docs/decisions.md: numbers only, ratios against a reference).
 
 use strict;
 use warnings;

@@ -1,5 +1,5 @@
 #!/usr/bin/env perl
-# The PR pipeline benchmark (SPEC §12), against references measured in the
+# The PR pipeline benchmark (docs/worker.md, Pipeline steps), against references measured in the
 # same run on the same loopback git server (nginx + git http-backend, Basic
 # auth) and the fake GitHub:
 #

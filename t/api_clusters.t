@@ -1,5 +1,5 @@
 #!/usr/bin/perl
-# POST/GET /api/v1/clusters, GET/PATCH /api/v1/clusters/{id} (SPEC §5.2, §9):
+# POST/GET /api/v1/clusters, GET/PATCH /api/v1/clusters/{id} (docs/api.md, docs/security.md):
 # shapes (health_check object, no deleted_at), soft delete, binding a config
 # repo and config_path through PATCH, every error code.
 

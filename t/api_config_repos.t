@@ -1,5 +1,5 @@
 #!/usr/bin/perl
-# POST/GET /api/v1/config-repos, GET /api/v1/config-repos/{id} (SPEC §5.2):
+# POST/GET /api/v1/config-repos, GET /api/v1/config-repos/{id} (docs/api.md):
 # success shapes, URL rules (UNSUPPORTED_PROVIDER), auth_ref rules
 # (AUTH_REF_NOT_FOUND), the name race (CONFIG_REPO_NAME_TAKEN), validation.
 

@@ -1,5 +1,5 @@
 #!/usr/bin/perl
-# SPEC §5.1 and §3.1 conventions across the API: unknown routes (404), wrong
+# docs/api.md and docs/directives.md conventions across the API: unknown routes (404), wrong
 # methods (405 + Allow), X-Request-ID, CORS, OPTIONS, request bodies and their
 # limits, timestamps, health, openapi.json.
 

@@ -1,5 +1,5 @@
 #!/usr/bin/perl
-# Lists (SPEC §5.1): limit 1..200 (default 50), keyset cursors over
+# Lists (docs/api.md): limit 1..200 (default 50), keyset cursors over
 # created_at DESC, id DESC (ties broken by id), has_more at limit=200,
 # X-Total-Count, since=, tampered cursors → 422 "invalid cursor" on every list.
 

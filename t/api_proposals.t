@@ -1,7 +1,7 @@
 #!/usr/bin/perl
 # POST /api/v1/proposals (manual), GET /proposals (filters), GET
 # /proposals/{id}, POST /proposals/{id}/reject, and the open_pr preflight
-# answers that need no GitHub (SPEC §5.2, §5.3).
+# answers that need no GitHub (docs/api.md).
 
 use strict;
 use warnings;
@@ -223,7 +223,7 @@ is(scalar(grep { $_->{status} == 200 } @res), 1, 'racing rejects: exactly one 20
 is(scalar(grep { $_->{status} == 409 && $_->{code} eq 'INVALID_STATE_TRANSITION' } @res), 5,
     'racing rejects: the rest 409') or diag(json_encode(\@res));
 
-# --- open_pr preflight (SPEC §5.3) and its body tolerance --------------------------------------
+# --- open_pr preflight (docs/api.md) and its body tolerance --------------------------------------
 
 my $nocfg = insert_proposal($t, cluster_id => $cluster->{id}, template_id => $template->{id});
 for my $how (['no body', ()], ['{}', json => {}],

@@ -1,5 +1,5 @@
 #!/usr/bin/perl
-# The module under stress (SPEC §1, §3.1, §5.1): keepalive and pipelined
+# The module under stress (docs/architecture.md, docs/directives.md, docs/api.md): keepalive and pipelined
 # requests, concurrency against the per-worker pool (pg_stat_activity and the
 # sockets themselves), relyloop_pg_timeout cancelling a blocked query,
 # relyloop_pg_max_waiting, PostgreSQL stopped and started under a running
@@ -329,8 +329,8 @@ unlike($t->nginx_error_log, qr/\[(alert|emerg|crit)\]/, 'no [alert], [emerg] or 
 
 # --- relyloop_pg_max_waiting -------------------------------------------------------------------
 
-# The pool pipelines queries (relyloop_pg_pipeline_depth, beyond the SPEC);
-# depth 1 gives the SPEC's "wait for a free connection".
+# The pool pipelines queries (relyloop_pg_pipeline_depth, docs/decisions.md);
+# depth 1 gives the plain "wait for a free connection".
 $t->stop_nginx;
 $t->start_nginx(directives => {relyloop_pg_timeout => '30s', relyloop_pg_pool_size => 2,
     relyloop_pg_max_waiting => 3, relyloop_pg_pipeline_depth => 1});

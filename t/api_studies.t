@@ -1,7 +1,7 @@
 #!/usr/bin/perl
 # GET /api/v1/studies (filters), /studies/{id}, /studies/{id}/trials (sorts,
 # cursor over the chosen order), POST /studies/{id}/cancel, GET
-# /studies/{id}/digest (SPEC §5.2). Rows are inserted with psql: the API has
+# /studies/{id}/digest (docs/api.md). Rows are inserted with psql: the API has
 # no study create.
 
 use strict;
@@ -122,7 +122,7 @@ sub metric_order_ok {
         ok(!defined $first_null || !grep({ defined } @m[$first_null .. $#m]), "$name: nulls last")
             or diag(json_encode(\@m));
     } else {
-        # the SPEC fixes nulls last only for the descending index; here nulls
+        # docs/api.md fixes nulls last only for the descending index; here nulls
         # must at least stay together
         my $nulls = join '', map { defined $_ ? 'v' : 'n' } @m;
         like($nulls, qr/^(n*v*|v*n*)$/, "$name: nulls together") or diag($nulls);

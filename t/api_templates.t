@@ -1,6 +1,6 @@
 #!/usr/bin/perl
 # POST/GET /api/v1/query-templates, GET /api/v1/query-templates/{id}
-# (SPEC §5.2): shape, versions, TEMPLATE_NAME_TAKEN on (name, version),
+# (docs/api.md): shape, versions, TEMPLATE_NAME_TAKEN on (name, version),
 # the engine_type filter, declared_params hints, validation.
 
 use strict;

@@ -1,5 +1,5 @@
 #!/usr/bin/env perl
-# The module's directives at `nginx -t` (SPEC §3.1): valid configurations
+# The module's directives at `nginx -t` (docs/directives.md): valid configurations
 # pass; each invalid value fails with a message naming the directive and the
 # value; a missing relyloop_pg_conninfo is caught; host names are resolved at
 # configuration time; and the module loads into the stock /usr/sbin/nginx.

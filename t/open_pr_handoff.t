@@ -1,7 +1,7 @@
 #!/usr/bin/env perl
 # POST /api/v1/proposals/{id}/open_pr end to end through nginx, the Unix
 # socket and the worker (with the scripted test pipeline): the preflight of
-# SPEC §5.3 in its order, none of it touching the proposal row; the 503s of a
+# docs/api.md's open_pr preflight in its order, none of it touching the proposal row; the 503s of a
 # stopped or mute worker; one job for twenty concurrent POSTs; a new job after
 # a failed one; pr_job in the proposal detail; health pinging the worker.
 

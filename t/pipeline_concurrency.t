@@ -1,5 +1,5 @@
 #!/usr/bin/perl
-# Several PR jobs at once (SPEC §7/§8): two proposals on one config repo run
+# Several PR jobs at once (docs/worker.md, Jobs and Pipeline steps): two proposals on one config repo run
 # one after the other, each branch based on pr_base_branch; proposals on
 # different repos run in parallel on the worker's threads, each in its own
 # clone, with a configured non-main base branch.

@@ -1,5 +1,5 @@
 #!/usr/bin/perl
-# Every pr_open_error code of SPEC §8, produced on purpose through the real
+# Every pr_open_error code of docs/runbook.md, produced on purpose through the real
 # path (open_pr → worker → git server / fake GitHub): the proposal stays
 # pending with "<CODE>: <message>", nothing leaks the PAT; then the cause is
 # fixed, open_pr again succeeds and clears the error.

@@ -1,5 +1,5 @@
 #!/usr/bin/perl
-# GitHub REST behaviour of the pipeline against the fake (SPEC §8 steps 10–11):
+# GitHub REST behaviour of the pipeline against the fake (docs/worker.md, Pipeline steps 10–11):
 # the retry policy (5xx, 429 Retry-After, 403 rate limits, terminal 4xx), the
 # chart comment and its fallbacks (comment failure → importance table; no chart
 # → table or "Parameter importance unavailable"), never fatal.

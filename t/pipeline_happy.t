@@ -1,5 +1,5 @@
 #!/usr/bin/perl
-# The PR pipeline end to end (SPEC §8): open_pr through nginx → worker →
+# The PR pipeline end to end (docs/worker.md, Pipeline steps): open_pr through nginx → worker →
 # libgit2 against a git smart-HTTP server that requires the PAT → fake GitHub.
 # A study-backed proposal (two commits: params edit, chart), a manual one (one
 # commit, no chart, no comment), and the study link only with --base-url.

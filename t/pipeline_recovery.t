@@ -1,5 +1,5 @@
 #!/usr/bin/perl
-# Partial failures the pipeline recovers from by itself (SPEC §8 steps 5, 12;
+# Partial failures the pipeline recovers from by itself (docs/worker.md, Pipeline steps 5, 12;
 # §7 leases): an operator rejecting while the PR is being opened, a worker
 # killed between push and PR creation (with and without the PR having been
 # created), a corrupt or re-pointed clone cache, leftovers in the clone.

@@ -1,5 +1,5 @@
 #!/usr/bin/perl
-# The token sweep (SPEC §8 step 4, §9): a distinctive PAT — deliberately NOT
+# The token sweep (docs/worker.md step 4, docs/security.md): a distinctive PAT — deliberately NOT
 # shaped like a GitHub token, so the redaction regexes cannot hide a slip —
 # drives a success and every failure mode the pipeline has, while a sampler
 # reads /proc/<pid>/cmdline and /proc/<pid>/environ of every process. Then the

@@ -1,6 +1,6 @@
 #!/usr/bin/perl
 
-# relyloop-worker migrate / check / usage errors (SPEC §2, §3.2).
+# relyloop-worker migrate / check / usage errors (docs/worker.md).
 
 use strict;
 use warnings;

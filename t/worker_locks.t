@@ -1,6 +1,6 @@
 #!/usr/bin/perl
 
-# Per-repo serialization across workers (SPEC §7): two workers on one
+# Per-repo serialization across workers (docs/worker.md, Jobs): two workers on one
 # database never run two jobs of one config repo at once, do run jobs of
 # different repos in parallel, log and retry contention, and give up with
 # LOCK_TIMEOUT when the budget is spent.

@@ -1,6 +1,6 @@
 #!/usr/bin/perl
 
-# The worker socket (SPEC §6): enqueue, ping and garbage over one and many
+# The worker socket (docs/worker.md, The socket protocol): enqueue, ping and garbage over one and many
 # connections, line limits, silent clients, the socket file's mode and life.
 
 use strict;

@@ -1,6 +1,6 @@
 #!/usr/bin/perl
 
-# The durable queue (SPEC §5.3, §7, §8 step 1): dedup under concurrency, a new
+# The durable queue (docs/api.md, docs/worker.md Jobs and step 1): dedup under concurrency, a new
 # job after a failure, failures always written to pr_open_error, job timeout,
 # progress in last_event, proposals no longer pending, poison jobs.
 

@@ -1,7 +1,7 @@
 package Bench;
 
 # Helpers shared by the benchmark scripts: run wrk and pgbench, parse what
-# they print, format ratios. Numbers only; no pass/fail (SPEC §12).
+# they print, format ratios. Numbers only; no pass/fail (docs/decisions.md).
 
 use strict;
 use warnings;

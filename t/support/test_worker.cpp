@@ -5,7 +5,7 @@
 // Behaviour per proposal comes from the control directory named by
 // RELYLOOP_TEST_PIPELINE_DIR: the first line of `<dir>/<proposal_id>`, else of
 // `<dir>/default`, else "succeed":
-//   succeed              SPEC §8 step 12's conditional update; pr_url
+//   succeed              docs/worker.md step 12's conditional update; pr_url
 //                        https://github.com/test/test/pull/<n>
 //   fail CODE message    PipelineOutcome::kFailed with that error code
 //   block                wait until the cancel flag is set (→ kCancelled) or
@@ -164,7 +164,7 @@ class TestPipeline final : public Pipeline {
         return finish(ctx, script, started, res);
     }
 
-    // SPEC §8 step 12.
+    // docs/worker.md, Pipeline steps 12.
     PipelineResult open_pr(const JobContext &ctx, long long started) {
         PipelineResult res;
         PgResult r = db::exec(ctx.db, R"SQL(

@@ -10,7 +10,7 @@ package RelyLoop::Fixtures;
 #   responses_ok();                        # every response had X-Request-ID, JSON
 #   $t->done;
 #
-# Assertions follow SPEC §5: the error envelope, timestamps, list pages.
+# Assertions follow docs/api.md: the error envelope, timestamps, list pages.
 
 use strict;
 use warnings;
@@ -51,7 +51,7 @@ sub setup {
 }
 
 # api($t, METHOD => path, json => ..., body => ..., headers => {...}): $t->http
-# plus the checks every response must pass (SPEC §5.1): an X-Request-ID, and
+# plus the checks every response must pass (docs/api.md): an X-Request-ID, and
 # a JSON body for everything but 204. Failures are collected and reported by
 # responses_ok() so that a missing header cannot hide among the other tests.
 sub api {
@@ -196,7 +196,7 @@ sub validation_ok {
     return $ok;
 }
 
-# RFC 3339, UTC, six fractional digits, "+00:00" (SPEC §5.1's form).
+# RFC 3339, UTC, six fractional digits, "+00:00" (docs/api.md's form).
 sub ts_ok {
     my ($v, $name) = @_;
     local $Test::Builder::Level = $Test::Builder::Level + 1;
@@ -233,7 +233,7 @@ sub has_keys {
     return !@missing;
 }
 
-# list_ok($res, NAME, total => N): a 200 list page (SPEC §5.1); returns its rows.
+# list_ok($res, NAME, total => N): a 200 list page (docs/api.md); returns its rows.
 sub list_ok {
     my ($res, $name, %o) = @_;
     local $Test::Builder::Level = $Test::Builder::Level + 1;

@@ -270,7 +270,7 @@ sub events {
     return @ev;
 }
 
-# Lines of the worker's stderr that are not JSON objects (SPEC §10: none).
+# Lines of the worker's stderr that are not JSON objects (docs/worker.md, Log: none).
 sub non_json_lines {
     my ($self, $name) = @_;
     return grep { length && !(eval { ref $JSON->decode($_) eq 'HASH' }) }
