@@ -195,9 +195,9 @@ CREATE INDEX IF NOT EXISTS proposals_cluster_idx ON proposals (cluster_id, creat
 CREATE INDEX IF NOT EXISTS proposals_study_idx ON proposals (study_id);
 
 )SQL";
-constexpr auto kInitial = join(kInitialHead, kPrJobsTable,
-                               "-- The dedup key: at most one live job per proposal.\n",
-                               kPrJobsIndexes);
+constexpr auto kInitial =
+    join(kInitialHead, kPrJobsTable, "-- The dedup key: at most one live job per proposal.\n",
+         kPrJobsIndexes);
 
 // Step 2 (docs/upstream-schema.md): an own database converges on upstream
 // RelyLoop's shape at alembic revision 0023, in one transaction, data kept.
