@@ -1,14 +1,55 @@
 #include "common/schema.hpp"
 
+#include <array>
+#include <cstddef>
 #include <string>
 
 namespace relyloop::schema {
 
 namespace {
 
+// Joins string literals at compile time (one NUL, at the end).
+template <size_t... N>
+constexpr std::array<char, (N + ...) - sizeof...(N) + 1> join(const char (&...parts)[N]) {
+    std::array<char, (N + ...) - sizeof...(N) + 1> out{};
+    size_t at = 0;
+    auto append = [&](const char *p, size_t n) {
+        for (size_t i = 0; i + 1 < n; i++) out[at++] = p[i];
+    };
+    (append(parts, N), ...);
+    return out;
+}
+
+// The pr_jobs table and its indexes, written once: step 1 (kInitial) and
+// own_tables_sql() for an upstream database (kOwnTablesStep1) both use them.
+constexpr const char kPrJobsTable[] = R"SQL(CREATE TABLE IF NOT EXISTS pr_jobs (
+    id          VARCHAR(36)  PRIMARY KEY,
+    proposal_id VARCHAR(36)  NOT NULL REFERENCES proposals (id) ON DELETE CASCADE,
+    state       VARCHAR(16)  NOT NULL
+                CHECK (state IN ('queued', 'running', 'succeeded', 'failed')),
+    attempts    INT          NOT NULL DEFAULT 0,
+    lock_waits  INT          NOT NULL DEFAULT 0,
+    run_after   TIMESTAMPTZ  NOT NULL DEFAULT now(),
+    lease_until TIMESTAMPTZ,
+    worker_id   VARCHAR(128),
+    last_event  VARCHAR(64),
+    last_error  TEXT,
+    created_at  TIMESTAMPTZ  NOT NULL DEFAULT now(),
+    started_at  TIMESTAMPTZ,
+    finished_at TIMESTAMPTZ
+);
+)SQL";
+constexpr const char kPrJobsIndexes[] =
+    R"SQL(CREATE UNIQUE INDEX IF NOT EXISTS pr_jobs_live_proposal_idx
+    ON pr_jobs (proposal_id) WHERE state IN ('queued', 'running');
+CREATE INDEX IF NOT EXISTS pr_jobs_claim_idx ON pr_jobs (run_after) WHERE state = 'queued';
+CREATE INDEX IF NOT EXISTS pr_jobs_lease_idx ON pr_jobs (lease_until) WHERE state = 'running';
+CREATE INDEX IF NOT EXISTS pr_jobs_proposal_idx ON pr_jobs (proposal_id, created_at DESC);
+)SQL";
+
 // Names, types, CHECK values and unique constraints follow RelyLoop's schema
 // so that the module can serve an existing RelyLoop database.
-constexpr const char kInitial[] = R"SQL(
+constexpr const char kInitialHead[] = R"SQL(
 CREATE TABLE IF NOT EXISTS config_repos (
     id                         VARCHAR(36)  PRIMARY KEY,
     name                       VARCHAR(128) NOT NULL UNIQUE,
@@ -153,29 +194,10 @@ CREATE INDEX IF NOT EXISTS proposals_status_idx ON proposals (status, created_at
 CREATE INDEX IF NOT EXISTS proposals_cluster_idx ON proposals (cluster_id, created_at DESC);
 CREATE INDEX IF NOT EXISTS proposals_study_idx ON proposals (study_id);
 
-CREATE TABLE IF NOT EXISTS pr_jobs (
-    id          VARCHAR(36)  PRIMARY KEY,
-    proposal_id VARCHAR(36)  NOT NULL REFERENCES proposals (id) ON DELETE CASCADE,
-    state       VARCHAR(16)  NOT NULL
-                CHECK (state IN ('queued', 'running', 'succeeded', 'failed')),
-    attempts    INT          NOT NULL DEFAULT 0,
-    lock_waits  INT          NOT NULL DEFAULT 0,
-    run_after   TIMESTAMPTZ  NOT NULL DEFAULT now(),
-    lease_until TIMESTAMPTZ,
-    worker_id   VARCHAR(128),
-    last_event  VARCHAR(64),
-    last_error  TEXT,
-    created_at  TIMESTAMPTZ  NOT NULL DEFAULT now(),
-    started_at  TIMESTAMPTZ,
-    finished_at TIMESTAMPTZ
-);
--- The dedup key: at most one live job per proposal.
-CREATE UNIQUE INDEX IF NOT EXISTS pr_jobs_live_proposal_idx
-    ON pr_jobs (proposal_id) WHERE state IN ('queued', 'running');
-CREATE INDEX IF NOT EXISTS pr_jobs_claim_idx ON pr_jobs (run_after) WHERE state = 'queued';
-CREATE INDEX IF NOT EXISTS pr_jobs_lease_idx ON pr_jobs (lease_until) WHERE state = 'running';
-CREATE INDEX IF NOT EXISTS pr_jobs_proposal_idx ON pr_jobs (proposal_id, created_at DESC);
 )SQL";
+constexpr auto kInitial =
+    join(kInitialHead, kPrJobsTable, "-- The dedup key: at most one live job per proposal.\n",
+         kPrJobsIndexes);
 
 // Step 2 (docs/upstream-schema.md): an own database converges on upstream
 // RelyLoop's shape at alembic revision 0023, in one transaction, data kept.
@@ -538,33 +560,13 @@ $fn$;
 
 // The own tables again, for an upstream database (IF NOT EXISTS throughout):
 // step 1's own tables here, then step 3 (kPrLifecycle) as it is.
-constexpr const char kOwnTablesStep1[] = R"SQL(
+constexpr const char kOwnTablesHead[] = R"SQL(
 CREATE TABLE IF NOT EXISTS schema_migrations (
     version    INT         PRIMARY KEY,
     applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
-CREATE TABLE IF NOT EXISTS pr_jobs (
-    id          VARCHAR(36)  PRIMARY KEY,
-    proposal_id VARCHAR(36)  NOT NULL REFERENCES proposals (id) ON DELETE CASCADE,
-    state       VARCHAR(16)  NOT NULL
-                CHECK (state IN ('queued', 'running', 'succeeded', 'failed')),
-    attempts    INT          NOT NULL DEFAULT 0,
-    lock_waits  INT          NOT NULL DEFAULT 0,
-    run_after   TIMESTAMPTZ  NOT NULL DEFAULT now(),
-    lease_until TIMESTAMPTZ,
-    worker_id   VARCHAR(128),
-    last_event  VARCHAR(64),
-    last_error  TEXT,
-    created_at  TIMESTAMPTZ  NOT NULL DEFAULT now(),
-    started_at  TIMESTAMPTZ,
-    finished_at TIMESTAMPTZ
-);
-CREATE UNIQUE INDEX IF NOT EXISTS pr_jobs_live_proposal_idx
-    ON pr_jobs (proposal_id) WHERE state IN ('queued', 'running');
-CREATE INDEX IF NOT EXISTS pr_jobs_claim_idx ON pr_jobs (run_after) WHERE state = 'queued';
-CREATE INDEX IF NOT EXISTS pr_jobs_lease_idx ON pr_jobs (lease_until) WHERE state = 'running';
-CREATE INDEX IF NOT EXISTS pr_jobs_proposal_idx ON pr_jobs (proposal_id, created_at DESC);
 )SQL";
+constexpr auto kOwnTablesStep1 = join(kOwnTablesHead, kPrJobsTable, kPrJobsIndexes);
 
 constexpr OwnIndex kOwnIndexes[] = {
     {"config_repos_created_idx",
@@ -655,7 +657,7 @@ constexpr RequiredColumn kRequired[] = {
 };
 
 constexpr Migration kMigrations[] = {
-    {1, "initial schema", kInitial},
+    {1, "initial schema", kInitial.data()},
     {2, "converge with upstream 0023", kConverge0023},
     {3, "pr lifecycle tables", kPrLifecycle},
 };
@@ -665,7 +667,7 @@ constexpr Migration kMigrations[] = {
 std::span<const Migration> migrations() { return kMigrations; }
 
 const char *own_tables_sql() {
-    static const std::string sql = std::string(kOwnTablesStep1) + kPrLifecycle;
+    static const std::string sql = std::string(kOwnTablesStep1.data()) + kPrLifecycle;
     return sql.c_str();
 }
 

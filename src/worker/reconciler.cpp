@@ -299,9 +299,11 @@ void TickRun::do_repo(const std::string &key, std::vector<Candidate *> &cands) {
         }
         return;
     }
-    github::CurlTransport curl(github::CurlOptions{r_.settings_.ca_file}, *acc.pat, &r_.stop_);
+    github::CurlTransport curl(github::CurlOptions{r_.settings_.ca_file}, *acc.pat,
+                               r_.thread_.stop_flag());
     CountingTransport counting(curl, s_);
-    github::Client gh(r_.settings_.github_api_url, counting, github::Timing::real(&r_.stop_));
+    github::Client gh(r_.settings_.github_api_url, counting,
+                      github::Timing::real(r_.thread_.stop_flag()));
     const std::string base = gh.repo_url(ref.owner, ref.repo) +
                              "/pulls?state=all&sort=updated&direction=desc&per_page=100";
 
@@ -489,25 +491,12 @@ Reconciler::~Reconciler() {
 }
 
 void Reconciler::start() {
-    thread_ = std::thread([this] { thread_main(); });
+    thread_.start([this] { thread_main(); });
 }
 
-void Reconciler::request_stop() noexcept {
-    {
-        std::lock_guard lk(mu_);
-        stop_ = true;
-    }
-    cv_.notify_all();
-}
+void Reconciler::request_stop() noexcept { thread_.request_stop(); }
 
-void Reconciler::join() noexcept {
-    if (thread_.joinable()) thread_.join();
-}
-
-void Reconciler::sleep_until(SysClock::time_point t) {
-    std::unique_lock lk(mu_);
-    cv_.wait_until(lk, t, [this] { return stop_.load(); });
-}
+void Reconciler::join() noexcept { thread_.join(); }
 
 TickSummary Reconciler::tick(PGconn *conn) { return TickRun(*this, conn).run(); }
 
@@ -522,7 +511,7 @@ long long Reconciler::prune(PGconn *conn) {
         const char *n = PQcmdTuples(res.get());
         long long deleted = (n != nullptr && *n != '\0') ? std::stoll(n) : 0;
         total += deleted;
-        if (deleted < kPruneBatch || stop_) break;
+        if (deleted < kPruneBatch || thread_.stopping()) break;
     }
     if (total > 0) {
         log_.info("webhook_deliveries_pruned", {{"deleted", total}});
@@ -558,7 +547,7 @@ void Reconciler::thread_main() noexcept {
     long long attempted_slot = -1;
     auto last_prune = std::chrono::steady_clock::now() - kPruneEvery;
     db::Backoff backoff(std::chrono::seconds(30));
-    while (!stop_) {
+    while (!thread_.stopping()) {
         auto now = SysClock::now();
         long long minute =
             std::chrono::duration_cast<std::chrono::minutes>(now.time_since_epoch()).count();
@@ -571,7 +560,7 @@ void Reconciler::thread_main() noexcept {
                 db::connect(settings_.pg_conninfo, "relyloop-worker reconciler", &log_, &err);
             if (!conn) {
                 log_.warn("db_unavailable", {{"message", "reconciler: " + err}});
-                sleep_until(SysClock::now() + backoff.next());
+                thread_.sleep_until(SysClock::now() + backoff.next());
                 continue;
             }
             backoff.reset();
@@ -639,7 +628,7 @@ void Reconciler::thread_main() noexcept {
         auto next_minute = SysClock::time_point(
             std::chrono::duration_cast<std::chrono::minutes>(now.time_since_epoch()) +
             std::chrono::minutes(1));
-        sleep_until(next_minute + std::chrono::milliseconds(50));
+        thread_.sleep_until(next_minute + std::chrono::milliseconds(50));
     }
 }
 

@@ -14,16 +14,12 @@
 
 #include <libpq-fe.h>
 
-#include <atomic>
-#include <chrono>
-#include <condition_variable>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <string>
-#include <thread>
 
 #include "event_log.hpp"
+#include "periodic_thread.hpp"
 #include "settings.hpp"
 
 namespace relyloop::github {
@@ -87,14 +83,10 @@ class Reconciler {
     void thread_main() noexcept;
     // Claims `slot` (lock + worker_ticks row); true when this worker runs it.
     bool claim_slot(PGconn *conn, long long slot);
-    void sleep_until(std::chrono::system_clock::time_point t);
 
     const Settings &settings_;
     EventLog &log_;
-    std::atomic<bool> stop_{false};
-    std::mutex mu_;
-    std::condition_variable cv_;
-    std::thread thread_;
+    PeriodicThread thread_;
     std::map<std::string, RepoCache> cache_;  // key: lower-case owner/repo
     friend class TickRun;
 };

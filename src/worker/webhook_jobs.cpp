@@ -311,35 +311,22 @@ WebhookJobRunner::~WebhookJobRunner() {
 }
 
 void WebhookJobRunner::start() {
-    thread_ = std::thread([this] { thread_main(); });
+    thread_.start([this] { thread_main(); });
 }
 
-void WebhookJobRunner::request_stop() noexcept {
-    {
-        std::lock_guard lk(mu_);
-        stop_ = true;
-    }
-    cv_.notify_all();
-}
+void WebhookJobRunner::request_stop() noexcept { thread_.request_stop(); }
 
-void WebhookJobRunner::join() noexcept {
-    if (thread_.joinable()) thread_.join();
-}
-
-void WebhookJobRunner::sleep_for(std::chrono::milliseconds d) {
-    std::unique_lock lk(mu_);
-    cv_.wait_for(lk, d, [this] { return stop_.load(); });
-}
+void WebhookJobRunner::join() noexcept { thread_.join(); }
 
 void WebhookJobRunner::thread_main() noexcept {
     db::Backoff backoff(10s);
     PgConn conn;
-    while (!stop_) {
+    while (!thread_.stopping()) {
         if (!conn || PQstatus(conn.get()) != CONNECTION_OK) {
             std::string err;
             conn = db::connect(settings_.pg_conninfo, "relyloop-worker webhooks", &log_, &err);
             if (!conn) {
-                sleep_for(backoff.next());
+                thread_.sleep_for(backoff.next());
                 continue;
             }
             backoff.reset();
@@ -347,7 +334,7 @@ void WebhookJobRunner::thread_main() noexcept {
         try {
             std::optional<Claimed> job = claim(conn.get(), settings_.worker_id);
             if (!job) {
-                sleep_for(1s);
+                thread_.sleep_for(1s);
                 continue;
             }
             log_.info("register_webhook_started", {{"job_id", job->id},
@@ -355,7 +342,7 @@ void WebhookJobRunner::thread_main() noexcept {
                                                    {"attempt", job->attempts}});
             Outcome o;
             try {
-                o = Run(settings_, log_, conn.get(), *job, &stop_).go();
+                o = Run(settings_, log_, conn.get(), *job, thread_.stop_flag()).go();
             } catch (const Cancelled &) {
                 // Stopping, or the lease was lost: leave the claim to expire.
                 log_.info("register_webhook_abandoned", {{"job_id", job->id}});
@@ -374,10 +361,10 @@ void WebhookJobRunner::thread_main() noexcept {
         } catch (const DbError &e) {
             log_.warn("register_webhook_db_error", {{"message", e.what()}});
             if (db::is_connection_error(e, conn.get())) conn.reset();
-            sleep_for(backoff.next());
+            thread_.sleep_for(backoff.next());
         } catch (const std::exception &e) {
             log_.error("register_webhook_error", {{"message", e.what()}});
-            sleep_for(1s);
+            thread_.sleep_for(1s);
         }
     }
 }

@@ -9,15 +9,11 @@
 // written to config_repos.webhook_registration_error (NULL on success).
 // The webhook secret is sent only in the create call's body.
 
-#include <atomic>
-#include <chrono>
-#include <condition_variable>
-#include <mutex>
 #include <optional>
 #include <string>
-#include <thread>
 
 #include "event_log.hpp"
+#include "periodic_thread.hpp"
 #include "settings.hpp"
 
 namespace relyloop::worker {
@@ -38,14 +34,10 @@ class WebhookJobRunner {
 
   private:
     void thread_main() noexcept;
-    void sleep_for(std::chrono::milliseconds d);
 
     const Settings &settings_;
     EventLog &log_;
-    std::atomic<bool> stop_{false};
-    std::mutex mu_;
-    std::condition_variable cv_;
-    std::thread thread_;
+    PeriodicThread thread_;
 };
 
 }  // namespace relyloop::worker

@@ -11,6 +11,9 @@
 
 #include <algorithm>
 #include <cctype>
+#include <initializer_list>
+#include <optional>
+#include <utility>
 
 #include "api/uri.hpp"
 #include "common/json_writer.hpp"
@@ -216,7 +219,7 @@ class WebhookHandler : public Handler {
     Action on_db_error(Context &ctx, const DbFailure &f) override {
         Action a = Handler::on_db_error(ctx, f);
         if (a.response.status == 503) {
-            ctx.log(RL_LOG_INFO, "webhook_received " + log_object("error", "", "database"));
+            ctx.log(RL_LOG_INFO, outcome_line("webhook_received", "error", "", "database"));
         }
         return a;
     }
@@ -285,11 +288,11 @@ class WebhookHandler : public Handler {
         }
         const char *result = replayed ? "replayed" : stale ? "stale" : "processed";
         if (replayed) {
-            ctx.log(RL_LOG_INFO, "webhook_replayed " + log_object(action, proposal, result));
+            ctx.log(RL_LOG_INFO, outcome_line("webhook_replayed", action, proposal, result));
         } else if (stale) {
-            ctx.log(RL_LOG_INFO, "webhook_stale_delivery " + log_object(action, proposal, result));
+            ctx.log(RL_LOG_INFO, outcome_line("webhook_stale_delivery", action, proposal, result));
         }
-        ctx.log(RL_LOG_INFO, "webhook_received " + log_object(action, proposal, result));
+        ctx.log(RL_LOG_INFO, outcome_line("webhook_received", action, proposal, result));
         std::string body = R"({"status":"ok","action":)";
         json::write_string(body, action);
         body += replayed ? R"(,"replayed":true})" : "}";
@@ -312,9 +315,12 @@ class WebhookHandler : public Handler {
         }
     }
 
-    std::string log_object(std::string_view action, std::string_view proposal,
-                           std::string_view result) const {
-        std::string s = R"({"delivery_id":)";
+    // One log line of this delivery: `<name> {"delivery_id":…,"gh_event":…,…}`
+    // with `fields` after those two keys, a string each or null (nullopt).
+    using LogField = std::pair<const char *, std::optional<std::string_view>>;
+    std::string log_line(std::string_view name, std::initializer_list<LogField> fields) const {
+        std::string s(name);
+        s += R"( {"delivery_id":)";
         if (delivery_.empty()) {
             s += "null";
         } else {
@@ -322,33 +328,32 @@ class WebhookHandler : public Handler {
         }
         s += R"(,"gh_event":)";
         json::write_string(s, event_);
-        s += R"(,"action":)";
-        json::write_string(s, action);
-        s += R"(,"proposal_id":)";
-        if (proposal.empty()) {
-            s += "null";
-        } else {
-            json::write_string(s, proposal);
+        for (const auto &[key, value] : fields) {
+            s += ",\"";
+            s += key;
+            s += "\":";
+            if (value) {
+                json::write_string(s, *value);
+            } else {
+                s += "null";
+            }
         }
-        s += R"(,"result":)";
-        json::write_string(s, result);
         s += '}';
         return s;
     }
 
-    Action refuse(Context &ctx, const char *reason) const {
-        std::string line = R"(webhook_invalid_signature {"delivery_id":)";
-        if (delivery_.empty()) {
-            line += "null";
-        } else {
-            json::write_string(line, delivery_);
+    // The outcome lines (webhook_received and the like); no proposal is null.
+    std::string outcome_line(std::string_view name, std::string_view action,
+                             std::string_view proposal, std::string_view result) const {
+        std::optional<std::string_view> pid;
+        if (!proposal.empty()) {
+            pid = proposal;
         }
-        line += R"(,"gh_event":)";
-        json::write_string(line, event_);
-        line += R"(,"reason":)";
-        json::write_string(line, reason);
-        line += '}';
-        ctx.log(RL_LOG_INFO, line);
+        return log_line(name, {{"action", action}, {"proposal_id", pid}, {"result", result}});
+    }
+
+    Action refuse(Context &ctx, const char *reason) const {
+        ctx.log(RL_LOG_INFO, log_line("webhook_invalid_signature", {{"reason", reason}}));
         return Action::respond(error_response(403, "INVALID_SIGNATURE",
                                               "Signature mismatch or unknown repository.", false));
     }
