@@ -7,6 +7,7 @@
 // are the tables below: each one gives both the SELECT list spliced into the
 // statements and the column numbers the renderers and handlers use.
 
+#include <iterator>
 #include <span>
 
 #include "common/analytics.hpp"
@@ -244,11 +245,12 @@ struct Column {
     X(started_at, started_at, kTs, "j.started_at") S                             \
     X(finished_at, finished_at, kTs, "j.finished_at")
 
-// namespace layout::NAME { enum : int {<columns>, kCount}; kColumns[] }
+// namespace layout::NAME { enum : int {<columns>}; kColumns[]; kCount }
 #define RL_DEFINE_LAYOUT(NAME, LAYOUT)                                           \
     namespace NAME {                                                             \
-    enum : int { LAYOUT(RL_LAYOUT_ENUM, ) kCount };                              \
+    enum : int { LAYOUT(RL_LAYOUT_ENUM, ) };                                     \
     inline constexpr Column kColumns[] = {LAYOUT(RL_LAYOUT_COLUMN, )};           \
+    inline constexpr int kCount = static_cast<int>(std::size(kColumns));         \
     }
 
 namespace layout {
