@@ -281,13 +281,14 @@ inline constexpr int kDigestCols = layout::digest::kCount;
 inline constexpr int kProposalSummaryCols = layout::proposal_summary::kCount;
 // Where the parts of a ProposalDetail start.
 inline constexpr int kProposalDetailOwnAt = kProposalSummaryCols;
-inline constexpr int kProposalDetailDigestAt = kProposalDetailOwnAt + layout::proposal_detail::kCount;
+inline constexpr int kProposalDetailDigestAt =
+    kProposalDetailOwnAt + layout::proposal_detail::kCount;
 inline constexpr int kProposalDetailPrJobAt = kProposalDetailDigestAt + kDigestCols;
 inline constexpr int kProposalDetailCols = kProposalDetailPrJobAt + layout::pr_job::kCount;
 
 static_assert(kConfigRepoCols == 10 && kClusterCols == 13 && kTemplateCols == 8 &&
-              kStudyAnalyticsCol == 27 && kStudyCols == 40 && kTrialCols == 12 &&
-              kDigestCols == 8 && kProposalSummaryCols == 16 && kProposalDetailCols == 47,
+                  kStudyAnalyticsCol == 27 && kStudyCols == 40 && kTrialCols == 12 &&
+                  kDigestCols == 8 && kProposalSummaryCols == 16 && kProposalDetailCols == 47,
               "the sizes written next to the layouts");
 
 }  // namespace relyloop::core::db
