@@ -111,7 +111,7 @@ constexpr StringRule kConfigPathRule{
 constexpr StringRule kNotesRule{2000, 1};
 constexpr StringRule kTargetFilterRule{std::numeric_limits<size_t>::max(), 0};
 
-constexpr int kCreatedCol = 11;
+constexpr int kCreatedCol = db::layout::cluster::created_at;
 
 // The auth kinds an engine takes (docs/api.md, "Clusters").
 std::vector<std::string_view> auth_kinds_for(std::string_view engine) {

@@ -18,7 +18,7 @@ constexpr StringRule kBranchRule{
     "must be a valid git branch name matching ^[A-Za-z0-9][A-Za-z0-9._/-]*$"};
 constexpr StringRule kRefRule{128, 1, valid_auth_ref, "must match ^[A-Za-z0-9_-]+$"};
 
-constexpr int kCreatedCol = 9;
+constexpr int kCreatedCol = db::layout::config_repo::created_at;
 
 // Check order of docs/api.md ("Config repos"): body (422) → URL (400) → auth_ref file (400) →
 // name (the INSERT; a unique violation, also of a racing create, is 409).

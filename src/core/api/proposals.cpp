@@ -12,7 +12,7 @@ namespace {
 
 constexpr StringRule kReasonRule{500, 0};
 
-constexpr int kCreatedCol = 14;
+constexpr int kCreatedCol = db::layout::proposal_summary::created_at;
 
 constexpr std::string_view kSources[] = {"study", "manual"};
 

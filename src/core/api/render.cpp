@@ -1,5 +1,7 @@
 #include "api/render.hpp"
 
+#include <span>
+
 #include "api/handler.hpp"
 #include "api/pagination.hpp"
 #include "common/analytics.hpp"
@@ -10,81 +12,214 @@
 
 namespace relyloop::core {
 
+using db::ColKind;
 using db::RowWriter;
+namespace layout = db::layout;
 
 namespace {
 
-void config_repo_fields(RowWriter &w, int at) {
-    w.str("id", at + 0)
-        .str("name", at + 1)
-        .str("provider", at + 2)
-        .str("repo_url", at + 3)
-        .str("default_branch", at + 4)
-        .str("pr_base_branch", at + 5)
-        .str("auth_ref", at + 6)
-        .str("webhook_secret_ref", at + 7)
-        .str("webhook_registration_error", at + 8);
+// One member of a rendered object: its key, the column it is read from
+// (counted from the start of the rendered layout) and how it is written (the
+// kind the layout gives the column, db/statements.hpp). The renderers below
+// are lists of these in the key order of docs/api.md.
+struct Field {
+    const char *key;
+    int col;
+    ColKind kind;
+};
+
+// Column `column` of layout `shape`, whose part starts at `base` within the
+// rendered layout, under `key`; RL_COL names the member like the column.
+#define RL_AS(key, shape, column, base)                                                          \
+    Field {                                                                                      \
+        key, (base) + layout::shape::column, layout::shape::kColumns[layout::shape::column].kind \
+    }
+#define RL_COL(shape, column) RL_AS(#column, shape, column, 0)
+
+void write_fields(RowWriter &w, const db::Row &r, int at, std::span<const Field> fields) {
+    for (const Field &f : fields) {
+        int col = at + f.col;
+        switch (f.kind) {
+            case ColKind::kStr:
+                w.str(f.key, col);
+                break;
+            case ColKind::kTs:
+                w.ts(f.key, col);
+                break;
+            case ColKind::kInt:
+                w.integer(f.key, col);
+                break;
+            case ColKind::kReal:
+                w.real(f.key, col);
+                break;
+            case ColKind::kJsonb:
+                w.jsonb(f.key, col);
+                break;
+            case ColKind::kBool:
+                w.literal(f.key, r.boolean_value(col) ? "true" : "false");
+                break;
+            case ColKind::kFollowups:
+                w.literal(f.key, followups::parse_to_json(r.text(col), r.null(col), nullptr));
+                break;
+        }
+    }
 }
+
+// "key":{fields}, or "key":null when column `guard` is NULL (a LEFT JOIN that
+// found nothing).
+void nullable_object(RowWriter &w, const db::Row &r, int at, const char *key, int guard,
+                     std::span<const Field> fields) {
+    if (r.null(at + guard)) {
+        w.null(key);
+        return;
+    }
+    w.object(key);
+    write_fields(w, r, at, fields);
+    w.close();
+}
+
+// One flat object.
+void write_object(std::string &out, const db::Row &r, int at, std::span<const Field> fields) {
+    RowWriter w(out, r);
+    w.open();
+    write_fields(w, r, at, fields);
+    w.close();
+}
+
+constexpr Field kConfigRepoFields[] = {
+    RL_COL(config_repo, id),
+    RL_COL(config_repo, name),
+    RL_COL(config_repo, provider),
+    RL_COL(config_repo, repo_url),
+    RL_COL(config_repo, default_branch),
+    RL_COL(config_repo, pr_base_branch),
+    RL_COL(config_repo, auth_ref),
+    RL_COL(config_repo, webhook_secret_ref),
+    RL_COL(config_repo, webhook_registration_error),
+};
+constexpr Field kConfigRepoTail[] = {RL_COL(config_repo, created_at)};
+
+constexpr Field kClusterFields[] = {
+    RL_COL(cluster, id),
+    RL_COL(cluster, name),
+    RL_COL(cluster, engine_type),
+    RL_COL(cluster, environment),
+    RL_COL(cluster, base_url),
+    RL_COL(cluster, auth_kind),
+    RL_COL(cluster, credentials_ref),
+    RL_COL(cluster, config_repo_id),
+    RL_COL(cluster, config_path),
+    RL_COL(cluster, engine_config),
+    RL_COL(cluster, notes),
+    RL_COL(cluster, target_filter),
+    RL_COL(cluster, created_at),
+};
+
+constexpr Field kTemplateFields[] = {
+    RL_COL(query_template, id),
+    RL_COL(query_template, name),
+    RL_COL(query_template, engine_type),
+    RL_COL(query_template, body),
+    RL_COL(query_template, declared_params),
+    RL_COL(query_template, version),
+    RL_COL(query_template, parent_id),
+    RL_COL(query_template, created_at),
+};
+
+constexpr Field kStudyFields[] = {
+    RL_COL(study, id),
+    RL_COL(study, name),
+    RL_COL(study, cluster_id),
+    RL_COL(study, target),
+    RL_COL(study, template_id),
+    RL_COL(study, query_set_id),
+    RL_COL(study, judgment_list_id),
+    RL_COL(study, search_space),
+    RL_COL(study, objective),
+    RL_COL(study, config),
+    RL_COL(study, status),
+    RL_COL(study, failed_reason),
+    RL_COL(study, optuna_study_name),
+    RL_COL(study, parent_study_id),
+    RL_COL(study, baseline_metric),
+    RL_COL(study, baseline_trial_id),
+    RL_COL(study, best_metric),
+    RL_COL(study, best_trial_id),
+    RL_COL(study, created_at),
+    RL_COL(study, started_at),
+    RL_COL(study, completed_at),
+};
+constexpr Field kTrialsSummaryFields[] = {
+    RL_COL(study, total),
+    RL_COL(study, complete),
+    RL_COL(study, failed),
+    RL_COL(study, pruned),
+    RL_COL(study, best_primary_metric),
+};
+constexpr Field kStudyListFields[] = {
+    RL_AS("trial_count", study, total, 0),
+    RL_COL(study, direction),
+};
+
+constexpr Field kTrialFields[] = {
+    RL_COL(trial, id),          RL_COL(trial, study_id),       RL_COL(trial, optuna_trial_number),
+    RL_COL(trial, params),      RL_COL(trial, primary_metric), RL_COL(trial, metrics),
+    RL_COL(trial, duration_ms), RL_COL(trial, status),         RL_COL(trial, error),
+    RL_COL(trial, started_at),  RL_COL(trial, ended_at),       RL_COL(trial, is_baseline),
+};
+
+constexpr Field kDigestFields[] = {
+    RL_COL(digest, id),
+    RL_COL(digest, study_id),
+    RL_COL(digest, narrative),
+    RL_COL(digest, parameter_importance),
+    RL_COL(digest, recommended_config),
+    RL_COL(digest, suggested_followups),
+    RL_COL(digest, generated_by),
+    RL_COL(digest, generated_at),
+};
 
 }  // namespace
 
 void render_config_repo(std::string &out, const db::Row &r, int at) {
     RowWriter w(out, r);
     w.open();
-    config_repo_fields(w, at);
-    w.null("last_merged_proposal").ts("created_at", at + 9).close();
+    write_fields(w, r, at, kConfigRepoFields);
+    w.null("last_merged_proposal");
+    write_fields(w, r, at, kConfigRepoTail);
+    w.close();
 }
 
 void render_config_repo_detail(std::string &out, const db::Row &r, int at) {
     RowWriter w(out, r);
     w.open();
-    config_repo_fields(w, at);
+    write_fields(w, r, at, kConfigRepoFields);
     // The ProposalSummary of last_merged_proposal_id; null without the
     // proposal or its template row.
     int p = at + db::kConfigRepoCols;
-    if (r.null(p) || r.null(p + 6)) {
+    if (r.null(p + layout::proposal_summary::id) ||
+        r.null(p + layout::proposal_summary::template_id)) {
         w.null("last_merged_proposal");
     } else {
         render_proposal_summary(w.key("last_merged_proposal"), r, p);
     }
-    w.ts("created_at", at + 9).close();
+    write_fields(w, r, at, kConfigRepoTail);
+    w.close();
 }
 
 void render_cluster(std::string &out, const db::Row &r, int at) {
-    RowWriter(out, r)
-        .open()
-        .str("id", at + 0)
-        .str("name", at + 1)
-        .str("engine_type", at + 2)
-        .str("environment", at + 3)
-        .str("base_url", at + 4)
-        .str("auth_kind", at + 5)
-        .str("credentials_ref", at + 6)
-        .str("config_repo_id", at + 7)
-        .str("config_path", at + 8)
-        .jsonb("engine_config", at + 9)
-        .str("notes", at + 10)
-        .str("target_filter", at + 12)
-        .ts("created_at", at + 11)
-        // This server never probes search clusters (docs/api.md); the UI still
-        // needs the object.
-        .literal("health_check",
-                 R"({"status":"unknown","checked_at":null,"version":null,"error":null})")
+    RowWriter w(out, r);
+    w.open();
+    write_fields(w, r, at, kClusterFields);
+    // This server never probes search clusters (docs/api.md); the UI still
+    // needs the object.
+    w.literal("health_check",
+              R"({"status":"unknown","checked_at":null,"version":null,"error":null})")
         .close();
 }
 
 void render_template(std::string &out, const db::Row &r, int at) {
-    RowWriter(out, r)
-        .open()
-        .str("id", at + 0)
-        .str("name", at + 1)
-        .str("engine_type", at + 2)
-        .str("body", at + 3)
-        .jsonb("declared_params", at + 4)
-        .integer("version", at + 5)
-        .str("parent_id", at + 6)
-        .ts("created_at", at + 7)
-        .close();
+    write_object(out, r, at, kTemplateFields);
 }
 
 analytics::StudyInput study_analytics_input(const db::Row &r, int at) {
@@ -100,34 +235,10 @@ analytics::StudyInput study_analytics_input(const db::Row &r, int at) {
 namespace {
 
 void study_fields(RowWriter &w, const db::Row &r, int at) {
-    w.str("id", at + 0)
-        .str("name", at + 1)
-        .str("cluster_id", at + 2)
-        .str("target", at + 3)
-        .str("template_id", at + 4)
-        .str("query_set_id", at + 5)
-        .str("judgment_list_id", at + 6)
-        .jsonb("search_space", at + 7)
-        .jsonb("objective", at + 8)
-        .jsonb("config", at + 9)
-        .str("status", at + 10)
-        .str("failed_reason", at + 11)
-        .str("optuna_study_name", at + 12)
-        .str("parent_study_id", at + 13)
-        .real("baseline_metric", at + 14)
-        .str("baseline_trial_id", at + 20)
-        .real("best_metric", at + 15)
-        .str("best_trial_id", at + 16)
-        .ts("created_at", at + 17)
-        .ts("started_at", at + 18)
-        .ts("completed_at", at + 19)
-        .object("trials_summary")
-        .integer("total", at + 21)
-        .integer("complete", at + 22)
-        .integer("failed", at + 23)
-        .integer("pruned", at + 24)
-        .real("best_primary_metric", at + 25)
-        .close();
+    write_fields(w, r, at, kStudyFields);
+    w.object("trials_summary");
+    write_fields(w, r, at, kTrialsSummaryFields);
+    w.close();
     // docs/analytics.md, from the inputs that follow the Study columns.
     analytics::StudyInput in = study_analytics_input(r, at);
     Json confidence = analytics::confidence(in);
@@ -151,7 +262,7 @@ void render_study_list_row(std::string &out, const db::Row &r, int at) {
     // The list statement carries the series only (no winner): `confidence`
     // is null on list rows, `convergence` is the detail's (docs/analytics.md).
     study_fields(w, r, at);
-    w.integer("trial_count", at + 21).str("direction", at + 26);
+    write_fields(w, r, at, kStudyListFields);
     Json convergence = analytics::convergence(study_analytics_input(r, at));
     const json_t *verdict = json_object_get(convergence.get(), "verdict");
     w.literal("convergence_verdict", verdict != nullptr ? json::dump(verdict) : "null");
@@ -159,36 +270,11 @@ void render_study_list_row(std::string &out, const db::Row &r, int at) {
 }
 
 void render_trial(std::string &out, const db::Row &r, int at) {
-    RowWriter(out, r)
-        .open()
-        .str("id", at + 0)
-        .str("study_id", at + 1)
-        .integer("optuna_trial_number", at + 2)
-        .jsonb("params", at + 3)
-        .real("primary_metric", at + 4)
-        .jsonb("metrics", at + 5)
-        .integer("duration_ms", at + 6)
-        .str("status", at + 7)
-        .str("error", at + 8)
-        .ts("started_at", at + 9)
-        .ts("ended_at", at + 10)
-        .literal("is_baseline", r.boolean_value(at + 11) ? "true" : "false")
-        .close();
+    write_object(out, r, at, kTrialFields);
 }
 
 void render_digest(std::string &out, const db::Row &r, int at) {
-    RowWriter(out, r)
-        .open()
-        .str("id", at + 0)
-        .str("study_id", at + 1)
-        .str("narrative", at + 2)
-        .jsonb("parameter_importance", at + 3)
-        .jsonb("recommended_config", at + 4)
-        .literal("suggested_followups",
-                 followups::parse_to_json(r.text(at + 5), r.null(at + 5), nullptr))
-        .str("generated_by", at + 6)
-        .ts("generated_at", at + 7)
-        .close();
+    write_object(out, r, at, kDigestFields);
 }
 
 void log_followup_events(const Context &ctx, const db::Row &r, int col) {
@@ -204,97 +290,120 @@ void log_followup_events(const Context &ctx, const db::Row &r, int col) {
 
 namespace {
 
+constexpr int kOwn = db::kProposalDetailOwnAt;
+
+constexpr Field kProposalHead[] = {
+    RL_COL(proposal_summary, id),
+    RL_COL(proposal_summary, study_id),
+};
+constexpr Field kProposalCluster[] = {
+    RL_AS("id", proposal_summary, cluster_id, 0),
+    RL_AS("name", proposal_summary, cluster_name, 0),
+    RL_AS("engine_type", proposal_summary, cluster_engine_type, 0),
+    RL_AS("environment", proposal_summary, cluster_environment, 0),
+};
+constexpr Field kProposalTemplate[] = {
+    RL_AS("id", proposal_summary, template_id, 0),
+    RL_AS("name", proposal_summary, template_name, 0),
+    RL_AS("version", proposal_summary, template_version, 0),
+    RL_AS("engine_type", proposal_summary, template_engine_type, 0),
+};
+constexpr Field kProposalSummaryTail[] = {
+    RL_COL(proposal_summary, status),
+    RL_COL(proposal_summary, pr_state),
+    RL_COL(proposal_summary, pr_url),
+    RL_COL(proposal_summary, metric_delta),
+    RL_COL(proposal_summary, is_currently_live),
+    RL_COL(proposal_summary, created_at),
+};
+
+// ProposalDetail: the summary's columns, then its own part from kOwn.
+constexpr Field kStudySummary[] = {
+    RL_AS("id", proposal_detail, study_id, kOwn),
+    RL_AS("name", proposal_detail, study_name, kOwn),
+    RL_AS("status", proposal_detail, study_status, kOwn),
+    RL_AS("best_metric", proposal_detail, best_metric, kOwn),
+    RL_AS("best_trial_id", proposal_detail, best_trial_id, kOwn),
+};
+constexpr Field kStudyQuerySet[] = {
+    RL_AS("id", proposal_detail, query_set_id, kOwn),
+    RL_AS("name", proposal_detail, query_set_name, kOwn),
+    RL_AS("query_count", proposal_detail, query_count, kOwn),
+};
+constexpr Field kStudyJudgmentList[] = {
+    RL_AS("id", proposal_detail, judgment_list_id, kOwn),
+    RL_AS("name", proposal_detail, judgment_list_name, kOwn),
+    RL_AS("status", proposal_detail, judgment_list_status, kOwn),
+};
+constexpr Field kProposalDetailTrial[] = {
+    RL_AS("study_trial_id", proposal_detail, study_trial_id, kOwn),
+};
+constexpr Field kProposalDetailMiddle[] = {
+    RL_AS("config_diff", proposal_detail, config_diff, kOwn),
+    RL_COL(proposal_summary, metric_delta),
+    RL_COL(proposal_summary, status),
+    RL_COL(proposal_summary, pr_url),
+    RL_COL(proposal_summary, pr_state),
+    RL_AS("pr_merged_at", proposal_detail, pr_merged_at, kOwn),
+    RL_AS("pr_open_error", proposal_detail, pr_open_error, kOwn),
+    RL_AS("rejected_reason", proposal_detail, rejected_reason, kOwn),
+    RL_COL(proposal_summary, is_currently_live),
+};
+constexpr Field kProposalCreated[] = {RL_COL(proposal_summary, created_at)};
+constexpr Field kPrJob[] = {
+    RL_AS("state", pr_job, state, db::kProposalDetailPrJobAt),
+    RL_AS("attempts", pr_job, attempts, db::kProposalDetailPrJobAt),
+    RL_AS("last_event", pr_job, last_event, db::kProposalDetailPrJobAt),
+    RL_AS("last_error", pr_job, last_error, db::kProposalDetailPrJobAt),
+    RL_AS("created_at", pr_job, created_at, db::kProposalDetailPrJobAt),
+    RL_AS("started_at", pr_job, started_at, db::kProposalDetailPrJobAt),
+    RL_AS("finished_at", pr_job, finished_at, db::kProposalDetailPrJobAt),
+};
+
+#undef RL_COL
+#undef RL_AS
+
 void cluster_and_template(RowWriter &w, const db::Row &r, int at) {
-    if (r.null(at + 2)) {
-        w.null("cluster");
-    } else {
-        w.object("cluster")
-            .str("id", at + 2)
-            .str("name", at + 3)
-            .str("engine_type", at + 4)
-            .str("environment", at + 5)
-            .close();
-    }
-    if (r.null(at + 6)) {
-        w.null("template");
-    } else {
-        w.object("template")
-            .str("id", at + 6)
-            .str("name", at + 7)
-            .integer("version", at + 8)
-            .str("engine_type", at + 9)
-            .close();
-    }
+    nullable_object(w, r, at, "cluster", layout::proposal_summary::cluster_id, kProposalCluster);
+    nullable_object(w, r, at, "template", layout::proposal_summary::template_id, kProposalTemplate);
 }
 
 }  // namespace
 
 void render_proposal_summary(std::string &out, const db::Row &r, int at) {
     RowWriter w(out, r);
-    w.open().str("id", at + 0).str("study_id", at + 1);
+    w.open();
+    write_fields(w, r, at, kProposalHead);
     cluster_and_template(w, r, at);
-    w.str("status", at + 10)
-        .str("pr_state", at + 11)
-        .str("pr_url", at + 12)
-        .jsonb("metric_delta", at + 13);
-    w.literal("is_currently_live", r.boolean_value(at + 15) ? "true" : "false");
-    w.ts("created_at", at + 14).close();
+    write_fields(w, r, at, kProposalSummaryTail);
+    w.close();
 }
 
 void render_proposal_detail(std::string &out, const db::Row &r, int at) {
     RowWriter w(out, r);
-    w.open().str("id", at + 0).str("study_id", at + 1);
-    if (r.null(at + 16)) {
+    w.open();
+    write_fields(w, r, at, kProposalHead);
+    if (r.null(at + kOwn + layout::proposal_detail::study_id)) {
         w.null("study_summary");
     } else {
-        w.object("study_summary")
-            .str("id", at + 16)
-            .str("name", at + 17)
-            .str("status", at + 18)
-            .real("best_metric", at + 19)
-            .str("best_trial_id", at + 20)
-            .object("query_set")
-            .str("id", at + 21)
-            .str("name", at + 22)
-            .integer("query_count", at + 23)
-            .close()
-            .object("judgment_list")
-            .str("id", at + 24)
-            .str("name", at + 25)
-            .str("status", at + 26)
-            .close()
-            .close();
+        w.object("study_summary");
+        write_fields(w, r, at, kStudySummary);
+        w.object("query_set");
+        write_fields(w, r, at, kStudyQuerySet);
+        w.close().object("judgment_list");
+        write_fields(w, r, at, kStudyJudgmentList);
+        w.close().close();
     }
-    w.str("study_trial_id", at + 27);
+    write_fields(w, r, at, kProposalDetailTrial);
     cluster_and_template(w, r, at);
-    w.jsonb("config_diff", at + 28)
-        .jsonb("metric_delta", at + 13)
-        .str("status", at + 10)
-        .str("pr_url", at + 12)
-        .str("pr_state", at + 11)
-        .ts("pr_merged_at", at + 29)
-        .str("pr_open_error", at + 30)
-        .str("rejected_reason", at + 31);
-    w.literal("is_currently_live", r.boolean_value(at + 15) ? "true" : "false");
-    if (r.null(at + 32)) {
+    write_fields(w, r, at, kProposalDetailMiddle);
+    if (r.null(at + db::kProposalDetailDigestAt + layout::digest::id)) {
         w.null("digest");
     } else {
-        render_digest(w.key("digest"), r, at + 32);
+        render_digest(w.key("digest"), r, at + db::kProposalDetailDigestAt);
     }
-    w.ts("created_at", at + 14);
-    if (r.null(at + 40)) {
-        w.null("pr_job");
-    } else {
-        w.object("pr_job")
-            .str("state", at + 40)
-            .integer("attempts", at + 41)
-            .str("last_event", at + 42)
-            .str("last_error", at + 43)
-            .ts("created_at", at + 44)
-            .ts("started_at", at + 45)
-            .ts("finished_at", at + 46)
-            .close();
-    }
+    write_fields(w, r, at, kProposalCreated);
+    nullable_object(w, r, at, "pr_job", db::kProposalDetailPrJobAt + layout::pr_job::state, kPrJob);
     w.close();
 }
 

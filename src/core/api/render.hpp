@@ -1,7 +1,8 @@
 #pragma once
 
-// Row layouts of db/statements.cpp → the JSON shapes of docs/api.md. Each
-// renderer appends one object, reading its layout from column `at`.
+// Row layouts of db/statements.hpp → the JSON shapes of docs/api.md. Each
+// renderer appends one object, reading its layout from column `at` by the
+// layout's column names (docs/decisions.md, "Row layouts are tables").
 
 #include <libpq-fe.h>
 

@@ -9,7 +9,7 @@ namespace relyloop::core {
 
 namespace {
 
-constexpr int kCreatedCol = 17;
+constexpr int kCreatedCol = db::layout::study::created_at;
 
 std::vector<Param> list_filters(const QueryArgs &args, Problems &problems) {
     std::vector<Param> f;
@@ -114,13 +114,14 @@ class TrialListHandler : public Handler {
         TrialSort sort = sort_;
         return Action::respond(
             list_response(res, limit_, 1, 2, render_trial, [sort](const db::Row &r) {
-                // Trial layout at 2: id 0, optuna_trial_number 2, primary_metric 4,
-                // ended_at 10.
-                int key_col = sort == TrialSort::kNumberAsc ? 2 + 2
+                // The Trial layout at 2.
+                int key_col = sort == TrialSort::kNumberAsc
+                                  ? 2 + db::layout::trial::optuna_trial_number
                               : (sort == TrialSort::kEndedDesc || sort == TrialSort::kEndedAsc)
-                                  ? 2 + 10
-                                  : 2 + 4;
-                return encode_trial_cursor(sort, r.c_str(key_col), r.text(2));
+                                  ? 2 + db::layout::trial::ended_at
+                                  : 2 + db::layout::trial::primary_metric;
+                return encode_trial_cursor(sort, r.c_str(key_col),
+                                           r.text(2 + db::layout::trial::id));
             }));
     }
 

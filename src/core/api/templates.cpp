@@ -31,7 +31,7 @@ bool template_name(std::string_view s) {
 constexpr StringRule kNameRule{256, 1, template_name, "must match ^[A-Za-z0-9][A-Za-z0-9 ._-]*$"};
 constexpr StringRule kBodyRule{std::numeric_limits<size_t>::max(), 1};
 
-constexpr int kCreatedCol = 7;
+constexpr int kCreatedCol = db::layout::query_template::created_at;
 
 class CreateHandler : public Handler {
   public:

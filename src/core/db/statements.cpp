@@ -9,37 +9,13 @@ namespace {
 // The SQL is laid out by hand, clause by clause.
 // clang-format off
 
-// Shared column layouts, spliced into the statements below at compile time.
-// Keep them in step with the k*Cols constants and the renderers (db/rows.cpp
-// and the handlers).
+// Shared column layouts, spliced into the statements below at compile time:
+// the SELECT lists of the row layouts of statements.hpp.
 
-// ConfigRepo (10)
-#define RL_CONFIG_REPO_COLS                                                                  \
-    "r.id, r.name, r.provider, r.repo_url, r.default_branch, r.pr_base_branch, r.auth_ref, " \
-    "r.webhook_secret_ref, r.webhook_registration_error, r.created_at"
-
-// Cluster (13): every column but deleted_at and search_vector.
-#define RL_CLUSTER_COLS                                                                    \
-    "c.id, c.name, c.engine_type, c.environment, c.base_url, c.auth_kind, "                \
-    "c.credentials_ref, c.config_repo_id, c.config_path, c.engine_config, c.notes, "       \
-    "c.created_at, c.target_filter"
-
-// Template (8)
-#define RL_TEMPLATE_COLS \
-    "t.id, t.name, t.engine_type, t.body, t.declared_params, t.version, t.parent_id, t.created_at"
-
-// Study (27): 20 columns, baseline_trial_id, trials_summary (5) from
-// RL_TRIALS_SUMMARY joined as ts, direction (objective.direction when
-// maximize/minimize, else maximize). Every study statement follows it with
-// the 13 analytics inputs of common/analytics.hpp (db::kStudyCols = 40).
-#define RL_STUDY_COLS                                                                        \
-    "s.id, s.name, s.cluster_id, s.target, s.template_id, s.query_set_id, "                  \
-    "s.judgment_list_id, s.search_space, s.objective, s.config, s.status, s.failed_reason, " \
-    "s.optuna_study_name, s.parent_study_id, s.baseline_metric, s.best_metric, "             \
-    "s.best_trial_id, s.created_at, s.started_at, s.completed_at, s.baseline_trial_id, "     \
-    "ts.total, ts.complete, ts.failed, ts.pruned, ts.best_primary_metric, "                  \
-    "CASE WHEN jsonb_typeof(s.objective) = 'object' AND s.objective->>'direction' IN "       \
-    "('maximize', 'minimize') THEN s.objective->>'direction' ELSE 'maximize' END"
+#define RL_CONFIG_REPO_COLS RL_CONFIG_REPO_LAYOUT(RL_LAYOUT_SQL, ", ")
+#define RL_CLUSTER_COLS RL_CLUSTER_LAYOUT(RL_LAYOUT_SQL, ", ")
+#define RL_TEMPLATE_COLS RL_TEMPLATE_LAYOUT(RL_LAYOUT_SQL, ", ")
+#define RL_STUDY_COLS RL_STUDY_LAYOUT(RL_LAYOUT_SQL, ", ")
 
 // Over the study's search trials: baseline trials (upstream RelyLoop's) left out.
 #define RL_TRIALS_SUMMARY                                                            \
@@ -50,41 +26,17 @@ namespace {
     " max(x.primary_metric) FILTER (WHERE x.status = 'complete') AS best_primary_metric" \
     " FROM trials x WHERE x.study_id = s.id AND NOT x.is_baseline) ts ON true "
 
-// Trial (12)
-#define RL_TRIAL_COLS                                                                    \
-    "t.id, t.study_id, t.optuna_trial_number, t.params, t.primary_metric, t.metrics, "   \
-    "t.duration_ms, t.status, t.error, t.started_at, t.ended_at, t.is_baseline"
-
-// Digest (8); suggested_followups as stored (parsed by the renderer).
-#define RL_DIGEST_COLS                                                                   \
-    "d.id, d.study_id, d.narrative, d.parameter_importance, d.recommended_config, "      \
-    "to_jsonb(d.suggested_followups), d.generated_by, d.generated_at"
-
-// ProposalSummary (16) with RL_PROPOSAL_JOINS; the last column is
-// is_currently_live (some config repo's last merged proposal).
-#define RL_PROPOSAL_SUMMARY_COLS                                                          \
-    "p.id, p.study_id, c.id, c.name, c.engine_type, c.environment, "                      \
-    "t.id, t.name, t.version, t.engine_type, p.status, p.pr_state, p.pr_url, "            \
-    "p.metric_delta, p.created_at, "                                                      \
-    "EXISTS (SELECT 1 FROM config_repos lr WHERE lr.last_merged_proposal_id = p.id)"
+#define RL_TRIAL_COLS RL_TRIAL_LAYOUT(RL_LAYOUT_SQL, ", ")
+#define RL_DIGEST_COLS RL_DIGEST_LAYOUT(RL_LAYOUT_SQL, ", ")
+#define RL_PROPOSAL_SUMMARY_COLS RL_PROPOSAL_SUMMARY_LAYOUT(RL_LAYOUT_SQL, ", ")
 
 #define RL_PROPOSAL_JOINS                                      \
     " LEFT JOIN clusters c ON c.id = p.cluster_id"             \
     " LEFT JOIN query_templates t ON t.id = p.template_id "
 
-// ProposalDetail (47): summary (16), study_summary (11: 5 study columns, query
-// set id, name, query count, judgment list id, name, status), 5 columns,
-// digest (8), latest pr_job (7), with RL_PROPOSAL_DETAIL_JOINS.
 #define RL_PROPOSAL_DETAIL_COLS                                                            \
-    RL_PROPOSAL_SUMMARY_COLS ", "                                                          \
-    "s.id, s.name, s.status, s.best_metric, s.best_trial_id, "                             \
-    "s.query_set_id, coalesce(qs.name, ''), "                                              \
-    "(SELECT count(*) FROM queries q WHERE q.query_set_id = s.query_set_id), "             \
-    "s.judgment_list_id, coalesce(jl.name, ''), coalesce(jl.status, ''), "                 \
-    "p.study_trial_id, p.config_diff, p.pr_merged_at, p.pr_open_error, p.rejected_reason, " \
-    RL_DIGEST_COLS ", "                                                                    \
-    "j.state, j.attempts, j.last_event, j.last_error, j.created_at, j.started_at, "        \
-    "j.finished_at"
+    RL_PROPOSAL_SUMMARY_COLS ", " RL_PROPOSAL_DETAIL_LAYOUT(RL_LAYOUT_SQL, ", ") ", "        \
+    RL_DIGEST_COLS ", " RL_PR_JOB_LAYOUT(RL_LAYOUT_SQL, ", ")
 
 #define RL_PROPOSAL_DETAIL_JOINS                                                          \
     RL_PROPOSAL_JOINS                                                                     \
