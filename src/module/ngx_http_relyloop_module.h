@@ -4,7 +4,9 @@
  *
  * ngx_http_relyloop_module.c   directives, configuration, process hooks
  * ngx_http_relyloop_handler.c  the content handler driving the C++ core
- * ngx_http_relyloop_pg.c       per-process pool of pipelined libpq connections
+ * ngx_http_relyloop_pg_*.c     per-process pool of pipelined libpq connections
+ *                              (ngx_http_relyloop_pg.h: conninfo, conn,
+ *                              pipeline, pool)
  * ngx_http_relyloop_worker_link.c  non-blocking Unix-socket client (worker)
  */
 
@@ -92,6 +94,9 @@ struct ngx_http_relyloop_pg_query_s {
 };
 
 
+/* relyloop_pg_conninfo into rmcf->pg_keywords and pg_values, at -t time */
+ngx_int_t ngx_http_relyloop_build_conninfo(ngx_conf_t *cf,
+    ngx_http_relyloop_main_conf_t *rmcf);
 ngx_http_relyloop_pg_pool_t *ngx_http_relyloop_pg_pool_create(
     ngx_cycle_t *cycle, ngx_http_relyloop_main_conf_t *rmcf);
 void ngx_http_relyloop_pg_pool_destroy(ngx_http_relyloop_pg_pool_t *pool);
