@@ -2,7 +2,8 @@
 /*
  * ngx_http_relyloop_module: the RelyLoop apply-path API inside nginx.
  *
- * ngx_http_relyloop_module.c   directives, configuration, process hooks
+ * ngx_http_relyloop_module.c   the module, main configuration, process hooks
+ * ngx_http_relyloop_conf.c     directive handlers and checks, location conf
  * ngx_http_relyloop_handler.c  the content handler driving the C++ core
  * ngx_http_relyloop_pg.c       per-process pool of pipelined libpq connections
  * ngx_http_relyloop_worker_link.c  non-blocking Unix-socket client (worker)
