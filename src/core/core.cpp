@@ -11,8 +11,8 @@
 #include "api/openapi.hpp"
 #include "api/request.hpp"
 #include "api/router.hpp"
-#include "common/validate.hpp"
 #include "db/statements.hpp"
+#include "common/validate.hpp"
 
 struct rl_core_s {
     relyloop::core::CoreConf conf;

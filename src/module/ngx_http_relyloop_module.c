@@ -1,8 +1,7 @@
 
 /*
  * ngx_http_relyloop_module: the module, its directive table, the main
- * configuration, the nosniff header filter and the process hooks; the
- * directive handlers are in ngx_http_relyloop_conf.c.
+ * configuration, the nosniff header filter and the process hooks.
  */
 
 
@@ -350,6 +349,12 @@ ngx_http_relyloop_init_main_conf(ngx_conf_t *cf, void *conf)
 
     return NGX_CONF_OK;
 }
+
+
+/*
+ * The handlers of the directives in the table above, the checks of their
+ * values and the location configuration are in ngx_http_relyloop_conf.c.
+ */
 
 
 static const char *

@@ -12,8 +12,8 @@
 #include <string_view>
 
 #include "common/redact.hpp"
-#include "common/validate.hpp"
 #include "db.hpp"
+#include "common/validate.hpp"
 #include "metrics.hpp"
 
 namespace relyloop::worker {
