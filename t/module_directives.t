@@ -61,6 +61,11 @@ my @bad = (
     [relyloop_github_web_url => 'ftp://github.com', qr/"relyloop_github_web_url" value "ftp:\/\/github.com"/],
     [relyloop_github_web_url => 'https://user:pw@github.com',
         qr/"relyloop_github_web_url" value "https:\/\/user:pw\@github.com"/],
+    # URLs the worker's --github-web-url refuses: the directive has its rule
+    [relyloop_github_web_url => 'https://git_hub.example.com',
+        qr/"relyloop_github_web_url" value "https:\/\/git_hub.example.com", it must be "http\[s\]:\/\/host\[:port\]\[\/path\]"/],
+    [relyloop_github_web_url => 'https://github.com:99999', qr/"relyloop_github_web_url" value "https:\/\/github.com:99999"/],
+    [relyloop_github_web_url => 'https://github.com:', qr/"relyloop_github_web_url" value "https:\/\/github.com:"/],
     [relyloop_worker_socket => '/tmp/' . ('s' x 120), qr/"relyloop_worker_socket" path "\/tmp\/s+"/],
     [relyloop_pg_conninfo => '"host=db.invalid dbname=x"', qr/"relyloop_pg_conninfo": host "db.invalid" not found/],
     [relyloop_pg_conninfo => '"nonsense"', qr/invalid "relyloop_pg_conninfo"/],
@@ -80,6 +85,25 @@ for my $case (@bad) {
     isnt($rc, 0, "$name $value: nginx -t fails");
     like($out, $re, "$name $value: the message names the directive and the value");
     like($out, qr/\[emerg\]/, "$name $value: at emerg");
+}
+
+# the same URLs, given to the worker: the rule has one owner, so both refuse
+# them (and both accept the harness's and an IPv6 one with a port and a path)
+{
+    my $worker = $t->worker_bin;
+    my $check = sub {
+        my ($url) = @_;
+        my $out = `"$worker" --pg-conninfo dbname=x --github-web-url '$url' --help 2>&1`;
+        return $out =~ /--github-web-url: invalid value/ ? 'refused'
+             : $out =~ /^usage: relyloop-worker/m ? 'accepted' : $out;
+    };
+    for my $url ('https://git_hub.example.com', 'https://github.com:99999', 'https://github.com:') {
+        is($check->($url), 'refused', "the worker refuses $url too");
+    }
+    my $ok = 'http://[::1]:8443/ghe/';
+    is($check->($ok), 'accepted', "the worker accepts $ok");
+    ($rc, $out) = $t->nginx_t(directives => {relyloop_github_web_url => $ok});
+    is($rc, 0, "and so does nginx -t") or diag($out);
 }
 
 ($rc, $out) = $t->nginx_t(cors => ['https://ui.example.com/path']);

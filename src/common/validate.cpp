@@ -108,6 +108,94 @@ bool valid_config_path(std::string_view s) {
     }
 }
 
+namespace {
+
+bool host_char(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '-';
+}
+
+bool v6_char(char c) {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') || c == ':' ||
+           c == '.';
+}
+
+bool every_char(std::string_view s, bool (*pred)(char)) {
+    for (char c : s) {
+        if (!pred(c)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+bool valid_port(std::string_view port) {
+    if (port.empty() || port.size() > 5 ||
+        !every_char(port, [](char c) { return c >= '0' && c <= '9'; })) {
+        return false;
+    }
+    long n = 0;
+    for (char c : port) {
+        n = n * 10 + (c - '0');
+    }
+    return n >= 1 && n <= 65535;
+}
+
+}  // namespace
+
+std::optional<std::string_view> normalize_web_url(std::string_view url) noexcept {
+    std::string_view rest;
+    if (url.starts_with("https://")) {
+        rest = url.substr(8);
+    } else if (url.starts_with("http://")) {
+        rest = url.substr(7);
+    } else {
+        return std::nullopt;
+    }
+    size_t slash = rest.find('/');
+    std::string_view authority = rest.substr(0, slash);
+    std::string_view path =
+        slash == std::string_view::npos ? std::string_view() : rest.substr(slash);
+    bool v6 = false;
+    if (!authority.empty() && authority.front() == '[') {
+        size_t close = authority.find(']');
+        if (close == std::string_view::npos) {
+            return std::nullopt;
+        }
+        std::string_view addr = authority.substr(1, close - 1);
+        if (addr.empty() || !every_char(addr, v6_char)) {
+            return std::nullopt;
+        }
+        authority.remove_prefix(close + 1);
+        if (!authority.empty() && authority.front() != ':') {
+            return std::nullopt;
+        }
+        v6 = true;
+    }
+    size_t colon = authority.find(':');
+    if (colon != std::string_view::npos && !valid_port(authority.substr(colon + 1))) {
+        return std::nullopt;
+    }
+    if (!v6) {
+        std::string_view host = authority.substr(0, colon);
+        if (host.empty() || !every_char(host, host_char) || host.front() == '.' ||
+            host.front() == '-') {
+            return std::nullopt;
+        }
+    }
+    for (char c : path) {
+        auto u = static_cast<unsigned char>(c);
+        if (u <= 0x20 || u >= 0x7f || c == '?' || c == '#' || c == '@' || c == '\\') {
+            return std::nullopt;
+        }
+    }
+    // The host is not empty, so this stops before it.
+    while (url.back() == '/') {
+        url.remove_suffix(1);
+    }
+    return url;
+}
+
 std::optional<RepoCoordinates> parse_repo_url(std::string_view url, std::string_view web_url) {
     while (!web_url.empty() && web_url.back() == '/') {
         web_url.remove_suffix(1);

@@ -25,6 +25,13 @@ namespace relyloop {
 // config_path: 1..512, ^[A-Za-z0-9_./-]+$, relative, no ".." segment.
 [[nodiscard]] bool valid_config_path(std::string_view s);
 
+// A GitHub web URL (nginx's relyloop_github_web_url, the worker's --github-web-url and its other
+// URL flags; docs/directives.md): "http[s]://host[:port][/path]" where host is a name of
+// [A-Za-z0-9.-] not starting with '.' or '-', an IPv4 address or a bracketed IPv6 address, the
+// port is 1..65535, and the path has no byte below 0x21 or above 0x7e, no '?', '#', '@' or '\'.
+// Returns url without its trailing '/'s (a view into url), or nullopt. Never throws.
+[[nodiscard]] std::optional<std::string_view> normalize_web_url(std::string_view url) noexcept;
+
 struct RepoCoordinates {
     std::string owner;
     std::string repo;  // without ".git"

@@ -12,6 +12,7 @@
 #include "api/request.hpp"
 #include "api/router.hpp"
 #include "db/statements.hpp"
+#include "common/validate.hpp"
 
 struct rl_core_s {
     relyloop::core::CoreConf conf;
@@ -88,6 +89,23 @@ rl_status_t rl_core_new(rl_core_t **out, const rl_core_conf_t *conf) {
 }
 
 void rl_core_free(rl_core_t *core) { delete core; }
+
+rl_status_t rl_web_url_check(size_t *base_len, rl_str_t url) {
+    if (base_len == nullptr || url.data == nullptr) {
+        return RL_ERROR;
+    }
+    try {
+        auto base = relyloop::normalize_web_url(std::string_view(url.data, url.len));
+        if (!base) {
+            return RL_ERROR;
+        }
+        *base_len = base->size();
+        return RL_OK;
+    } catch (...) {
+        // normalize_web_url does not throw; nothing may unwind into nginx.
+        return RL_ERROR;
+    }
+}
 
 size_t rl_route_count(void) { return relyloop::core::routes().size(); }
 

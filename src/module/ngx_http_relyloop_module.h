@@ -2,12 +2,15 @@
 /*
  * ngx_http_relyloop_module: the RelyLoop apply-path API inside nginx.
  *
- * ngx_http_relyloop_module.c   directives, configuration, process hooks
+ * ngx_http_relyloop_module.c   the module, main configuration, process hooks
+ * ngx_http_relyloop_conf.c     directive handlers and checks, location conf
  * ngx_http_relyloop_handler.c  the content handler driving the C++ core
  * ngx_http_relyloop_pg_*.c     per-process pool of pipelined libpq connections
  *                              (ngx_http_relyloop_pg.h: conninfo, conn,
  *                              pipeline, pool)
  * ngx_http_relyloop_worker_link.c  non-blocking Unix-socket client (worker)
+ * ngx_http_relyloop_metrics.c  metrics: the shared memory zone, counting
+ * ngx_http_relyloop_metrics_handler.c  metrics: the page, the worker's part
  */
 
 #ifndef _NGX_HTTP_RELYLOOP_MODULE_H_INCLUDED_
@@ -141,7 +144,7 @@ void ngx_http_relyloop_link_close(ngx_http_relyloop_link_t *link);
 ngx_int_t ngx_http_relyloop_handler(ngx_http_request_t *r);
 
 
-/* metrics (ngx_http_relyloop_metrics.c, docs/metrics.md) */
+/* metrics (ngx_http_relyloop_metrics*.c, docs/metrics.md) */
 
 #define NGX_HTTP_RELYLOOP_M_PG_RECONNECTS   0
 #define NGX_HTTP_RELYLOOP_M_PG_RESUBMITS    1

@@ -13,6 +13,7 @@
 
 #include "common/redact.hpp"
 #include "db.hpp"
+#include "common/validate.hpp"
 #include "metrics.hpp"
 
 namespace relyloop::worker {
@@ -140,74 +141,6 @@ long long parse_int(const Option &o, const std::string &v, bool from_env) {
     return n;
 }
 
-bool host_char(char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-           c == '-';
-}
-
-// http(s)://host[:port][/path]; no user info, query or fragment. Returns the
-// URL without trailing slashes, or nullopt.
-std::optional<std::string> normalize_url(std::string_view url) {
-    std::string_view rest;
-    if (url.starts_with("https://")) {
-        rest = url.substr(8);
-    } else if (url.starts_with("http://")) {
-        rest = url.substr(7);
-    } else {
-        return std::nullopt;
-    }
-    size_t slash = rest.find('/');
-    std::string_view authority = rest.substr(0, slash);
-    std::string_view path = slash == std::string_view::npos ? ""sv : rest.substr(slash);
-    std::string_view host = authority;
-    if (!authority.empty() && authority.front() == '[') {
-        size_t close = authority.find(']');
-        if (close == std::string_view::npos) {
-            return std::nullopt;
-        }
-        std::string_view v6 = authority.substr(1, close - 1);
-        if (v6.empty() || !std::all_of(v6.begin(), v6.end(), [](char c) {
-                return std::isxdigit(static_cast<unsigned char>(c)) || c == ':' || c == '.';
-            })) {
-            return std::nullopt;
-        }
-        host = "x";
-        authority = authority.substr(close + 1);
-        if (!authority.empty() && authority.front() != ':') {
-            return std::nullopt;
-        }
-    }
-    size_t colon = authority.find(':');
-    if (colon != std::string_view::npos) {
-        if (host != "x") {
-            host = authority.substr(0, colon);
-        }
-        std::string_view port = authority.substr(colon + 1);
-        if (port.empty() || port.size() > 5 ||
-            !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; }) ||
-            std::stoi(std::string(port)) < 1 || std::stoi(std::string(port)) > 65535) {
-            return std::nullopt;
-        }
-    } else if (host != "x") {
-        host = authority;
-    }
-    if (host.empty() || !std::all_of(host.begin(), host.end(), host_char) || host.front() == '.' ||
-        host.front() == '-') {
-        return std::nullopt;
-    }
-    for (char c : path) {
-        auto u = static_cast<unsigned char>(c);
-        if (u <= 0x20 || u >= 0x7f || c == '?' || c == '#' || c == '@' || c == '\\') {
-            return std::nullopt;
-        }
-    }
-    std::string out(url);
-    while (!out.empty() && out.back() == '/' && out.size() > (url.starts_with("https") ? 8u : 7u)) {
-        out.pop_back();
-    }
-    return out;
-}
-
 bool printable(std::string_view s) {
     return std::all_of(s.begin(), s.end(), [](char c) {
         auto u = static_cast<unsigned char>(c);
@@ -246,7 +179,8 @@ void apply(Settings &st, const Option &o, const std::string &v, bool from_env, b
         throw UsageError(describe(o, from_env) + ": must not be empty");
     }
     if (o.kind == Kind::kUrl || (o.kind == Kind::kOptionalUrl && !v.empty())) {
-        auto u = normalize_url(v);
+        // nginx's relyloop_github_web_url is checked by the same rule (docs/directives.md)
+        auto u = normalize_web_url(v);
         if (!u) {
             throw bad("expected an http(s)://host[:port][/path] URL without credentials");
         }

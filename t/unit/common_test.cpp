@@ -132,6 +132,53 @@ TEST(Validate, ConfigPathsStayRelative) {
     EXPECT_FALSE(valid_config_path(""));
 }
 
+TEST(Validate, WebUrls) {
+    // what nginx's relyloop_github_web_url and the worker's URL flags accept, trailing '/' dropped
+    EXPECT_EQ(normalize_web_url("https://github.com"), "https://github.com");
+    EXPECT_EQ(normalize_web_url("https://ghe.example.com/"), "https://ghe.example.com");
+    EXPECT_EQ(normalize_web_url("http://127.0.0.1:8081/api/v3//"), "http://127.0.0.1:8081/api/v3");
+    EXPECT_EQ(normalize_web_url("https://[::1]:8443/ghe/"), "https://[::1]:8443/ghe");
+    EXPECT_EQ(normalize_web_url("https://[fe80::1]"), "https://[fe80::1]");
+    EXPECT_EQ(normalize_web_url("http://h:65535"), "http://h:65535");
+    EXPECT_EQ(normalize_web_url("http://git-hub.example./x"), "http://git-hub.example./x");
+    // what they refuse
+    for (const char *bad : {"",
+                            "ftp://github.com",
+                            "github.com",
+                            "HTTPS://github.com",
+                            "https://",
+                            "https:///",
+                            "http:///x",
+                            "https://user:pw@github.com",
+                            "https://user@github.com",
+                            "https://git_hub.example.com",
+                            "https://.github.com",
+                            "https://-github.com",
+                            "https://gith ub.com",
+                            "https://github.com:",
+                            "https://github.com:0",
+                            "https://github.com:99999",
+                            "https://github.com:123456",
+                            "https://github.com:8x",
+                            "https://github.com:1:2",
+                            "https://github.com?x=1",
+                            "https://github.com/a?x=1",
+                            "https://github.com/a#f",
+                            "https://github.com/a@b",
+                            "https://github.com/a\\b",
+                            "https://github.com/a b",
+                            "https://github.com/\x7f",
+                            "https://github.com\\@evil",
+                            "https://[::1",
+                            "https://[]",
+                            "https://[::g]",
+                            "https://[::1]x",
+                            "https://[::1]:",
+                            "https://[::1]:0"}) {
+        EXPECT_FALSE(normalize_web_url(bad)) << bad;
+    }
+}
+
 TEST(Validate, RepoUrls) {
     auto c = parse_repo_url("https://github.com/acme/search-config.git", "https://github.com");
     ASSERT_TRUE(c);

@@ -75,6 +75,14 @@ RL_API rl_status_t rl_core_new(rl_core_t **out, const rl_core_conf_t *conf);
 RL_API void rl_core_free(rl_core_t *core);
 
 /*
+ * The rule of a GitHub web URL, the one the worker applies to its
+ * --github-web-url (docs/directives.md, relyloop_github_web_url):
+ * "http[s]://host[:port][/path]". RL_OK with *base_len the length of url
+ * without its trailing '/'s, or RL_ERROR when url breaks the rule.
+ */
+RL_API rl_status_t rl_web_url_check(size_t *base_len, rl_str_t url);
+
+/*
  * The fixed statements the core may ask for. The shim prepares each one
  * lazily, once per PostgreSQL connection, as "name" with "sql" and nparams
  * untyped parameters (the SQL casts them). Each is one self-contained
