@@ -38,6 +38,11 @@ std::string now_rfc3339() {
 }  // namespace
 
 void EventLog::write(Level level, std::string_view event, std::initializer_list<Field> fields) {
+    write(level, event, std::span<const Field>(), fields);
+}
+
+void EventLog::write(Level level, std::string_view event, std::span<const Field> context,
+                     std::initializer_list<Field> fields) {
     metrics::observe_event(event, fields);
     try {
         Json obj(json_object());
@@ -49,7 +54,7 @@ void EventLog::write(Level level, std::string_view event, std::initializer_list<
         json_object_set_new(obj.get(), "level", json_string(level_name(level)));
         std::string ev = redact(event);
         json_object_set_new(obj.get(), "event", json_stringn(ev.data(), ev.size()));
-        for (const Field &f : fields) {
+        auto add = [&](const Field &f) {
             json_t *v = nullptr;
             if (const auto *s = std::get_if<std::string_view>(&f.value)) {
                 std::string r = redact(*s);
@@ -64,18 +69,57 @@ void EventLog::write(Level level, std::string_view event, std::initializer_list<
             if (v != nullptr) {
                 json_object_set_new(obj.get(), f.key, v);
             }
+        };
+        for (const Field &f : context) {
+            add(f);
+        }
+        for (const Field &f : fields) {
+            add(f);
         }
         CString line(json_dumps(obj.get(), JSON_COMPACT | JSON_PRESERVE_ORDER));
         if (!line) {
             return;
         }
         std::lock_guard<std::mutex> lock(mu_);
+        flockfile(out_);  // the fallback line below never lands inside this one
         fputs(line.get(), out_);
         fputc('\n', out_);
         fflush(out_);
+        funlockfile(out_);
     } catch (...) {
-        // Logging must never take a job down.
+        // Logging must never take a job down: the one event this can still
+        // write is a constant line, which needs no allocation.
+        fputs("{\"level\":\"error\",\"event\":\"log_line_lost\"}\n", out_);
+        fflush(out_);
     }
+}
+
+namespace {
+
+constexpr std::array<const char *, 5> kScopeKeys = {"job_id", "proposal_id", "study_id",
+                                                    "config_repo_id", "branch"};
+
+}  // namespace
+
+EventScope &EventScope::bind(Key key, const std::string &value) noexcept {
+    for (size_t i = 0; i < kKeys; i++) {
+        if (key == (1U << i)) {
+            values_[i] = &value;
+        }
+    }
+    return *this;
+}
+
+void EventScope::write(Level level, std::string_view event, unsigned keys,
+                       std::initializer_list<Field> fields) const {
+    std::array<Field, kKeys> context;
+    size_t n = 0;
+    for (size_t i = 0; i < kKeys; i++) {
+        if ((keys & (1U << i)) != 0 && values_[i] != nullptr) {
+            context[n++] = Field(kScopeKeys[i], *values_[i]);
+        }
+    }
+    log_->write(level, event, std::span<const Field>(context.data(), n), fields);
 }
 
 }  // namespace relyloop::worker
