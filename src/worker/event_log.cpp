@@ -23,15 +23,20 @@ const char *level_name(Level l) {
     return "info";
 }
 
-std::string now_rfc3339() {
+// Into a caller's buffer: no allocation, usable where an allocation failed.
+void format_now(char (&buf)[64]) noexcept {
     auto now = std::chrono::system_clock::now();
     auto us = std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count();
     time_t secs = static_cast<time_t>(us / 1000000);
     struct tm tm {};
     gmtime_r(&secs, &tm);
-    char buf[64];
     size_t n = strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(buf + n, sizeof buf - n, ".%06lld+00:00", static_cast<long long>(us % 1000000));
+}
+
+std::string now_rfc3339() {
+    char buf[64];
+    format_now(buf);
     return buf;
 }
 
@@ -88,8 +93,10 @@ void EventLog::write(Level level, std::string_view event, std::span<const Field>
         funlockfile(out_);
     } catch (...) {
         // Logging must never take a job down: the one event this can still
-        // write is a constant line, which needs no allocation.
-        fputs("{\"level\":\"error\",\"event\":\"log_line_lost\"}\n", out_);
+        // write is a fixed line, which needs no allocation.
+        char ts[64];
+        format_now(ts);
+        fprintf(out_, "{\"ts\":\"%s\",\"level\":\"error\",\"event\":\"log_line_lost\"}\n", ts);
         fflush(out_);
     }
 }
