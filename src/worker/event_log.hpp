@@ -88,10 +88,12 @@ class EventScope {
 
     void write(Level level, std::string_view event, unsigned keys,
                std::initializer_list<Field> fields) const;
-    void info(std::string_view event, unsigned keys, std::initializer_list<Field> fields = {}) const {
+    void info(std::string_view event, unsigned keys,
+              std::initializer_list<Field> fields = {}) const {
         write(Level::kInfo, event, keys, fields);
     }
-    void warn(std::string_view event, unsigned keys, std::initializer_list<Field> fields = {}) const {
+    void warn(std::string_view event, unsigned keys,
+              std::initializer_list<Field> fields = {}) const {
         write(Level::kWarn, event, keys, fields);
     }
     void error(std::string_view event, unsigned keys,

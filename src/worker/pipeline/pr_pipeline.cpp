@@ -252,10 +252,11 @@ PipelineResult PrPipeline::record_dry_run(const Run &run, const git::Workspace &
     json_object_set_new(rec.get(), "create_pull", json_loads(payload.c_str(), 0, &err));
     CString text(json_dumps(rec.get(), JSON_INDENT(2) | JSON_PRESERVE_ORDER));
     if (!text) throw std::bad_alloc();
-    std::string name = safe_file_name(run.proposal_id) ? run.proposal_id
-                       : safe_file_name(run.job_id)    ? run.job_id
-                                                       : throw Error(ErrorCode::kInternalError,
-                                                                     "no safe file name for the dry-run record");
+    std::string name =
+        safe_file_name(run.proposal_id) ? run.proposal_id
+        : safe_file_name(run.job_id)
+            ? run.job_id
+            : throw Error(ErrorCode::kInternalError, "no safe file name for the dry-run record");
     std::string file =
         write_dry_run_file(settings_.clone_root, name, std::string(text.get()) + "\n");
 
@@ -438,8 +439,8 @@ void PrPipeline::recheck(Run &run) {
         throw Error(ErrorCode::kConfigPathInvalid,
                     "template name '" + run.tmpl.name + "' cannot be used as a file name");
     }
-    run.branch = run.manual ? "relyloop/proposal-" + run.proposal.id
-                            : "relyloop/study-" + run.study_id;
+    run.branch =
+        run.manual ? "relyloop/proposal-" + run.proposal.id : "relyloop/study-" + run.study_id;
     if (!valid_branch_name(run.branch)) {
         throw Error(ErrorCode::kInternalError, "branch name '" + run.branch + "' is not valid");
     }
@@ -476,8 +477,8 @@ git::RepoSpec PrPipeline::clone_spec(const Run &run) const {
     git::RepoSpec spec;
     spec.clone_root = settings_.clone_root;
     spec.repo_id = run.repo.id;
-    spec.url = web_base(settings_.github_web_url) + "/" + run.coords.owner + "/" +
-               run.coords.repo + ".git";
+    spec.url = web_base(settings_.github_web_url) + "/" + run.coords.owner + "/" + run.coords.repo +
+               ".git";
     spec.base_branch = run.repo.pr_base_branch;
     spec.branch = run.branch;
     return spec;
@@ -604,9 +605,9 @@ PipelineResult PrPipeline::finalize(Run &run, github::Client &gh, PipelineDb &db
             } catch (const Cancelled &) {
                 throw;
             } catch (const std::exception &e) {
-                run.ev.warn("pr_open_comment_failed", EventScope::kIds,
-                            {{"pr_url", pr.html_url},
-                             {"message", redact(e.what(), run.pat.reveal())}});
+                run.ev.warn(
+                    "pr_open_comment_failed", EventScope::kIds,
+                    {{"pr_url", pr.html_url}, {"message", redact(e.what(), run.pat.reveal())}});
                 return false;
             }
         };
