@@ -19,6 +19,8 @@
 //    lease could not be renewed in time (the runner then abandons the claim
 //    without another write: docs/worker.md, "Leases"), and after the shutdown
 //    grace period every job still running.
+// The threads are in job_runner.cpp; one claimed job (claim → outcome) in
+// job_execution.cpp.
 // A PostgreSQL outage never ends a thread: connections are re-made with
 // exponential backoff, and a job whose outcome cannot be written is left to
 // lease expiry, after which any worker re-claims it.
@@ -78,6 +80,11 @@ class JobRunner {
     };
 
     struct ActiveJob {
+        // `events` is bound to fence.job_id, proposal_id and config_repo_id.
+        explicit ActiveJob(EventLog &log) noexcept;
+        ActiveJob(const ActiveJob &) = delete;
+        ActiveJob &operator=(const ActiveJob &) = delete;
+
         jobs::Fence fence;
         std::string proposal_id;
         std::string config_repo_id;
@@ -94,6 +101,7 @@ class JobRunner {
         std::atomic<bool> finishing{false};
         std::atomic<bool> cancel{false};
         std::atomic<int> reason{0};
+        EventScope events;  // the job's identity on the log
 
         void request_cancel(CancelReason r) noexcept;
         [[nodiscard]] CancelReason cancel_reason() const noexcept {
@@ -140,6 +148,8 @@ class JobRunner {
     void aux_pause(std::chrono::milliseconds d);
 
     [[nodiscard]] long long elapsed_ms(const ActiveJob &a) const;
+    // A steady-clock time as ns since its epoch (ActiveJob::lease_valid_until).
+    [[nodiscard]] static int64_t ticks(std::chrono::steady_clock::time_point t) noexcept;
 
     static void on_progress(void *data, std::string_view step) noexcept;
 
