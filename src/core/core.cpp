@@ -11,6 +11,7 @@
 #include "api/openapi.hpp"
 #include "api/request.hpp"
 #include "api/router.hpp"
+#include "common/worker_protocol.hpp"
 #include "db/statements.hpp"
 
 struct rl_core_s {
@@ -206,5 +207,7 @@ const char *rl_internal_error_body(size_t *len) {
     }
     return kInternalErrorBody;
 }
+
+size_t rl_worker_line_max(void) { return relyloop::worker_protocol::kMaxLine; }
 
 }  // extern "C"

@@ -194,13 +194,6 @@ void expect_columns(const PGresult *res, int ncols) {
     }
 }
 
-bool worker_reply_ok(std::string_view reply, const char *required) {
-    json_error_t err;
-    Json j(json_loadb(reply.data(), reply.size(), 0, &err));
-    return j && json_is_object(j.get()) && json_is_true(json_object_get(j.get(), "ok")) &&
-           (required == nullptr || json_is_string(json_object_get(j.get(), required)));
-}
-
 std::string worker_reply_excerpt(std::string_view reply) {
     constexpr size_t kMax = 200;
     // Redact, then cut (docs/security.md).

@@ -182,6 +182,10 @@ RL_API void rl_request_worker_failed(rl_request_t *req, const char *detail);
  * 500 INTERNAL_ERROR envelope. */
 RL_API const char *rl_internal_error_body(size_t *len);
 
+/* The longest worker socket line, either direction, without its newline
+ * (docs/worker.md, "The socket protocol"). */
+RL_API size_t rl_worker_line_max(void);
+
 /* ---- routes, for metrics labels ----------------------------------------- */
 
 /* The API's routes as OpenAPI path templates ("/api/v1/clusters/{id}"), in a

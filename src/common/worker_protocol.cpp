@@ -1,18 +1,17 @@
-#include "protocol.hpp"
+#include "common/worker_protocol.hpp"
 
 #include <jansson.h>
 
 #include <algorithm>
 #include <cstring>
 
+#include "common/json_writer.hpp"
 #include "common/raii.hpp"
 #include "common/redact.hpp"
 
-namespace relyloop::worker {
+namespace relyloop::worker_protocol {
 
 namespace {
-
-constexpr size_t kMaxIdLength = 128;
 
 // Echoed text (an unknown op) stays short and printable ASCII.
 std::string sanitize(std::string_view s) {
@@ -44,7 +43,40 @@ ParsedRequest fail(std::string message) {
     return r;
 }
 
+// A reply line as the core reads it: a JSON object with "ok": true.
+Json load_ok_reply(std::string_view line) {
+    json_error_t err{};
+    Json root(json_loadb(line.data(), line.size(), 0, &err));
+    if (!root || !json_is_object(root.get()) || !json_is_true(json_object_get(root.get(), "ok"))) {
+        return nullptr;
+    }
+    return root;
+}
+
+std::string string_member(const json_t *obj, const char *key) {
+    const json_t *v = json_object_get(obj, key);
+    return json_is_string(v) ? std::string(json_string_value(v), json_string_length(v))
+                             : std::string();
+}
+
 }  // namespace
+
+std::string encode_request(const Request &req) {
+    switch (req.op) {
+        case Op::kPing:
+            return "{\"op\":\"ping\"}\n";
+        case Op::kMetrics:
+            return "{\"op\":\"metrics\"}\n";
+        case Op::kEnqueue:
+            break;
+    }
+    std::string line = R"({"op":"enqueue","proposal_id":)";
+    json::write_string(line, req.proposal_id);
+    line += R"(,"request_id":)";
+    json::write_string(line, req.request_id);
+    line += "}\n";
+    return line;
+}
 
 ParsedRequest parse_request(std::string_view line) noexcept {
     try {
@@ -71,11 +103,11 @@ ParsedRequest parse_request(std::string_view line) noexcept {
         std::string_view op_name(json_string_value(op), json_string_length(op));
         Request req;
         if (op_name == "ping") {
-            req.op = RequestOp::kPing;
+            req.op = Op::kPing;
         } else if (op_name == "metrics") {
-            req.op = RequestOp::kMetrics;
+            req.op = Op::kMetrics;
         } else if (op_name == "enqueue") {
-            req.op = RequestOp::kEnqueue;
+            req.op = Op::kEnqueue;
             json_t *pid = json_object_get(root.get(), "proposal_id");
             if (pid == nullptr || json_is_null(pid)) {
                 return fail("missing proposal_id");
@@ -157,6 +189,75 @@ std::string reply_metrics(std::string_view text) {
     return dump_line(obj.get());
 }
 
+std::string reply_line_too_long() {
+    return reply_error("request line longer than " + std::to_string(kMaxLine) + " bytes");
+}
+
+std::optional<EnqueueReply> parse_enqueue_reply(std::string_view line) noexcept {
+    try {
+        Json root = load_ok_reply(line);
+        if (!root || !json_is_string(json_object_get(root.get(), "job_id"))) {
+            return std::nullopt;
+        }
+        EnqueueReply r;
+        r.job_id = string_member(root.get(), "job_id");
+        r.deduplicated = json_is_true(json_object_get(root.get(), "deduplicated"));
+        return r;
+    } catch (...) {
+        return std::nullopt;
+    }
+}
+
+std::optional<PingReply> parse_ping_reply(std::string_view line) noexcept {
+    try {
+        Json root = load_ok_reply(line);
+        if (!root) {
+            return std::nullopt;
+        }
+        PingReply r;
+        r.version = string_member(root.get(), "version");
+        const json_t *queued = json_object_get(root.get(), "queued");
+        const json_t *running = json_object_get(root.get(), "running");
+        r.queued = json_is_integer(queued) ? json_integer_value(queued) : 0;
+        r.running = json_is_integer(running) ? json_integer_value(running) : 0;
+        return r;
+    } catch (...) {
+        return std::nullopt;
+    }
+}
+
+std::optional<MetricsReply> parse_metrics_reply(std::string_view line) noexcept {
+    try {
+        Json root = load_ok_reply(line);
+        if (!root || !json_is_string(json_object_get(root.get(), "text"))) {
+            return std::nullopt;
+        }
+        MetricsReply r;
+        r.text = string_member(root.get(), "text");
+        return r;
+    } catch (...) {
+        return std::nullopt;
+    }
+}
+
+std::optional<std::string> parse_error_reply(std::string_view line) noexcept {
+    try {
+        json_error_t err{};
+        Json root(json_loadb(line.data(), line.size(), 0, &err));
+        if (!root || !json_is_object(root.get()) ||
+            !json_is_false(json_object_get(root.get(), "ok"))) {
+            return std::nullopt;
+        }
+        const json_t *error = json_object_get(root.get(), "error");
+        if (!json_is_string(error)) {
+            return std::nullopt;
+        }
+        return std::string(json_string_value(error), json_string_length(error));
+    } catch (...) {
+        return std::nullopt;
+    }
+}
+
 void LineFramer::feed(std::string_view bytes) {
     if (start_ > 0 && start_ >= buf_.size() / 2) {
         buf_.erase(0, start_);
@@ -195,4 +296,4 @@ LineFramer::Status LineFramer::next(std::string *line) {
     return Status::kLine;
 }
 
-}  // namespace relyloop::worker
+}  // namespace relyloop::worker_protocol
