@@ -59,14 +59,35 @@ std::string string_member(const json_t *obj, const char *key) {
                              : std::string();
 }
 
+long long integer_member(const json_t *obj, const char *key) {
+    const json_t *v = json_object_get(obj, key);
+    return json_is_integer(v) ? json_integer_value(v) : 0;
+}
+
+// read(root) of a reply line whose "ok" is true and whose `required` member,
+// when one is named, is a string; std::nullopt otherwise.
+template <typename T, typename Read>
+std::optional<T> read_ok_reply(std::string_view line, const char *required, Read read) noexcept {
+    try {
+        Json root = load_ok_reply(line);
+        if (!root ||
+            (required != nullptr && !json_is_string(json_object_get(root.get(), required)))) {
+            return std::nullopt;
+        }
+        return read(root.get());
+    } catch (...) {
+        return std::nullopt;
+    }
+}
+
 }  // namespace
 
 std::string encode_request(const Request &req) {
     switch (req.op) {
         case Op::kPing:
-            return "{\"op\":\"ping\"}\n";
+            return std::string(kPingRequest);
         case Op::kMetrics:
-            return "{\"op\":\"metrics\"}\n";
+            return std::string(kMetricsRequest);
         case Op::kEnqueue:
             break;
     }
@@ -194,50 +215,22 @@ std::string reply_line_too_long() {
 }
 
 std::optional<EnqueueReply> parse_enqueue_reply(std::string_view line) noexcept {
-    try {
-        Json root = load_ok_reply(line);
-        if (!root || !json_is_string(json_object_get(root.get(), "job_id"))) {
-            return std::nullopt;
-        }
-        EnqueueReply r;
-        r.job_id = string_member(root.get(), "job_id");
-        r.deduplicated = json_is_true(json_object_get(root.get(), "deduplicated"));
-        return r;
-    } catch (...) {
-        return std::nullopt;
-    }
+    return read_ok_reply<EnqueueReply>(line, "job_id", [](const json_t *root) {
+        return EnqueueReply{string_member(root, "job_id"),
+                            json_is_true(json_object_get(root, "deduplicated"))};
+    });
 }
 
 std::optional<PingReply> parse_ping_reply(std::string_view line) noexcept {
-    try {
-        Json root = load_ok_reply(line);
-        if (!root) {
-            return std::nullopt;
-        }
-        PingReply r;
-        r.version = string_member(root.get(), "version");
-        const json_t *queued = json_object_get(root.get(), "queued");
-        const json_t *running = json_object_get(root.get(), "running");
-        r.queued = json_is_integer(queued) ? json_integer_value(queued) : 0;
-        r.running = json_is_integer(running) ? json_integer_value(running) : 0;
-        return r;
-    } catch (...) {
-        return std::nullopt;
-    }
+    return read_ok_reply<PingReply>(line, nullptr, [](const json_t *root) {
+        return PingReply{string_member(root, "version"), integer_member(root, "queued"),
+                         integer_member(root, "running")};
+    });
 }
 
 std::optional<MetricsReply> parse_metrics_reply(std::string_view line) noexcept {
-    try {
-        Json root = load_ok_reply(line);
-        if (!root || !json_is_string(json_object_get(root.get(), "text"))) {
-            return std::nullopt;
-        }
-        MetricsReply r;
-        r.text = string_member(root.get(), "text");
-        return r;
-    } catch (...) {
-        return std::nullopt;
-    }
+    return read_ok_reply<MetricsReply>(
+        line, "text", [](const json_t *root) { return MetricsReply{string_member(root, "text")}; });
 }
 
 std::optional<std::string> parse_error_reply(std::string_view line) noexcept {

@@ -30,6 +30,10 @@ struct Request {
 
 // ---- requests: the core encodes, the worker parses ------------------------
 
+// The two request lines without arguments, as encode_request() sends them.
+inline constexpr std::string_view kPingRequest = "{\"op\":\"ping\"}\n";
+inline constexpr std::string_view kMetricsRequest = "{\"op\":\"metrics\"}\n";
+
 // The request line, ending in '\n':
 //   {"op":"enqueue","proposal_id":"…","request_id":"…"}  (request_id always sent)
 //   {"op":"ping"}

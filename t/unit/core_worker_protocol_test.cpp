@@ -233,3 +233,35 @@ TEST(WorkerProtocolLimit, ReplyOfExactlyTheMaxParses) {
     ASSERT_TRUE(r);
     EXPECT_EQ(r->text, text);
 }
+
+// ---- the shim's metrics exchange, through core.h ---------------------------------
+
+TEST(WorkerProtocolShim, MetricsRequestAndReply) {
+    rl_str_t req = rl_worker_metrics_request();
+    std::string line(req.data, req.len);
+    EXPECT_EQ(line, "{\"op\":\"metrics\"}\n");
+    wp::ParsedRequest p = worker_reads(line);
+    ASSERT_TRUE(p.request) << p.error;
+    EXPECT_EQ(p.request->op, wp::Op::kMetrics);
+
+    for (std::string text : {std::string("# TYPE a gauge\na 1\n"), std::string(),
+                             std::string("esc \" \\ \u00e9 \t end")}) {
+        std::string reply = strip_newline(wp::reply_metrics(text));
+        std::string out(reply.size(), '\0');
+        size_t out_len = 12345;
+        ASSERT_EQ(rl_worker_metrics_reply(reply.data(), reply.size(), out.data(), &out_len), RL_OK)
+            << reply;
+        EXPECT_EQ(out.substr(0, out_len), text);
+    }
+
+    std::vector<std::string> refused = {strip_newline(wp::reply_error("database unavailable")),
+                                        R"({"ok":true})", R"({"ok":true,"text":1})", "", "nope"};
+    for (const std::string &reply : refused) {
+        char out[64];
+        size_t out_len = 0;
+        EXPECT_EQ(rl_worker_metrics_reply(reply.data(), reply.size(), out, &out_len), RL_ERROR)
+            << reply;
+    }
+    size_t out_len = 0;
+    EXPECT_EQ(rl_worker_metrics_reply(nullptr, 0, nullptr, &out_len), RL_ERROR);
+}
