@@ -3,7 +3,6 @@
 #include <stdexcept>
 
 #include "common/json_writer.hpp"
-#include "common/raii.hpp"
 #include "common/redact.hpp"
 
 namespace relyloop::core {
