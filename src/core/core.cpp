@@ -3,14 +3,17 @@
 
 #include "relyloop/core.h"
 
+#include <cstring>
 #include <exception>
 #include <new>
+#include <optional>
 #include <string>
 
 #include "api/handler.hpp"
 #include "api/openapi.hpp"
 #include "api/request.hpp"
 #include "api/router.hpp"
+#include "common/worker_protocol.hpp"
 #include "db/statements.hpp"
 #include "common/validate.hpp"
 
@@ -223,6 +226,27 @@ const char *rl_internal_error_body(size_t *len) {
         *len = sizeof kInternalErrorBody - 1;
     }
     return kInternalErrorBody;
+}
+
+size_t rl_worker_line_max(void) { return relyloop::worker_protocol::kMaxLine; }
+
+rl_str_t rl_worker_metrics_request(void) {
+    std::string_view line = relyloop::worker_protocol::kMetricsRequest;
+    return {line.data(), line.size()};
+}
+
+rl_status_t rl_worker_metrics_reply(const char *line, size_t len, char *out, size_t *out_len) {
+    if (line == nullptr || out == nullptr || out_len == nullptr) {
+        return RL_ERROR;
+    }
+    std::optional<relyloop::worker_protocol::MetricsReply> reply =
+        relyloop::worker_protocol::parse_metrics_reply(std::string_view(line, len));
+    if (!reply || reply->text.size() > len) {
+        return RL_ERROR;
+    }
+    std::memcpy(out, reply->text.data(), reply->text.size());
+    *out_len = reply->text.size();
+    return RL_OK;
 }
 
 }  // extern "C"

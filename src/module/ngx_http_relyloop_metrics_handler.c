@@ -12,8 +12,6 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include <jansson.h>
-
 #include "ngx_http_relyloop_module.h"
 #include "ngx_http_relyloop_metrics.h"
 
@@ -42,6 +40,7 @@ static const char  *ngx_http_relyloop_m_methods[NGX_HTTP_RELYLOOP_M_METHODS] = {
 ngx_int_t
 ngx_http_relyloop_metrics_handler(ngx_http_request_t *r)
 {
+    rl_str_t                        request;
     ngx_int_t                       rc;
     ngx_str_t                       line;
     const char                     *error;
@@ -90,7 +89,9 @@ ngx_http_relyloop_metrics_handler(ngx_http_request_t *r)
     cln->handler = ngx_http_relyloop_metrics_cleanup;
     cln->data = ctx;
 
-    ngx_str_set(&line, "{\"op\":\"metrics\"}\n");
+    request = rl_worker_metrics_request();
+    line.data = (u_char *) request.data;
+    line.len = request.len;
 
     ctx->link.handler = ngx_http_relyloop_metrics_link_done;
     ctx->link.data = ctx;
@@ -117,7 +118,8 @@ static void
 ngx_http_relyloop_metrics_link_done(ngx_http_relyloop_link_t *link,
     ngx_str_t *reply, const char *error)
 {
-    json_t                     *root, *ok, *text;
+    size_t                      len;
+    u_char                     *text;
     ngx_str_t                   worker;
     ngx_connection_t           *c;
     ngx_http_request_t         *r;
@@ -129,18 +131,19 @@ ngx_http_relyloop_metrics_link_done(ngx_http_relyloop_link_t *link,
 
     ctx->link_active = 0;
 
-    root = NULL;
     worker.len = 0;
     worker.data = NULL;
 
     if (reply) {
-        root = json_loadb((const char *) reply->data, reply->len, 0, NULL);
-        ok = root ? json_object_get(root, "ok") : NULL;
-        text = root ? json_object_get(root, "text") : NULL;
+        text = ngx_pnalloc(r->pool, reply->len + 1);
 
-        if (json_is_true(ok) && json_is_string(text)) {
-            worker.data = (u_char *) json_string_value(text);
-            worker.len = json_string_length(text);
+        if (text
+            && rl_worker_metrics_reply((const char *) reply->data, reply->len,
+                                       (char *) text, &len)
+               == RL_OK)
+        {
+            worker.data = text;
+            worker.len = len;
 
         } else {
             ngx_log_error(NGX_LOG_ERR, c->log, 0,
@@ -158,10 +161,6 @@ ngx_http_relyloop_metrics_link_done(ngx_http_relyloop_link_t *link,
     ngx_http_set_log_request(c->log, r);
 
     ngx_http_relyloop_metrics_send(ctx, worker.data ? &worker : NULL);
-
-    if (root) {
-        json_decref(root);
-    }
 
     ngx_http_run_posted_requests(c);
 }

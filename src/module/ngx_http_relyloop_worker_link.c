@@ -17,10 +17,6 @@
 #include "ngx_http_relyloop_module.h"
 
 
-/* the worker's replies are small; its protocol caps lines at 64 KiB (docs/worker.md) */
-#define NGX_HTTP_RELYLOOP_LINK_MAX_REPLY  65536
-
-
 static void ngx_http_relyloop_link_write_handler(ngx_event_t *wev);
 static void ngx_http_relyloop_link_read_handler(ngx_event_t *rev);
 static void ngx_http_relyloop_link_finish(ngx_http_relyloop_link_t *link,
@@ -170,7 +166,7 @@ static void
 ngx_http_relyloop_link_read_handler(ngx_event_t *rev)
 {
     u_char                    *nl;
-    size_t                     size;
+    size_t                     size, max;
     ssize_t                    n;
     ngx_buf_t                 *b, *nb;
     ngx_str_t                  reply;
@@ -194,13 +190,23 @@ ngx_http_relyloop_link_read_handler(ngx_event_t *rev)
     for ( ;; ) {
 
         if (b->last == b->end) {
-            size = (b->end - b->start) * 2;
 
-            if (size > NGX_HTTP_RELYLOOP_LINK_MAX_REPLY) {
+            /*
+             * the worker's replies are small; the protocol caps a line at
+             * rl_worker_line_max() bytes (docs/worker.md): room for that
+             * and the newline, never more
+             */
+
+            max = rl_worker_line_max() + 1;
+            size = b->end - b->start;
+
+            if (size >= max) {
                 ngx_http_relyloop_link_finish(link, NULL,
                                               "the worker's reply is too long");
                 return;
             }
+
+            size = ngx_min(size * 2, max);
 
             nb = ngx_create_temp_buf(link->pool, size);
             if (nb == NULL) {

@@ -348,8 +348,7 @@ void IpcServer::process(Client &c) {
                 break;
             }
             if (st == LineFramer::Status::kTooLong) {
-                c.out = reply_error("request line longer than " + std::to_string(kMaxRequestLine) +
-                                    " bytes");
+                c.out = reply_line_too_long();
                 c.close_after_write = true;
                 log_.warn("ipc_line_too_long", {{"message", "closing the connection"}});
             } else {

@@ -1,4 +1,4 @@
-// libFuzzer target: the worker socket protocol (src/worker/protocol.cpp):
+// libFuzzer target: the worker socket protocol (src/common/worker_protocol.cpp):
 // the line framer fed in arbitrary pieces, and parse_request on every line.
 // Properties: parse_request never throws and yields either a request or an
 // error; the framer never hands out more bytes than it was fed.

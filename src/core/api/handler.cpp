@@ -3,7 +3,6 @@
 #include <stdexcept>
 
 #include "common/json_writer.hpp"
-#include "common/raii.hpp"
 #include "common/redact.hpp"
 
 namespace relyloop::core {
@@ -192,13 +191,6 @@ void expect_columns(const PGresult *res, int ncols) {
         throw std::runtime_error("unexpected result shape: " + std::to_string(PQnfields(res)) +
                                  " columns, expected " + std::to_string(ncols));
     }
-}
-
-bool worker_reply_ok(std::string_view reply, const char *required) {
-    json_error_t err;
-    Json j(json_loadb(reply.data(), reply.size(), 0, &err));
-    return j && json_is_object(j.get()) && json_is_true(json_object_get(j.get(), "ok")) &&
-           (required == nullptr || json_is_string(json_object_get(j.get(), required)));
 }
 
 std::string worker_reply_excerpt(std::string_view reply) {

@@ -176,10 +176,6 @@ class Handler {
 // Reads the SQLSTATE, constraint and message of a failed result.
 [[nodiscard]] DbFailure db_failure_from_result(const PGresult *res);
 
-// A worker reply line {"ok":true,...}, with a string member `required` when
-// one is named (the enqueue's "job_id").
-[[nodiscard]] bool worker_reply_ok(std::string_view reply, const char *required = nullptr);
-
 // A worker reply for a log line: at most 200 bytes, quoted.
 [[nodiscard]] std::string worker_reply_excerpt(std::string_view reply);
 

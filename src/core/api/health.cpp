@@ -4,6 +4,7 @@
 #include "api/crud.hpp"
 #include "api/responses.hpp"
 #include "common/json_writer.hpp"
+#include "common/worker_protocol.hpp"
 
 namespace relyloop::core {
 
@@ -27,7 +28,7 @@ class HealthHandler : public Handler {
     }
 
     Action on_worker(Context &ctx, const std::string *reply, std::string_view failure) override {
-        bool worker_ok = reply != nullptr && worker_reply_ok(*reply);
+        bool worker_ok = reply != nullptr && worker_protocol::parse_ping_reply(*reply).has_value();
         if (!worker_ok) {
             std::string why = reply != nullptr ? "bad reply " + worker_reply_excerpt(*reply)
                                                : json::quote(failure);
@@ -58,7 +59,9 @@ class HealthHandler : public Handler {
     }
 
   private:
-    static Action ping() { return Action::worker("{\"op\":\"ping\"}\n"); }
+    static Action ping() {
+        return Action::worker(worker_protocol::encode_request({worker_protocol::Op::kPing, {}, {}}));
+    }
 
     bool database_ok_ = false;
 };

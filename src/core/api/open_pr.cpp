@@ -5,6 +5,7 @@
 #include "api/validation.hpp"
 #include "common/json_writer.hpp"
 #include "common/secret.hpp"
+#include "common/worker_protocol.hpp"
 
 namespace relyloop::core {
 
@@ -50,12 +51,11 @@ class OpenPrHandler : public Handler {
                                  "auth_ref \"" +
                                      auth_ref + "\" is unusable (" + why + ")");
         }
-        std::string line = R"({"op":"enqueue","proposal_id":)";
-        json::write_string(line, ctx.id());
-        line += R"(,"request_id":)";
-        json::write_string(line, ctx.request_id());
-        line += "}\n";
-        return Action::worker(std::move(line));
+        worker_protocol::Request enqueue;
+        enqueue.op = worker_protocol::Op::kEnqueue;
+        enqueue.proposal_id = ctx.id();
+        enqueue.request_id = ctx.request_id();
+        return Action::worker(worker_protocol::encode_request(enqueue));
     }
 
     Action on_worker(Context &ctx, const std::string *reply, std::string_view failure) override {
@@ -63,7 +63,7 @@ class OpenPrHandler : public Handler {
             ctx.log(RL_LOG_ERR, "worker enqueue failed: " + json::quote(failure));
             return queue_unavailable();
         }
-        if (!worker_reply_ok(*reply, "job_id")) {
+        if (!worker_protocol::parse_enqueue_reply(*reply)) {
             ctx.log(RL_LOG_ERR, "worker refused the enqueue: " + worker_reply_excerpt(*reply));
             return queue_unavailable();
         }

@@ -190,6 +190,19 @@ RL_API void rl_request_worker_failed(rl_request_t *req, const char *detail);
  * 500 INTERNAL_ERROR envelope. */
 RL_API const char *rl_internal_error_body(size_t *len);
 
+/* The longest worker socket line, either direction, without its newline
+ * (docs/worker.md, "The socket protocol"). */
+RL_API size_t rl_worker_line_max(void);
+
+/* The metrics exchange of relyloop_metrics, also through the core: the
+ * request line (ending '\n'), and the reply line (without '\n') read back.
+ * The reply's Prometheus text is written to out, which must have room for
+ * len bytes (the text is never longer than its line), and its length to
+ * *out_len; RL_ERROR when the line is no metrics reply. */
+RL_API rl_str_t rl_worker_metrics_request(void);
+RL_API rl_status_t rl_worker_metrics_reply(const char *line, size_t len,
+    char *out, size_t *out_len);
+
 /* ---- routes, for metrics labels ----------------------------------------- */
 
 /* The API's routes as OpenAPI path templates ("/api/v1/clusters/{id}"), in a

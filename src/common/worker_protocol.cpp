@@ -1,18 +1,17 @@
-#include "protocol.hpp"
+#include "common/worker_protocol.hpp"
 
 #include <jansson.h>
 
 #include <algorithm>
 #include <cstring>
 
+#include "common/json_writer.hpp"
 #include "common/raii.hpp"
 #include "common/redact.hpp"
 
-namespace relyloop::worker {
+namespace relyloop::worker_protocol {
 
 namespace {
-
-constexpr size_t kMaxIdLength = 128;
 
 // Echoed text (an unknown op) stays short and printable ASCII.
 std::string sanitize(std::string_view s) {
@@ -44,7 +43,61 @@ ParsedRequest fail(std::string message) {
     return r;
 }
 
+// A reply line as the core reads it: a JSON object with "ok": true.
+Json load_ok_reply(std::string_view line) {
+    json_error_t err{};
+    Json root(json_loadb(line.data(), line.size(), 0, &err));
+    if (!root || !json_is_object(root.get()) || !json_is_true(json_object_get(root.get(), "ok"))) {
+        return nullptr;
+    }
+    return root;
+}
+
+std::string string_member(const json_t *obj, const char *key) {
+    const json_t *v = json_object_get(obj, key);
+    return json_is_string(v) ? std::string(json_string_value(v), json_string_length(v))
+                             : std::string();
+}
+
+long long integer_member(const json_t *obj, const char *key) {
+    const json_t *v = json_object_get(obj, key);
+    return json_is_integer(v) ? json_integer_value(v) : 0;
+}
+
+// read(root) of a reply line whose "ok" is true and whose `required` member,
+// when one is named, is a string; std::nullopt otherwise.
+template <typename T, typename Read>
+std::optional<T> read_ok_reply(std::string_view line, const char *required, Read read) noexcept {
+    try {
+        Json root = load_ok_reply(line);
+        if (!root ||
+            (required != nullptr && !json_is_string(json_object_get(root.get(), required)))) {
+            return std::nullopt;
+        }
+        return read(root.get());
+    } catch (...) {
+        return std::nullopt;
+    }
+}
+
 }  // namespace
+
+std::string encode_request(const Request &req) {
+    switch (req.op) {
+        case Op::kPing:
+            return std::string(kPingRequest);
+        case Op::kMetrics:
+            return std::string(kMetricsRequest);
+        case Op::kEnqueue:
+            break;
+    }
+    std::string line = R"({"op":"enqueue","proposal_id":)";
+    json::write_string(line, req.proposal_id);
+    line += R"(,"request_id":)";
+    json::write_string(line, req.request_id);
+    line += "}\n";
+    return line;
+}
 
 ParsedRequest parse_request(std::string_view line) noexcept {
     try {
@@ -71,11 +124,11 @@ ParsedRequest parse_request(std::string_view line) noexcept {
         std::string_view op_name(json_string_value(op), json_string_length(op));
         Request req;
         if (op_name == "ping") {
-            req.op = RequestOp::kPing;
+            req.op = Op::kPing;
         } else if (op_name == "metrics") {
-            req.op = RequestOp::kMetrics;
+            req.op = Op::kMetrics;
         } else if (op_name == "enqueue") {
-            req.op = RequestOp::kEnqueue;
+            req.op = Op::kEnqueue;
             json_t *pid = json_object_get(root.get(), "proposal_id");
             if (pid == nullptr || json_is_null(pid)) {
                 return fail("missing proposal_id");
@@ -157,6 +210,47 @@ std::string reply_metrics(std::string_view text) {
     return dump_line(obj.get());
 }
 
+std::string reply_line_too_long() {
+    return reply_error("request line longer than " + std::to_string(kMaxLine) + " bytes");
+}
+
+std::optional<EnqueueReply> parse_enqueue_reply(std::string_view line) noexcept {
+    return read_ok_reply<EnqueueReply>(line, "job_id", [](const json_t *root) {
+        return EnqueueReply{string_member(root, "job_id"),
+                            json_is_true(json_object_get(root, "deduplicated"))};
+    });
+}
+
+std::optional<PingReply> parse_ping_reply(std::string_view line) noexcept {
+    return read_ok_reply<PingReply>(line, nullptr, [](const json_t *root) {
+        return PingReply{string_member(root, "version"), integer_member(root, "queued"),
+                         integer_member(root, "running")};
+    });
+}
+
+std::optional<MetricsReply> parse_metrics_reply(std::string_view line) noexcept {
+    return read_ok_reply<MetricsReply>(
+        line, "text", [](const json_t *root) { return MetricsReply{string_member(root, "text")}; });
+}
+
+std::optional<std::string> parse_error_reply(std::string_view line) noexcept {
+    try {
+        json_error_t err{};
+        Json root(json_loadb(line.data(), line.size(), 0, &err));
+        if (!root || !json_is_object(root.get()) ||
+            !json_is_false(json_object_get(root.get(), "ok"))) {
+            return std::nullopt;
+        }
+        const json_t *error = json_object_get(root.get(), "error");
+        if (!json_is_string(error)) {
+            return std::nullopt;
+        }
+        return std::string(json_string_value(error), json_string_length(error));
+    } catch (...) {
+        return std::nullopt;
+    }
+}
+
 void LineFramer::feed(std::string_view bytes) {
     if (start_ > 0 && start_ >= buf_.size() / 2) {
         buf_.erase(0, start_);
@@ -195,4 +289,4 @@ LineFramer::Status LineFramer::next(std::string *line) {
     return Status::kLine;
 }
 
-}  // namespace relyloop::worker
+}  // namespace relyloop::worker_protocol
