@@ -74,7 +74,8 @@ void EventLog::write(Level level, std::string_view event, std::initializer_list<
         fputc('\n', out_);
         fflush(out_);
     } catch (...) {
-        // Logging must never take a job down.
+        // Logging must never take a job down (and has nowhere to log its
+        // own failure).
     }
 }
 
