@@ -33,7 +33,7 @@ struct TimedSocket {
     git_stream parent;  // first: libgit2 sees a git_stream *
     std::string host;
     std::string port;
-    int fd = -1;
+    Fd fd;
 };
 
 TimedSocket *self(git_stream *s) { return reinterpret_cast<TimedSocket *>(s); }
@@ -118,7 +118,7 @@ int connect_socket(TimedSocket *s) {
         if (rc == 0) {
             int one = 1;
             (void)setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-            s->fd = fd.release();
+            s->fd = std::move(fd);
             return 0;
         }
         last = errno_text(errno);
@@ -133,7 +133,7 @@ int do_connect(git_stream *stream) noexcept {
 ssize_t read_socket(git_stream *stream, void *data, size_t len) {
     TimedSocket *s = self(stream);
     for (;;) {
-        ssize_t n = recv(s->fd, data, len, 0);
+        ssize_t n = recv(s->fd.get(), data, len, 0);
         if (n >= 0) {
             return n;
         }
@@ -144,7 +144,7 @@ ssize_t read_socket(git_stream *stream, void *data, size_t len) {
             return net_error(std::string("could not read from the socket: ") +
                              errno_text(errno));
         }
-        int w = wait_fd(s->fd, POLLIN, kIdleTimeout, "read");
+        int w = wait_fd(s->fd.get(), POLLIN, kIdleTimeout, "read");
         if (w < 0) {
             return -1;
         }
@@ -162,7 +162,7 @@ ssize_t do_read(git_stream *stream, void *data, size_t len) noexcept {
 ssize_t write_socket(git_stream *stream, const char *data, size_t len) {
     TimedSocket *s = self(stream);
     for (;;) {
-        ssize_t n = send(s->fd, data, len, MSG_NOSIGNAL);
+        ssize_t n = send(s->fd.get(), data, len, MSG_NOSIGNAL);
         if (n >= 0) {
             return n;
         }
@@ -172,7 +172,7 @@ ssize_t write_socket(git_stream *stream, const char *data, size_t len) {
         if (errno != EAGAIN && errno != EWOULDBLOCK) {
             return net_error(std::string("could not write to the socket: ") + errno_text(errno));
         }
-        int w = wait_fd(s->fd, POLLOUT, kIdleTimeout, "write");
+        int w = wait_fd(s->fd.get(), POLLOUT, kIdleTimeout, "write");
         if (w < 0) {
             return -1;
         }
@@ -189,10 +189,7 @@ ssize_t do_write(git_stream *stream, const char *data, size_t len, int) noexcept
 
 int do_close(git_stream *stream) noexcept {
     TimedSocket *s = self(stream);
-    if (s->fd >= 0) {
-        close(s->fd);
-        s->fd = -1;
-    }
+    s->fd.reset();
     return 0;
 }
 
