@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "common/raii.hpp"
 #include "common/redact.hpp"
 #include "common/validate.hpp"
 
@@ -100,37 +101,32 @@ SecretStatus check_secret_file(std::string_view dir, std::string_view ref, Secre
             return where;
         }
         // Open the resolved path without following a link swapped in since.
-        int fd = open(real_file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-        if (fd < 0) {
+        Fd fd(open(real_file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
+        if (!fd) {
             return errno == ENOENT ? SecretStatus::kMissing : SecretStatus::kUnreadable;
         }
         struct stat st {};
-        if (fstat(fd, &st) != 0) {
-            close(fd);
+        if (fstat(fd.get(), &st) != 0) {
             return SecretStatus::kUnreadable;
         }
         if (!S_ISREG(st.st_mode)) {
-            close(fd);
             return SecretStatus::kNotRegular;
         }
         if (out == nullptr) {
-            close(fd);
             return SecretStatus::kOk;
         }
         if (static_cast<size_t>(st.st_size) > kMaxSecretBytes) {
-            close(fd);
             return SecretStatus::kUnreadable;
         }
         std::string buf(kMaxSecretBytes + 1, '\0');
         size_t have = 0;
         for (;;) {
-            ssize_t n = read(fd, buf.data() + have, buf.size() - have);
+            ssize_t n = read(fd.get(), buf.data() + have, buf.size() - have);
             if (n < 0 && errno == EINTR) {
                 continue;
             }
             if (n < 0) {
                 explicit_bzero(buf.data(), buf.size());
-                close(fd);
                 return SecretStatus::kUnreadable;
             }
             if (n == 0) {
@@ -139,11 +135,10 @@ SecretStatus check_secret_file(std::string_view dir, std::string_view ref, Secre
             have += static_cast<size_t>(n);
             if (have == buf.size()) {
                 explicit_bzero(buf.data(), buf.size());
-                close(fd);
                 return SecretStatus::kUnreadable;
             }
         }
-        close(fd);
+        fd.reset();
         size_t b = 0, e = have;
         while (b < e && is_space(buf[b])) {
             b++;
@@ -159,7 +154,7 @@ SecretStatus check_secret_file(std::string_view dir, std::string_view ref, Secre
         explicit_bzero(buf.data(), buf.size());
         return SecretStatus::kOk;
     } catch (...) {
-        return SecretStatus::kUnreadable;
+        return SecretStatus::kUnreadable;  // the status is the report: callers report it
     }
 }
 
@@ -185,7 +180,7 @@ SecretStatus stat_secret_file(std::string_view dir, std::string_view ref) noexce
         }
         return SecretStatus::kOk;
     } catch (...) {
-        return SecretStatus::kUnreadable;
+        return SecretStatus::kUnreadable;  // the status is the report: callers report it
     }
 }
 

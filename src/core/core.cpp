@@ -3,6 +3,8 @@
 
 #include "relyloop/core.h"
 
+#include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <exception>
 #include <new>
@@ -38,10 +40,19 @@ std::string conf_string(const char *s, const char *fallback) {
     return s != nullptr && *s != '\0' ? std::string(s) : std::string(fallback);
 }
 
+// A handler of bad_alloc must not allocate: the line is formatted on the stack.
+size_t format_failure(char (&buf)[512], const char *prefix, const char *what) noexcept {
+    int n = std::snprintf(buf, sizeof buf, "%s: \"%s\"", prefix, what);
+    return n < 0 ? 0 : std::min(static_cast<size_t>(n), sizeof buf - 1);
+}
+
 void log_failure(const rl_request_t *req, const char *where, const char *what) noexcept {
+    char prefix[64];
+    std::snprintf(prefix, sizeof prefix, "internal error in %s", where);
+    char buf[512];
+    size_t n = format_failure(buf, prefix, what);
     try {
-        req->req.context().log(RL_LOG_ERR,
-                               std::string("internal error in ") + where + ": \"" + what + "\"");
+        req->req.context().log(RL_LOG_ERR, std::string_view(buf, n));
     } catch (...) {
         // Nothing more can be done without memory.
     }
@@ -64,7 +75,7 @@ rl_status_t guarded(rl_request_t *req, const char *where, F &&f) noexcept {
 
 extern "C" {
 
-rl_status_t rl_core_new(rl_core_t **out, const rl_core_conf_t *conf) {
+rl_status_t rl_core_new(rl_core_t **out, const rl_core_conf_t *conf) noexcept {
     if (out == nullptr) {
         return RL_ERROR;
     }
@@ -87,13 +98,13 @@ rl_status_t rl_core_new(rl_core_t **out, const rl_core_conf_t *conf) {
         *out = core.release();
         return RL_OK;
     } catch (...) {
-        return RL_ERROR;
+        return RL_ERROR;  // no log callback yet: the shim logs the failure
     }
 }
 
-void rl_core_free(rl_core_t *core) { delete core; }
+void rl_core_free(rl_core_t *core) noexcept { delete core; }
 
-rl_status_t rl_web_url_check(size_t *base_len, rl_str_t url) {
+rl_status_t rl_web_url_check(size_t *base_len, rl_str_t url) noexcept {
     if (base_len == nullptr || url.data == nullptr) {
         return RL_ERROR;
     }
@@ -110,14 +121,14 @@ rl_status_t rl_web_url_check(size_t *base_len, rl_str_t url) {
     }
 }
 
-size_t rl_route_count(void) { return relyloop::core::routes().size(); }
+size_t rl_route_count(void) noexcept { return relyloop::core::routes().size(); }
 
-const char *rl_route_path(size_t i) {
+const char *rl_route_path(size_t i) noexcept {
     auto table = relyloop::core::routes();
     return i < table.size() ? table[i].path : nullptr;
 }
 
-int rl_route_index(const rl_core_t *core, rl_str_t method, rl_str_t raw_path) {
+int rl_route_index(const rl_core_t *core, rl_str_t method, rl_str_t raw_path) noexcept {
     (void)method;  // a route's label covers all its methods
     if (core == nullptr || raw_path.data == nullptr) {
         return -1;
@@ -127,11 +138,11 @@ int rl_route_index(const rl_core_t *core, rl_str_t method, rl_str_t raw_path) {
             std::string_view(raw_path.data, raw_path.len), core->conf.development());
         return route != nullptr ? static_cast<int>(route - relyloop::core::routes().data()) : -1;
     } catch (...) {
-        return -1;
+        return -1;  // only a metrics label is lost; the request itself logs failures
     }
 }
 
-size_t rl_core_statements(const rl_statement_t **out) {
+size_t rl_core_statements(const rl_statement_t **out) noexcept {
     auto table = relyloop::core::db::statements();
     if (out != nullptr) {
         *out = table.data();
@@ -140,7 +151,7 @@ size_t rl_core_statements(const rl_statement_t **out) {
 }
 
 rl_status_t rl_request_new(rl_request_t **out, rl_core_t *core, const rl_http_request_t *in,
-                           rl_log_cb log, void *log_data) {
+                           rl_log_cb log, void *log_data) noexcept {
     if (out == nullptr) {
         return RL_ERROR;
     }
@@ -153,22 +164,27 @@ rl_status_t rl_request_new(rl_request_t **out, rl_core_t *core, const rl_http_re
         return RL_OK;
     } catch (const std::exception &e) {
         if (log != nullptr) {
-            std::string msg =
-                std::string("internal error creating a request: \"") + e.what() + "\"";
-            log(RL_LOG_ERR, msg.data(), msg.size(), log_data);
+            char buf[512];
+            size_t n = format_failure(buf, "internal error creating a request", e.what());
+            log(RL_LOG_ERR, buf, n, log_data);
         }
     } catch (...) {
+        if (log != nullptr) {
+            char buf[512];
+            size_t n = format_failure(buf, "internal error creating a request", "unknown exception");
+            log(RL_LOG_ERR, buf, n, log_data);
+        }
     }
     return RL_ERROR;
 }
 
-void rl_request_free(rl_request_t *req) { delete req; }
+void rl_request_free(rl_request_t *req) noexcept { delete req; }
 
-int rl_request_wants_body(const rl_request_t *req) {
+int rl_request_wants_body(const rl_request_t *req) noexcept {
     return req != nullptr && req->req.wants_body() ? 1 : 0;
 }
 
-void rl_request_set_body(rl_request_t *req, const char *data, size_t len) {
+void rl_request_set_body(rl_request_t *req, const char *data, size_t len) noexcept {
     if (req == nullptr) {
         return;
     }
@@ -177,20 +193,20 @@ void rl_request_set_body(rl_request_t *req, const char *data, size_t len) {
     });
 }
 
-void rl_request_set_http_error(rl_request_t *req, int status) {
+void rl_request_set_http_error(rl_request_t *req, int status) noexcept {
     if (req != nullptr) {
         req->req.set_http_error(status);
     }
 }
 
-rl_status_t rl_request_step(rl_request_t *req, rl_step_t *out) {
+rl_status_t rl_request_step(rl_request_t *req, rl_step_t *out) noexcept {
     if (req == nullptr || out == nullptr) {
         return RL_ERROR;
     }
     return guarded(req, "step", [&] { req->req.step(out); });
 }
 
-void rl_request_query_result(rl_request_t *req, struct pg_result *res) {
+void rl_request_query_result(rl_request_t *req, struct pg_result *res) noexcept {
     if (req == nullptr) {
         PQclear(res);
         return;
@@ -198,14 +214,14 @@ void rl_request_query_result(rl_request_t *req, struct pg_result *res) {
     (void)guarded(req, "query_result", [&] { req->req.query_result(res); });
 }
 
-void rl_request_query_failed(rl_request_t *req, rl_db_failure_t why, const char *detail) {
+void rl_request_query_failed(rl_request_t *req, rl_db_failure_t why, const char *detail) noexcept {
     if (req == nullptr) {
         return;
     }
     (void)guarded(req, "query_failed", [&] { req->req.query_failed(why, detail); });
 }
 
-void rl_request_worker_reply(rl_request_t *req, const char *line, size_t len) {
+void rl_request_worker_reply(rl_request_t *req, const char *line, size_t len) noexcept {
     if (req == nullptr) {
         return;
     }
@@ -214,39 +230,45 @@ void rl_request_worker_reply(rl_request_t *req, const char *line, size_t len) {
     });
 }
 
-void rl_request_worker_failed(rl_request_t *req, const char *detail) {
+void rl_request_worker_failed(rl_request_t *req, const char *detail) noexcept {
     if (req == nullptr) {
         return;
     }
     (void)guarded(req, "worker_failed", [&] { req->req.worker_failed(detail); });
 }
 
-const char *rl_internal_error_body(size_t *len) {
+const char *rl_internal_error_body(size_t *len) noexcept {
     if (len != nullptr) {
         *len = sizeof kInternalErrorBody - 1;
     }
     return kInternalErrorBody;
 }
 
-size_t rl_worker_line_max(void) { return relyloop::worker_protocol::kMaxLine; }
+size_t rl_worker_line_max(void) noexcept { return relyloop::worker_protocol::kMaxLine; }
 
-rl_str_t rl_worker_metrics_request(void) {
+rl_str_t rl_worker_metrics_request(void) noexcept {
     std::string_view line = relyloop::worker_protocol::kMetricsRequest;
     return {line.data(), line.size()};
 }
 
-rl_status_t rl_worker_metrics_reply(const char *line, size_t len, char *out, size_t *out_len) {
+rl_status_t rl_worker_metrics_reply(const char *line, size_t len, char *out,
+                                    size_t *out_len) noexcept {
     if (line == nullptr || out == nullptr || out_len == nullptr) {
         return RL_ERROR;
     }
-    std::optional<relyloop::worker_protocol::MetricsReply> reply =
-        relyloop::worker_protocol::parse_metrics_reply(std::string_view(line, len));
-    if (!reply || reply->text.size() > len) {
+    try {
+        std::optional<relyloop::worker_protocol::MetricsReply> reply =
+            relyloop::worker_protocol::parse_metrics_reply(std::string_view(line, len));
+        if (!reply || reply->text.size() > len) {
+            return RL_ERROR;
+        }
+        std::memcpy(out, reply->text.data(), reply->text.size());
+        *out_len = reply->text.size();
+        return RL_OK;
+    } catch (...) {
+        // Out of memory while parsing: the shim logs the reply as invalid.
         return RL_ERROR;
     }
-    std::memcpy(out, reply->text.data(), reply->text.size());
-    *out_len = reply->text.size();
-    return RL_OK;
 }
 
 }  // extern "C"

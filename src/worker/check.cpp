@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "commands.hpp"
+#include "common/raii.hpp"
 #include "common/redact.hpp"
 #include "db.hpp"
 
@@ -137,13 +138,13 @@ int run_check(const Settings &s, FILE *out, FILE *err) noexcept {
 
         // 7. CA file.
         if (!s.ca_file.empty()) {
-            int fd = ::open(s.ca_file.c_str(), O_RDONLY | O_CLOEXEC);
-            if (fd < 0) {
+            Fd fd(::open(s.ca_file.c_str(), O_RDONLY | O_CLOEXEC));
+            if (!fd) {
                 return r.fail("ca-file", s.ca_file + ": " + errno_text(errno));
             }
             struct stat st {};
-            bool regular = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
-            ::close(fd);
+            bool regular = fstat(fd.get(), &st) == 0 && S_ISREG(st.st_mode);
+            fd.reset();
             if (!regular) {
                 return r.fail("ca-file", s.ca_file + " is not a regular file");
             }

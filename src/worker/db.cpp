@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstdlib>
 
+#include "common/c_callback.hpp"
+#include "common/raii.hpp"
 #include "common/redact.hpp"
 #include "event_log.hpp"
 
@@ -21,11 +23,16 @@ namespace {
 // libpq's default notice processor prints raw text to stderr, which would
 // break the one-JSON-object-per-line log (and an unsolicited FATAL on an idle
 // connection arrives this way when PostgreSQL shuts down).
-void notice_to_log(void *arg, const char *message) {
+// Nothing may cross libpq: a notice that cannot be logged (out of memory) is
+// dropped.
+void notice_to_log(void *arg, const char *message) noexcept {
     auto *log = static_cast<EventLog *>(arg);
     if (log != nullptr) {
-        std::string m = trim_message(message);
-        log->warn("pg_notice", {{"message", m}});
+        (void)guard_callback(nullptr, 0, [&] {
+            std::string m = trim_message(message);
+            log->warn("pg_notice", {{"message", m}});
+            return 0;
+        });
     }
 }
 
@@ -44,21 +51,18 @@ constexpr const char kServerKeepalives[] =
 
 // The `options` the conninfo (or PGOPTIONS) already carries, "" when none.
 std::string user_options(const std::string &conninfo) {
-    char *err = nullptr;
-    PQconninfoOption *opts = PQconninfoParse(conninfo.c_str(), &err);
-    if (err != nullptr) {
-        PQfreemem(err);
-    }
+    char *raw_err = nullptr;
+    PgConninfo opts(PQconninfoParse(conninfo.c_str(), &raw_err));
+    PgText err(raw_err);  // unused: connecting reports a bad conninfo
     std::string found;
     bool set = false;
     if (opts != nullptr) {
-        for (PQconninfoOption *o = opts; o->keyword != nullptr; o++) {
+        for (PQconninfoOption *o = opts.get(); o->keyword != nullptr; o++) {
             if (std::string_view(o->keyword) == "options" && o->val != nullptr) {
                 found = o->val;
                 set = true;
             }
         }
-        PQconninfoFree(opts);
     }
     if (!set) {
         const char *env = std::getenv("PGOPTIONS");

@@ -264,11 +264,11 @@ void IpcServer::accept_clients() {
             }
             return;
         }
+        Fd owned(fd);  // closed unless a client takes it
         if (clients_.size() >= kMaxClients) {
             std::string msg = reply_error("too many connections");
             ssize_t w = send(fd, msg.data(), msg.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
             (void)w;
-            ::close(fd);
             continue;
         }
         auto c = std::make_unique<Client>();
@@ -280,10 +280,10 @@ void IpcServer::accept_clients() {
         ev.events = c->events;
         ev.data.u64 = c->id;
         if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
-            ::close(fd);
             continue;
         }
         clients_.emplace(c->id, std::move(c));
+        (void)owned.release();
     }
 }
 
@@ -590,6 +590,7 @@ std::string IpcServer::serve(DbSlot &slot, const Task &task) noexcept {
         log_.error("ipc_error", {{"message", e.what()}});
         return reply_error("internal error");
     } catch (...) {
+        log_.error("ipc_error", {{"message", "unexpected error"}});
         return reply_error("internal error");
     }
 }

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "common/error.hpp"
+#include "common/raii.hpp"
 #include "db.hpp"
 #include "settings.hpp"
 
@@ -211,7 +212,8 @@ void observe_event(std::string_view event, std::initializer_list<Field> fields) 
             s.jobs_reclaimed++;
         }
     } catch (...) {
-        // Metrics must never take a job down.
+        // Metrics must never take a job down. Not logged: the event log
+        // calls this for every event.
     }
 }
 
@@ -223,6 +225,7 @@ void github_response(long status) noexcept {
         std::lock_guard<std::mutex> lk(s.mu);
         s.github[cls]++;
     } catch (...) {
+        // A lost count; the response itself is reported by its caller.
     }
 }
 
@@ -383,7 +386,7 @@ void MetricsListener::stop() noexcept {
 }
 
 void MetricsListener::run() noexcept {
-    PGconn *conn = nullptr;
+    PgConn conn;
     for (;;) {
         pollfd fds[2] = {{listen_fd_, POLLIN, 0}, {wake_[0], POLLIN, 0}};
         int n = poll(fds, 2, -1);
@@ -396,19 +399,15 @@ void MetricsListener::run() noexcept {
         if (fds[1].revents != 0) {
             break;
         }
-        int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-        if (fd < 0) {
+        Fd fd(accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC));
+        if (!fd) {
             continue;
         }
-        serve(fd, &conn);
-        close(fd);
-    }
-    if (conn != nullptr) {
-        PQfinish(conn);
+        serve(fd.get(), &conn);
     }
 }
 
-void MetricsListener::serve(int fd, PGconn **conn) noexcept {
+void MetricsListener::serve(int fd, PgConn *conn) noexcept {
     try {
         timeval tv{2, 0};
         (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
@@ -456,17 +455,15 @@ void MetricsListener::serve(int fd, PGconn **conn) noexcept {
                 status = "404 Not Found";
                 body = "see /metrics\n";
             } else {
-                if (*conn != nullptr && PQstatus(*conn) != CONNECTION_OK) {
-                    PQfinish(*conn);
-                    *conn = nullptr;
+                if (*conn != nullptr && PQstatus(conn->get()) != CONNECTION_OK) {
+                    conn->reset();
                 }
                 if (*conn == nullptr) {
                     std::string err;
                     *conn = db::connect(settings_.pg_conninfo, "relyloop-worker metrics", &log_,
-                                        &err)
-                                .release();
+                                        &err);
                 }
-                body = metrics::render(*conn);
+                body = metrics::render(conn->get());
             }
         }
         std::string resp = "HTTP/1.1 " + status +
@@ -484,8 +481,11 @@ void MetricsListener::serve(int fd, PGconn **conn) noexcept {
             }
             off += static_cast<size_t>(w);
         }
-    } catch (...) {
+    } catch (const std::exception &e) {
         // A failed scrape only loses that scrape.
+        log_.warn("metrics_scrape_failed", {{"message", e.what()}});
+    } catch (...) {
+        log_.warn("metrics_scrape_failed", {{"message", "unexpected error"}});
     }
 }
 

@@ -16,6 +16,7 @@
 #include <string_view>
 #include <thread>
 
+#include "common/raii.hpp"
 #include "event_log.hpp"
 
 namespace relyloop::worker {
@@ -54,7 +55,7 @@ class MetricsListener {
 
   private:
     void run() noexcept;
-    void serve(int fd, PGconn **conn) noexcept;
+    void serve(int fd, PgConn *conn) noexcept;
 
     const Settings &settings_;
     EventLog &log_;

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <string_view>
 
+#include "common/raii.hpp"
 #include "common/redact.hpp"
 #include "db.hpp"
 #include "common/validate.hpp"
@@ -202,14 +203,13 @@ void apply(Settings &st, const Option &o, const std::string &v, bool from_env, b
     } else if (f == "pr-poll-minutes") {
         st.pr_poll_minutes = parse_poll_minutes(v);
     } else if (f == "pg-conninfo") {
-        char *err = nullptr;
-        PQconninfoOption *opts = PQconninfoParse(v.c_str(), &err);
+        char *raw_err = nullptr;
+        PgConninfo opts(PQconninfoParse(v.c_str(), &raw_err));
+        PgText err(raw_err);
         if (opts == nullptr) {
-            std::string msg = db::trim_message(err != nullptr ? err : "out of memory");
-            PQfreemem(err);
+            std::string msg = db::trim_message(err != nullptr ? err.get() : "out of memory");
             throw UsageError(describe(o, from_env) + ": invalid connection string: " + redact(msg));
         }
-        PQconninfoFree(opts);
         st.pg_conninfo = v;
     } else if (f == "socket") {
         if (v.size() >= sizeof(sockaddr_un{}.sun_path)) {

@@ -10,22 +10,26 @@
 #include <mutex>
 #include <stdexcept>
 
-#include "common/raii.hpp"
+#include "common/c_callback.hpp"
+#include "common/raii_cairo.hpp"
 
 namespace relyloop::worker {
 
 namespace {
 
-using CairoSurface = std::unique_ptr<cairo_surface_t, c_free<cairo_surface_destroy>>;
-using Cairo = std::unique_ptr<cairo_t, c_free<cairo_destroy>>;
+struct PngSink {
+    std::string png;
+    CallbackFault fault;  // reported by the failed write
+};
 
-cairo_status_t append_png(void *closure, const unsigned char *data, unsigned int length) {
-    try {
-        static_cast<std::string *>(closure)->append(reinterpret_cast<const char *>(data), length);
+// Nothing may cross cairo: an exception ends the write with NO_MEMORY.
+cairo_status_t append_png(void *closure, const unsigned char *data,
+                          unsigned int length) noexcept {
+    auto *sink = static_cast<PngSink *>(closure);
+    return guard_callback(&sink->fault, CAIRO_STATUS_NO_MEMORY, [&] {
+        sink->png.append(reinterpret_cast<const char *>(data), length);
         return CAIRO_STATUS_SUCCESS;
-    } catch (...) {
-        return CAIRO_STATUS_NO_MEMORY;
-    }
+    });
 }
 
 // Cut a label to `max_width` pixels, ending it with "…".
@@ -153,12 +157,14 @@ std::string render_importance_chart(const std::vector<std::pair<std::string, dou
         throw std::runtime_error(std::string("cairo: ") + cairo_status_to_string(cairo_status(c)));
     }
     cairo_surface_flush(surface.get());
-    std::string png;
-    cairo_status_t st = cairo_surface_write_to_png_stream(surface.get(), append_png, &png);
+    PngSink sink;
+    cairo_status_t st = cairo_surface_write_to_png_stream(surface.get(), append_png, &sink);
     if (st != CAIRO_STATUS_SUCCESS) {
-        throw std::runtime_error(std::string("cairo: ") + cairo_status_to_string(st));
+        throw std::runtime_error(std::string("cairo: ") + (sink.fault.set()
+                                                               ? sink.fault.what()
+                                                               : cairo_status_to_string(st)));
     }
-    return png;
+    return std::move(sink.png);
 }
 
 void release_chart_caches() noexcept {

@@ -12,8 +12,10 @@
 #include <stdexcept>
 #include <vector>
 
+#include "common/c_callback.hpp"
 #include "common/error.hpp"
 #include "common/raii.hpp"
+#include "common/raii_git.hpp"
 #include "common/redact.hpp"
 #include "common/uuid.hpp"
 #include "pipeline/cancel.hpp"
@@ -23,14 +25,6 @@
 namespace relyloop::git {
 
 namespace {
-
-using GitRemote = std::unique_ptr<git_remote, c_free<git_remote_free>>;
-using GitCommit = std::unique_ptr<git_commit, c_free<git_commit_free>>;
-using GitTree = std::unique_ptr<git_tree, c_free<git_tree_free>>;
-using GitTreeEntry = std::unique_ptr<git_tree_entry, c_free<git_tree_entry_free>>;
-using GitBlob = std::unique_ptr<git_blob, c_free<git_blob_free>>;
-using GitIndex = std::unique_ptr<git_index, c_free<git_index_free>>;
-using GitSignature = std::unique_ptr<git_signature, c_free<git_signature_free>>;
 
 // A failure in the local clone (objects, index, refs, locks) rather than in
 // talking to the remote: the cure is a fresh clone.
@@ -71,26 +65,41 @@ struct CallbackState {
     bool cancelled = false;
     int credential_calls = 0;
     std::string rejected;  // "<ref>: <status>" of a ref the server refused
+    CallbackFault fault;
 };
+
+// Nothing may cross libgit2: an exception in a callback ends the operation
+// with libgit2's error set to its text, which the failed call then reports.
+template <typename F>
+int guarded(CallbackState *s, F &&f) noexcept {
+    int rc = guard_callback(&s->fault, static_cast<int>(GIT_ERROR), std::forward<F>(f));
+    if (rc == GIT_ERROR && s->fault.set()) {
+        git_error_set_str(GIT_ERROR_CALLBACK, s->fault.what());
+    }
+    return rc;
+}
 
 // HTTP Basic x-access-token:<PAT>, handed over in memory only. libgit2 asks
 // again after every 401 and would loop forever on a bad token: the second
 // call means the first answer was refused, so give up.
 int on_credentials(git_credential **out, const char *, const char *, unsigned int allowed,
-                   void *payload) {
+                   void *payload) noexcept {
     auto *s = static_cast<CallbackState *>(payload);
-    if (++s->credential_calls > 1 || s->pat == nullptr || s->pat->empty()) {
-        git_error_set_str(GIT_ERROR_NET, "the server refused the credentials");
-        return GIT_EAUTH;
-    }
-    if ((allowed & GIT_CREDENTIAL_USERPASS_PLAINTEXT) == 0) {
-        return GIT_PASSTHROUGH;
-    }
-    // libgit2 copies both strings and wipes the password when it frees them.
-    return git_credential_userpass_plaintext_new(out, "x-access-token", s->pat->reveal().c_str());
+    return guarded(s, [&] {
+        if (++s->credential_calls > 1 || s->pat == nullptr || s->pat->empty()) {
+            git_error_set_str(GIT_ERROR_NET, "the server refused the credentials");
+            return static_cast<int>(GIT_EAUTH);
+        }
+        if ((allowed & GIT_CREDENTIAL_USERPASS_PLAINTEXT) == 0) {
+            return static_cast<int>(GIT_PASSTHROUGH);
+        }
+        // libgit2 copies both strings and wipes the password when it frees them.
+        return git_credential_userpass_plaintext_new(out, "x-access-token",
+                                                     s->pat->reveal().c_str());
+    });
 }
 
-int cancel_check(void *payload) {
+int cancel_check(void *payload) noexcept {
     auto *s = static_cast<CallbackState *>(payload);
     if (s->cancel != nullptr && s->cancel->load(std::memory_order_relaxed)) {
         s->cancelled = true;
@@ -99,18 +108,22 @@ int cancel_check(void *payload) {
     return 0;
 }
 
-int on_transfer(const git_indexer_progress *, void *payload) { return cancel_check(payload); }
-int on_sideband(const char *, int, void *payload) { return cancel_check(payload); }
-int on_pack(int, uint32_t, uint32_t, void *payload) { return cancel_check(payload); }
-int on_push_transfer(unsigned int, unsigned int, size_t, void *payload) {
+int on_transfer(const git_indexer_progress *, void *payload) noexcept {
     return cancel_check(payload);
 }
-int on_update_reference(const char *refname, const char *status, void *payload) {
+int on_sideband(const char *, int, void *payload) noexcept { return cancel_check(payload); }
+int on_pack(int, uint32_t, uint32_t, void *payload) noexcept { return cancel_check(payload); }
+int on_push_transfer(unsigned int, unsigned int, size_t, void *payload) noexcept {
+    return cancel_check(payload);
+}
+int on_update_reference(const char *refname, const char *status, void *payload) noexcept {
     auto *s = static_cast<CallbackState *>(payload);
-    if (status != nullptr) {
-        s->rejected = std::string(refname != nullptr ? refname : "?") + ": " + status;
-    }
-    return 0;
+    return guarded(s, [&] {
+        if (status != nullptr) {
+            s->rejected = std::string(refname != nullptr ? refname : "?") + ": " + status;
+        }
+        return 0;
+    });
 }
 
 void install_callbacks(git_remote_callbacks &cb, CallbackState *state) {
@@ -155,7 +168,7 @@ GitRemote memory_remote(git_repository *repo, const std::string &url, const Secr
 std::string origin_url(git_repository *repo) {
     git_config *raw = nullptr;
     if (git_repository_config_snapshot(&raw, repo) < 0) return "";
-    std::unique_ptr<git_config, c_free<git_config_free>> cfg(raw);
+    GitConfig cfg(raw);
     const char *url = nullptr;
     if (git_config_get_string(&url, cfg.get(), "remote.origin.url") < 0 || url == nullptr) {
         return "";
@@ -206,10 +219,10 @@ Workspace::Workspace(RepoSpec spec, const Secret &pat, const std::atomic<bool> *
 
     // Temporary clones left by a worker that died mid-clone (this repo's lock
     // is ours, so nobody else is writing them).
-    if (DIR *d = opendir(root_.c_str())) {
+    if (Dir d{opendir(root_.c_str())}) {
         std::vector<std::string> stale;
         std::string prefix = ".tmp-" + spec_.repo_id + "-";
-        while (dirent *e = readdir(d)) {
+        while (dirent *e = readdir(d.get())) {
             // Exactly ".tmp-<this id>-<uuid>": never another repo's (whose id
             // might start with this one's followed by '-').
             std::string_view name(e->d_name);
@@ -218,7 +231,7 @@ Workspace::Workspace(RepoSpec spec, const Secret &pat, const std::atomic<bool> *
                 stale.emplace_back(name);
             }
         }
-        closedir(d);
+        d.reset();
         for (const std::string &name : stale) wipe(name);
     }
 
@@ -323,7 +336,7 @@ void Workspace::clone_fresh() {
             throw Error(ErrorCode::kCloneFailed,
                         "cannot configure the clone: " + git_message(pat_));
         }
-        std::unique_ptr<git_config, c_free<git_config_free>> cfg(raw);
+        GitConfig cfg(raw);
         if (git_config_set_string(cfg.get(), "remote.origin.url", spec_.url.c_str()) < 0 ||
             git_config_set_string(cfg.get(), "remote.origin.fetch", kFetchSpec) < 0) {
             throw Error(ErrorCode::kCloneFailed,
@@ -456,10 +469,11 @@ RemoteBranch Workspace::remote_branch(std::string_view proposal_id, std::string_
     git_tree *raw_tree = nullptr;
     if (!probe_path.empty() && git_commit_tree(&raw_tree, commit.get()) == 0) {
         GitTree tree(raw_tree);
+        std::string probe(probe_path);
         git_tree_entry *entry = nullptr;
-        if (git_tree_entry_bypath(&entry, tree.get(), std::string(probe_path).c_str()) == 0) {
+        if (git_tree_entry_bypath(&entry, tree.get(), probe.c_str()) == 0) {
+            GitTreeEntry owned(entry);
             out.has_path = true;
-            git_tree_entry_free(entry);
         }
     }
     return out;
@@ -565,12 +579,13 @@ std::string Workspace::create_branch() {
     const std::string &branch = spec_.branch;
     std::string refname = "refs/heads/" + branch;
     git_reference *raw_ref = nullptr;
-    if (git_reference_create(&raw_ref, repo_.get(), refname.c_str(), &tip_, 1, "relyloop: push") <
-        0) {
+    int rc = git_reference_create(&raw_ref, repo_.get(), refname.c_str(), &tip_, 1,
+                                  "relyloop: push");
+    GitReference created(raw_ref);  // the branch is what counts, not the handle
+    if (rc < 0) {
         throw Error(ErrorCode::kPushFailed,
                     "cannot create the local branch " + branch + ": " + git_message(pat_));
     }
-    git_reference_free(raw_ref);
     char hex[GIT_OID_HEXSZ + 1] = {};
     git_oid_tostr(hex, sizeof hex, &tip_);
     return hex;

@@ -31,7 +31,7 @@
 #include <string>
 #include <string_view>
 
-#include "common/raii.hpp"
+#include "common/raii_git.hpp"
 #include "common/secret.hpp"
 
 namespace relyloop::git {
@@ -127,7 +127,7 @@ class Workspace {
     bool cloning_ = false;
     bool keep_branch_ = false;
     std::string reclone_reason_;
-    std::unique_ptr<git_repository, c_free<git_repository_free>> repo_;
+    GitRepository repo_;
     git_oid base_{};
     git_oid tip_{};
 };

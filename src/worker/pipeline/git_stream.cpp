@@ -15,8 +15,11 @@
 #include <new>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
+#include "common/c_callback.hpp"
 #include "common/error.hpp"
+#include "common/raii.hpp"
 
 namespace relyloop::git {
 
@@ -30,7 +33,7 @@ struct TimedSocket {
     git_stream parent;  // first: libgit2 sees a git_stream *
     std::string host;
     std::string port;
-    int fd = -1;
+    Fd fd;
 };
 
 TimedSocket *self(git_stream *s) { return reinterpret_cast<TimedSocket *>(s); }
@@ -40,6 +43,19 @@ bool cancelled() { return t_cancel != nullptr && t_cancel->load(std::memory_orde
 int net_error(const std::string &what) {
     git_error_set_str(GIT_ERROR_NET, what.c_str());
     return -1;
+}
+
+// Nothing may cross libgit2: an exception in a stream callback fails the
+// call with libgit2's error set to its text, which the failed operation
+// reports.
+template <typename R, typename F>
+R guarded(F &&f) noexcept {
+    CallbackFault fault;
+    R rc = guard_callback(&fault, static_cast<R>(-1), std::forward<F>(f));
+    if (fault.set()) {
+        git_error_set_str(GIT_ERROR_NET, fault.what());
+    }
+    return rc;
 }
 
 // Waits for `events` on fd: 1 ready, 0 timed out, -1 cancelled or failed.
@@ -65,37 +81,35 @@ int wait_fd(int fd, short events, std::chrono::milliseconds budget, const char *
     }
 }
 
-int do_connect(git_stream *stream) {
-    TimedSocket *s = self(stream);
+int connect_socket(TimedSocket *s) {
     addrinfo hints{};
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
-    addrinfo *res = nullptr;
-    int gai = getaddrinfo(s->host.c_str(), s->port.c_str(), &hints, &res);
+    addrinfo *raw_res = nullptr;
+    int gai = getaddrinfo(s->host.c_str(), s->port.c_str(), &hints, &raw_res);
     if (gai != 0) {
         return net_error("failed to resolve address for " + s->host + ": " + gai_strerror(gai));
     }
+    AddrInfo res(raw_res);
     std::string last = "no address";
-    for (addrinfo *ai = res; ai != nullptr; ai = ai->ai_next) {
-        int fd =
-            socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
-        if (fd < 0) {
+    for (addrinfo *ai = res.get(); ai != nullptr; ai = ai->ai_next) {
+        Fd fd(socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                     ai->ai_protocol));
+        if (!fd) {
             last = errno_text(errno);
             continue;
         }
-        int rc = connect(fd, ai->ai_addr, ai->ai_addrlen);
+        int rc = connect(fd.get(), ai->ai_addr, ai->ai_addrlen);
         if (rc < 0 && errno == EINPROGRESS) {
-            int w = wait_fd(fd, POLLOUT, kConnectTimeout, "connect");
+            int w = wait_fd(fd.get(), POLLOUT, kConnectTimeout, "connect");
             if (w < 0) {
-                close(fd);
-                freeaddrinfo(res);
                 return -1;
             }
             int err = 0;
             socklen_t len = sizeof err;
             if (w == 0) {
                 err = ETIMEDOUT;
-            } else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) {
+            } else if (getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &len) < 0) {
                 err = errno;
             }
             rc = err == 0 ? 0 : -1;
@@ -103,22 +117,23 @@ int do_connect(git_stream *stream) {
         }
         if (rc == 0) {
             int one = 1;
-            (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-            s->fd = fd;
-            freeaddrinfo(res);
+            (void)setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+            s->fd = std::move(fd);
             return 0;
         }
         last = errno_text(errno);
-        close(fd);
     }
-    freeaddrinfo(res);
     return net_error("failed to connect to " + s->host + ":" + s->port + ": " + last);
 }
 
-ssize_t do_read(git_stream *stream, void *data, size_t len) {
+int do_connect(git_stream *stream) noexcept {
+    return guarded<int>([&] { return connect_socket(self(stream)); });
+}
+
+ssize_t read_socket(git_stream *stream, void *data, size_t len) {
     TimedSocket *s = self(stream);
     for (;;) {
-        ssize_t n = recv(s->fd, data, len, 0);
+        ssize_t n = recv(s->fd.get(), data, len, 0);
         if (n >= 0) {
             return n;
         }
@@ -129,7 +144,7 @@ ssize_t do_read(git_stream *stream, void *data, size_t len) {
             return net_error(std::string("could not read from the socket: ") +
                              errno_text(errno));
         }
-        int w = wait_fd(s->fd, POLLIN, kIdleTimeout, "read");
+        int w = wait_fd(s->fd.get(), POLLIN, kIdleTimeout, "read");
         if (w < 0) {
             return -1;
         }
@@ -140,10 +155,14 @@ ssize_t do_read(git_stream *stream, void *data, size_t len) {
     }
 }
 
-ssize_t do_write(git_stream *stream, const char *data, size_t len, int) {
+ssize_t do_read(git_stream *stream, void *data, size_t len) noexcept {
+    return guarded<ssize_t>([&] { return read_socket(stream, data, len); });
+}
+
+ssize_t write_socket(git_stream *stream, const char *data, size_t len) {
     TimedSocket *s = self(stream);
     for (;;) {
-        ssize_t n = send(s->fd, data, len, MSG_NOSIGNAL);
+        ssize_t n = send(s->fd.get(), data, len, MSG_NOSIGNAL);
         if (n >= 0) {
             return n;
         }
@@ -153,7 +172,7 @@ ssize_t do_write(git_stream *stream, const char *data, size_t len, int) {
         if (errno != EAGAIN && errno != EWOULDBLOCK) {
             return net_error(std::string("could not write to the socket: ") + errno_text(errno));
         }
-        int w = wait_fd(s->fd, POLLOUT, kIdleTimeout, "write");
+        int w = wait_fd(s->fd.get(), POLLOUT, kIdleTimeout, "write");
         if (w < 0) {
             return -1;
         }
@@ -164,32 +183,33 @@ ssize_t do_write(git_stream *stream, const char *data, size_t len, int) {
     }
 }
 
-int do_close(git_stream *stream) {
+ssize_t do_write(git_stream *stream, const char *data, size_t len, int) noexcept {
+    return guarded<ssize_t>([&] { return write_socket(stream, data, len); });
+}
+
+int do_close(git_stream *stream) noexcept {
     TimedSocket *s = self(stream);
-    if (s->fd >= 0) {
-        close(s->fd);
-        s->fd = -1;
-    }
+    s->fd.reset();
     return 0;
 }
 
-void do_free(git_stream *stream) {
+void do_free(git_stream *stream) noexcept {
     do_close(stream);
     delete self(stream);
 }
 
-int do_init(git_stream **out, const char *host, const char *port) {
+int do_init(git_stream **out, const char *host, const char *port) noexcept {
     auto *s = new (std::nothrow) TimedSocket();
     if (s == nullptr) {
         git_error_set_oom();
         return -1;
     }
-    try {
-        s->host = host;
-        s->port = port;
-    } catch (...) {
+    if (guarded<int>([&] {
+            s->host = host;
+            s->port = port;
+            return 0;
+        }) < 0) {
         delete s;
-        git_error_set_oom();
         return -1;
     }
     s->parent.version = GIT_STREAM_VERSION;

@@ -10,7 +10,9 @@
 #include <memory>
 #include <thread>
 
+#include "common/c_callback.hpp"
 #include "common/raii.hpp"
+#include "common/raii_curl.hpp"
 #include "common/redact.hpp"
 #include "pipeline/cancel.hpp"
 #include "pipeline/json_text.hpp"
@@ -21,8 +23,6 @@ namespace relyloop::github {
 
 namespace {
 
-using CurlEasy = std::unique_ptr<CURL, c_free<curl_easy_cleanup>>;
-
 // The header list holds a copy of the token: wipe every entry before freeing.
 void wipe_slist(curl_slist *list) noexcept {
     for (curl_slist *p = list; p != nullptr; p = p->next) {
@@ -32,7 +32,7 @@ void wipe_slist(curl_slist *list) noexcept {
     }
     curl_slist_free_all(list);
 }
-using CurlSlist = std::unique_ptr<curl_slist, c_free<wipe_slist>>;
+using WipedSlist = std::unique_ptr<curl_slist, c_free<wipe_slist>>;
 
 constexpr size_t kMaxBodyBytes = 8 * 1024 * 1024;
 
@@ -40,6 +40,7 @@ struct Transfer {
     HttpResponse *response = nullptr;
     const std::atomic<bool> *cancel = nullptr;
     bool too_large = false;
+    CallbackFault fault;  // reported as the transfer's error
 };
 
 size_t on_body(char *data, size_t size, size_t nmemb, void *user) noexcept {
@@ -49,24 +50,20 @@ size_t on_body(char *data, size_t size, size_t nmemb, void *user) noexcept {
         t->too_large = true;
         return 0;
     }
-    try {
+    // Nothing may cross libcurl: out of memory ends the transfer.
+    return guard_callback(&t->fault, size_t{0}, [&] {
         t->response->body.append(data, n);
-    } catch (...) {  // nothing may cross libcurl: out of memory ends the transfer
-        t->too_large = true;
-        return 0;
-    }
-    return n;
+        return n;
+    });
 }
 
 size_t on_header_line(Transfer *t, char *data, size_t n);
 
 // Nothing may cross libcurl: out of memory ends the transfer.
 size_t on_header(char *data, size_t size, size_t nmemb, void *user) noexcept {
-    try {
-        return on_header_line(static_cast<Transfer *>(user), data, size * nmemb);
-    } catch (...) {
-        return 0;
-    }
+    auto *t = static_cast<Transfer *>(user);
+    return guard_callback(&t->fault, size_t{0},
+                          [&] { return on_header_line(t, data, size * nmemb); });
 }
 
 size_t on_header_line(Transfer *t, char *data, size_t n) {
@@ -181,8 +178,7 @@ std::optional<std::chrono::milliseconds> until_reset(const HttpResponse &r, Cloc
 
 // RFC 3986 percent-encoding of everything but the unreserved characters.
 std::string url_escape(std::string_view s) {
-    std::unique_ptr<char, c_free<curl_free>> e(
-        curl_easy_escape(nullptr, s.data(), static_cast<int>(s.size())));
+    CurlText e(curl_easy_escape(nullptr, s.data(), static_cast<int>(s.size())));
     if (!e) {
         throw std::bad_alloc();
     }
@@ -236,9 +232,9 @@ HttpResponse CurlTransport::send(const HttpRequest &request) {
     }
     CURL *h = easy.get();
     char errbuf[CURL_ERROR_SIZE] = {0};
-    Transfer transfer{&response, cancel_, false};
+    Transfer transfer{&response, cancel_, false, {}};
 
-    CurlSlist headers;
+    WipedSlist headers;
     auto add = [&](const std::string &line) {
         curl_slist *next = curl_slist_append(headers.get(), line.c_str());
         if (next != nullptr) {
@@ -304,6 +300,9 @@ HttpResponse CurlTransport::send(const HttpRequest &request) {
     if (rc != CURLE_OK) {
         std::string why = errbuf[0] != '\0' ? errbuf : curl_easy_strerror(rc);
         if (transfer.too_large) why = "response body larger than 8 MiB";
+        if (transfer.fault.set()) {
+            why = std::string("libcurl callback failed: ") + transfer.fault.what();
+        }
         response.status = 0;
         response.body.clear();
         response.transport_error = redact(why, token_.reveal());

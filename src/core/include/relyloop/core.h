@@ -37,6 +37,14 @@ extern "C" {
 
 #define RL_API __attribute__((visibility("default")))
 
+/* No exception leaves an entry point (docs/decisions.md): noexcept for C++,
+ * nothing for C. */
+#ifdef __cplusplus
+#define RL_NOEXCEPT noexcept
+#else
+#define RL_NOEXCEPT
+#endif
+
 struct pg_result; /* libpq's PGresult */
 
 typedef enum {
@@ -71,8 +79,8 @@ typedef struct {
     long long webhook_replay_window_s; /* relyloop_webhook_replay_window; 0 = 7d */
 } rl_core_conf_t;
 
-RL_API rl_status_t rl_core_new(rl_core_t **out, const rl_core_conf_t *conf);
-RL_API void rl_core_free(rl_core_t *core);
+RL_API rl_status_t rl_core_new(rl_core_t **out, const rl_core_conf_t *conf) RL_NOEXCEPT;
+RL_API void rl_core_free(rl_core_t *core) RL_NOEXCEPT;
 
 /*
  * The rule of a GitHub web URL, the one the worker applies to its
@@ -80,7 +88,7 @@ RL_API void rl_core_free(rl_core_t *core);
  * "http[s]://host[:port][/path]". RL_OK with *base_len the length of url
  * without its trailing '/'s, or RL_ERROR when url breaks the rule.
  */
-RL_API rl_status_t rl_web_url_check(size_t *base_len, rl_str_t url);
+RL_API rl_status_t rl_web_url_check(size_t *base_len, rl_str_t url) RL_NOEXCEPT;
 
 /*
  * The fixed statements the core may ask for. The shim prepares each one
@@ -95,7 +103,7 @@ typedef struct {
     int nparams;
 } rl_statement_t;
 
-RL_API size_t rl_core_statements(const rl_statement_t **out);
+RL_API size_t rl_core_statements(const rl_statement_t **out) RL_NOEXCEPT;
 
 /* ---- requests ----------------------------------------------------------- */
 
@@ -121,17 +129,17 @@ typedef struct {
 } rl_http_request_t;
 
 RL_API rl_status_t rl_request_new(rl_request_t **out, rl_core_t *core,
-    const rl_http_request_t *in, rl_log_cb log, void *log_data);
-RL_API void rl_request_free(rl_request_t *req);
+    const rl_http_request_t *in, rl_log_cb log, void *log_data) RL_NOEXCEPT;
+RL_API void rl_request_free(rl_request_t *req) RL_NOEXCEPT;
 
 /* Non-zero when the route takes a body (POST/PATCH); the shim then reads
  * it with nginx's body API and hands it over before the first step. */
-RL_API int rl_request_wants_body(const rl_request_t *req);
+RL_API int rl_request_wants_body(const rl_request_t *req) RL_NOEXCEPT;
 RL_API void rl_request_set_body(rl_request_t *req, const char *data,
-    size_t len);
+    size_t len) RL_NOEXCEPT;
 /* Reading the body failed with an HTTP status (413, 400, 408, ...): the next
  * step answers it with the error envelope. */
-RL_API void rl_request_set_http_error(rl_request_t *req, int status);
+RL_API void rl_request_set_http_error(rl_request_t *req, int status) RL_NOEXCEPT;
 
 typedef enum {
     RL_STEP_QUERY = 1,
@@ -165,10 +173,10 @@ typedef struct {
     rl_str_t body;
 } rl_step_t;
 
-RL_API rl_status_t rl_request_step(rl_request_t *req, rl_step_t *out);
+RL_API rl_status_t rl_request_step(rl_request_t *req, rl_step_t *out) RL_NOEXCEPT;
 
 /* Outcome of an RL_STEP_QUERY. The core takes ownership of res (PQclear). */
-RL_API void rl_request_query_result(rl_request_t *req, struct pg_result *res);
+RL_API void rl_request_query_result(rl_request_t *req, struct pg_result *res) RL_NOEXCEPT;
 
 typedef enum {
     RL_DB_UNAVAILABLE = 1,  /* no connection, connection lost */
@@ -177,42 +185,42 @@ typedef enum {
 } rl_db_failure_t;
 
 RL_API void rl_request_query_failed(rl_request_t *req, rl_db_failure_t why,
-    const char *detail);
+    const char *detail) RL_NOEXCEPT;
 
 /* Outcome of an RL_STEP_WORKER: the reply line (without '\n'), or a failure
  * (connect refused, timeout, closed without a reply). */
 RL_API void rl_request_worker_reply(rl_request_t *req, const char *line,
-    size_t len);
-RL_API void rl_request_worker_failed(rl_request_t *req, const char *detail);
+    size_t len) RL_NOEXCEPT;
+RL_API void rl_request_worker_failed(rl_request_t *req, const char *detail) RL_NOEXCEPT;
 
 /* A complete response for failures the shim meets before or outside the
  * core (allocation failure, rl_request_step returning RL_ERROR): a static
  * 500 INTERNAL_ERROR envelope. */
-RL_API const char *rl_internal_error_body(size_t *len);
+RL_API const char *rl_internal_error_body(size_t *len) RL_NOEXCEPT;
 
 /* The longest worker socket line, either direction, without its newline
  * (docs/worker.md, "The socket protocol"). */
-RL_API size_t rl_worker_line_max(void);
+RL_API size_t rl_worker_line_max(void) RL_NOEXCEPT;
 
 /* The metrics exchange of relyloop_metrics, also through the core: the
  * request line (ending '\n'), and the reply line (without '\n') read back.
  * The reply's Prometheus text is written to out, which must have room for
  * len bytes (the text is never longer than its line), and its length to
  * *out_len; RL_ERROR when the line is no metrics reply. */
-RL_API rl_str_t rl_worker_metrics_request(void);
+RL_API rl_str_t rl_worker_metrics_request(void) RL_NOEXCEPT;
 RL_API rl_status_t rl_worker_metrics_reply(const char *line, size_t len,
-    char *out, size_t *out_len);
+    char *out, size_t *out_len) RL_NOEXCEPT;
 
 /* ---- routes, for metrics labels ----------------------------------------- */
 
 /* The API's routes as OpenAPI path templates ("/api/v1/clusters/{id}"), in a
  * fixed order: rl_route_path(i) for i < rl_route_count(). */
-RL_API size_t rl_route_count(void);
-RL_API const char *rl_route_path(size_t i);
+RL_API size_t rl_route_count(void) RL_NOEXCEPT;
+RL_API const char *rl_route_path(size_t i) RL_NOEXCEPT;
 /* The route a request path falls under (whatever its method or id), or -1
  * when it matches none. Never fails otherwise. */
 RL_API int rl_route_index(const rl_core_t *core, rl_str_t method,
-    rl_str_t raw_path);
+    rl_str_t raw_path) RL_NOEXCEPT;
 
 #ifdef __cplusplus
 }
