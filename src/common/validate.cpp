@@ -1,5 +1,7 @@
 #include "common/validate.hpp"
 
+#include "common/strings.hpp"
+
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
@@ -109,9 +111,7 @@ bool valid_config_path(std::string_view s) {
 }
 
 std::optional<RepoCoordinates> parse_repo_url(std::string_view url, std::string_view web_url) {
-    while (!web_url.empty() && web_url.back() == '/') {
-        web_url.remove_suffix(1);
-    }
+    web_url = strip_trailing_slashes(web_url);
     if (web_url.empty() || url.size() > 512 || !url.starts_with(web_url) ||
         url.size() <= web_url.size() || url[web_url.size()] != '/') {
         return std::nullopt;
@@ -138,20 +138,9 @@ std::optional<RepoCoordinates> parse_repo_url(std::string_view url, std::string_
 
 namespace {
 
-bool iequal(std::string_view a, std::string_view b) {
-    if (a.size() != b.size()) return false;
-    for (size_t i = 0; i < a.size(); i++) {
-        char x = a[i], y = b[i];
-        if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
-        if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
-        if (x != y) return false;
-    }
-    return true;
-}
-
 // Consumes `part` (case-insensitively) from the front of `s`.
 bool take(std::string_view &s, std::string_view part) {
-    if (s.size() < part.size() || !iequal(s.substr(0, part.size()), part)) return false;
+    if (s.size() < part.size() || !iequals_ascii(s.substr(0, part.size()), part)) return false;
     s.remove_prefix(part.size());
     return true;
 }
@@ -160,9 +149,7 @@ bool take(std::string_view &s, std::string_view part) {
 
 bool valid_pull_url(std::string_view url, std::string_view web_url, std::string_view owner,
                     std::string_view repo, long long number) {
-    while (!web_url.empty() && web_url.back() == '/') {
-        web_url.remove_suffix(1);
-    }
+    web_url = strip_trailing_slashes(web_url);
     if (web_url.empty() || owner.empty() || repo.empty() || number <= 0 || url.size() > 2048) {
         return false;
     }

@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "common/redact.hpp"
+#include "common/strings.hpp"
 #include "db.hpp"
 #include "metrics.hpp"
 
@@ -437,21 +438,13 @@ ParsedCommandLine parse_command_line(const std::vector<std::string> &args, const
         st.worker_id = default_worker_id();
     }
     if (st.webhook_url.empty() && !st.base_url.empty()) {
-        std::string base = st.base_url;
-        while (!base.empty() && base.back() == '/') {
-            base.pop_back();
-        }
-        st.webhook_url = base + "/webhooks/github";
+        st.webhook_url = std::string(strip_trailing_slashes(st.base_url)) + "/webhooks/github";
     }
     std::filesystem::path root(st.clone_root);
     if (root.is_relative()) {
         root = std::filesystem::path(cwd.empty() ? current_dir() : cwd) / root;
     }
-    std::string norm = root.lexically_normal().string();
-    while (norm.size() > 1 && norm.back() == '/') {
-        norm.pop_back();
-    }
-    st.clone_root = norm;
+    st.clone_root = std::string(strip_trailing_slashes(root.lexically_normal().string(), 1));
     if (st.git_author_email == Settings{}.git_author_email) {
         out.warnings.push_back(
             "--git-author-email is left at its default relyloop-bot@example.com; commits will "

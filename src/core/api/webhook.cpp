@@ -16,6 +16,7 @@
 #include "common/json_writer.hpp"
 #include "common/raii.hpp"
 #include "common/secret.hpp"
+#include "common/strings.hpp"
 #include "common/timefmt.hpp"
 
 namespace relyloop::core {
@@ -89,10 +90,7 @@ std::optional<std::string> webhook_repository(std::string_view full_name) {
     while (!full_name.empty() && space(full_name.back())) {
         full_name.remove_suffix(1);
     }
-    std::string s(full_name);
-    for (char &c : s) {
-        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    }
+    std::string s = ascii_lower(full_name);
     if (s.ends_with(".git")) {
         s.resize(s.size() - 4);
     }

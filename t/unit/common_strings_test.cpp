@@ -1,0 +1,48 @@
+#include <gtest/gtest.h>
+
+#include "common/strings.hpp"
+
+using namespace relyloop;
+
+TEST(StripTrailingSlashes, UrlPrefixLosesEverySlash) {
+    EXPECT_EQ(strip_trailing_slashes("https://github.com"), "https://github.com");
+    EXPECT_EQ(strip_trailing_slashes("https://github.com/"), "https://github.com");
+    EXPECT_EQ(strip_trailing_slashes("https://ghe.example/x///"), "https://ghe.example/x");
+    EXPECT_EQ(strip_trailing_slashes("/"), "");
+    EXPECT_EQ(strip_trailing_slashes("///"), "");
+    EXPECT_EQ(strip_trailing_slashes(""), "");
+    // Only the end: slashes inside stay.
+    EXPECT_EQ(strip_trailing_slashes("a//b"), "a//b");
+}
+
+TEST(StripTrailingSlashes, PathKeepsItsRoot) {
+    EXPECT_EQ(strip_trailing_slashes("/", 1), "/");
+    EXPECT_EQ(strip_trailing_slashes("///", 1), "/");
+    EXPECT_EQ(strip_trailing_slashes("/var/lib/x/", 1), "/var/lib/x");
+    EXPECT_EQ(strip_trailing_slashes("cfg/", 1), "cfg");
+    EXPECT_EQ(strip_trailing_slashes("", 1), "");
+}
+
+TEST(StripTrailingSlashes, IsConstexpr) {
+    static_assert(strip_trailing_slashes("a/") == "a");
+    static_assert(strip_trailing_slashes("/", 1) == "/");
+}
+
+// The lower-casing once written with std::tolower (which follows the process
+// locale) is ASCII only: bytes of a UTF-8 sequence never change.
+TEST(AsciiLower, OnlyAsciiLetters) {
+    EXPECT_EQ(ascii_lower("Acme/Search-CONFIG.git"), "acme/search-config.git");
+    EXPECT_EQ(ascii_lower("\xC3\x84Z@[`{"), "\xC3\x84z@[`{");
+    EXPECT_EQ(ascii_lower(""), "");
+    static_assert(ascii_lower('Q') == 'q' && ascii_lower('q') == 'q' && ascii_lower('1') == '1');
+}
+
+TEST(IequalsAscii, CaseOnly) {
+    EXPECT_TRUE(iequals_ascii("Application/JSON", "application/json"));
+    EXPECT_TRUE(iequals_ascii("", ""));
+    EXPECT_FALSE(iequals_ascii("utf-8", "utf8"));
+    EXPECT_FALSE(iequals_ascii("abc", "abd"));
+    // '@' (0x40) and '`' (0x60) differ by the case bit but are no letters.
+    EXPECT_FALSE(iequals_ascii("@", "`"));
+    EXPECT_FALSE(iequals_ascii("\xC3\x84", "\xC3\xA4"));
+}
