@@ -17,6 +17,7 @@
 #include "api/router.hpp"
 #include "api/uri.hpp"
 #include "common/error.hpp"
+#include "common/sql_param.hpp"
 #include "db/statements.hpp"
 #include "relyloop/core.h"
 
@@ -30,8 +31,6 @@ struct CoreConf {
 
     [[nodiscard]] bool development() const noexcept { return environment == "development"; }
 };
-
-using Param = std::optional<std::string>;  // nullopt = SQL NULL
 
 // What a handler wants next.
 struct Action {
