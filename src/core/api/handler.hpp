@@ -16,6 +16,7 @@
 #include "api/responses.hpp"
 #include "api/router.hpp"
 #include "api/uri.hpp"
+#include "common/defaults.hpp"
 #include "common/error.hpp"
 #include "common/sql_param.hpp"
 #include "db/statements.hpp"
@@ -27,7 +28,7 @@ struct CoreConf {
     std::string environment;
     std::string secrets_dir;
     std::string github_web_url;
-    long long webhook_replay_window_s = 7 * 86400;
+    long long webhook_replay_window_s = defaults::kWebhookReplayWindowS;
 
     [[nodiscard]] bool development() const noexcept { return environment == "development"; }
 };
