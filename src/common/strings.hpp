@@ -47,4 +47,32 @@ namespace relyloop {
     return true;
 }
 
+// The lower-case hexadecimal digit of the low four bits of `v`.
+[[nodiscard]] constexpr char hex_digit(unsigned v) noexcept { return "0123456789abcdef"[v & 0x0f]; }
+
+// The value of one hexadecimal digit (either case), or -1.
+[[nodiscard]] constexpr int hex_value(char c) noexcept {
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
+}
+
+// `n` bytes as lower-case hexadecimal, two digits a byte.
+[[nodiscard]] inline std::string hex_lower(const unsigned char *p, std::size_t n) {
+    std::string s;
+    s.reserve(n * 2);
+    for (std::size_t i = 0; i < n; i++) {
+        s.push_back(hex_digit(p[i] >> 4));
+        s.push_back(hex_digit(p[i]));
+    }
+    return s;
+}
+
 }  // namespace relyloop

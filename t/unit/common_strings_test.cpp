@@ -46,3 +46,23 @@ TEST(IequalsAscii, CaseOnly) {
     EXPECT_FALSE(iequals_ascii("@", "`"));
     EXPECT_FALSE(iequals_ascii("\xC3\x84", "\xC3\xA4"));
 }
+
+TEST(Hex, DigitsAndValues) {
+    static_assert(hex_digit(0) == '0' && hex_digit(9) == '9' && hex_digit(10) == 'a' &&
+                  hex_digit(15) == 'f' && hex_digit(0x1b) == 'b');
+    for (unsigned v = 0; v < 16; v++) {
+        EXPECT_EQ(hex_value(hex_digit(v)), static_cast<int>(v));
+    }
+    EXPECT_EQ(hex_value('F'), 15);
+    EXPECT_EQ(hex_value('g'), -1);
+    EXPECT_EQ(hex_value('/'), -1);
+    EXPECT_EQ(hex_value(':'), -1);
+    EXPECT_EQ(hex_value('@'), -1);
+    EXPECT_EQ(hex_value('G'), -1);
+}
+
+TEST(Hex, LowerCaseBytes) {
+    const unsigned char bytes[] = {0x00, 0x0f, 0xa5, 0xff};
+    EXPECT_EQ(hex_lower(bytes, sizeof bytes), "000fa5ff");
+    EXPECT_EQ(hex_lower(bytes, 0), "");
+}

@@ -57,17 +57,6 @@ bool repo_char(char c) {
     return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
 }
 
-std::string hex(const unsigned char *p, size_t n) {
-    static constexpr char kDigits[] = "0123456789abcdef";
-    std::string s;
-    s.reserve(n * 2);
-    for (size_t i = 0; i < n; i++) {
-        s += kDigits[p[i] >> 4];
-        s += kDigits[p[i] & 15];
-    }
-    return s;
-}
-
 const json_t *member(const json_t *obj, const char *name) {
     return json_is_object(obj) ? json_object_get(obj, name) : nullptr;
 }
@@ -266,9 +255,9 @@ class WebhookHandler : public Handler {
         }
         return Action::write(
             db::Stmt::kWebhookApply,
-            {hex(digest, sizeof digest), std::move(delivery), event_, e.kind, std::move(html_url),
-             e.merged_at, e.updated_at, std::to_string(ctx.conf().webhook_replay_window_s),
-             std::move(repo_id)});
+            {hex_lower(digest, sizeof digest), std::move(delivery), event_, e.kind,
+             std::move(html_url), e.merged_at, e.updated_at,
+             std::to_string(ctx.conf().webhook_replay_window_s), std::move(repo_id)});
     }
 
     // replayed, stale, action, proposal_id, pointers (JSONB array)
