@@ -21,6 +21,33 @@ namespace relyloop {
     return s;
 }
 
+// ' ', '\t', '\n', '\v', '\f', '\r': std::isspace in the "C" locale.
+[[nodiscard]] constexpr bool is_ascii_space(char c) noexcept {
+    return c == ' ' || (c >= '\t' && c <= '\r');
+}
+
+// `s` without leading and trailing ASCII white space.
+[[nodiscard]] constexpr std::string_view trim_ascii_space(std::string_view s) noexcept {
+    while (!s.empty() && is_ascii_space(s.front())) {
+        s.remove_prefix(1);
+    }
+    while (!s.empty() && is_ascii_space(s.back())) {
+        s.remove_suffix(1);
+    }
+    return s;
+}
+
+// `s` without leading and trailing HTTP optional white space (' ', '\t').
+[[nodiscard]] constexpr std::string_view trim_ows(std::string_view s) noexcept {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
+        s.remove_prefix(1);
+    }
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
+        s.remove_suffix(1);
+    }
+    return s;
+}
+
 // 'A'..'Z' → 'a'..'z'; every other byte unchanged.
 [[nodiscard]] constexpr char ascii_lower(char c) noexcept {
     return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;

@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <cctype>
+
 #include "common/strings.hpp"
 
 using namespace relyloop;
@@ -65,4 +67,20 @@ TEST(Hex, LowerCaseBytes) {
     const unsigned char bytes[] = {0x00, 0x0f, 0xa5, 0xff};
     EXPECT_EQ(hex_lower(bytes, sizeof bytes), "000fa5ff");
     EXPECT_EQ(hex_lower(bytes, 0), "");
+}
+
+// The white space of trim_ascii_space is std::isspace's in the "C" locale.
+TEST(Trim, AsciiSpaceIsTheCLocaleSet) {
+    for (int c = 0; c < 256; c++) {
+        EXPECT_EQ(is_ascii_space(static_cast<char>(c)), std::isspace(c) != 0) << c;
+    }
+    EXPECT_EQ(trim_ascii_space(" \t\n\v\f\r Acme/Repo \r\n"), "Acme/Repo");
+    EXPECT_EQ(trim_ascii_space("a b"), "a b");
+    EXPECT_EQ(trim_ascii_space(" \n "), "");
+}
+
+TEST(Trim, OwsIsSpaceAndTabOnly) {
+    EXPECT_EQ(trim_ows(" \tapplication/json\t "), "application/json");
+    EXPECT_EQ(trim_ows("\napplication/json\r"), "\napplication/json\r");
+    EXPECT_EQ(trim_ows("\t"), "");
 }

@@ -160,20 +160,6 @@ bool valid_id_text(std::string_view s) noexcept {
            json::valid_utf8(s) && json::utf8_length(s) <= kMaxIdChars;
 }
 
-namespace {
-
-std::string_view trim_ows(std::string_view s) noexcept {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
-        s.remove_prefix(1);
-    }
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
-        s.remove_suffix(1);
-    }
-    return s;
-}
-
-}  // namespace
-
 bool json_media_type(std::string_view s) noexcept {
     size_t semi = s.find(';');
     if (!iequals_ascii(trim_ows(s.substr(0, semi)), "application/json")) {

@@ -72,14 +72,7 @@ std::optional<std::string> timestamp_member(const json_t *obj, const char *name)
 }  // namespace
 
 std::optional<std::string> webhook_repository(std::string_view full_name) {
-    auto space = [](char c) { return std::isspace(static_cast<unsigned char>(c)) != 0; };
-    while (!full_name.empty() && space(full_name.front())) {
-        full_name.remove_prefix(1);
-    }
-    while (!full_name.empty() && space(full_name.back())) {
-        full_name.remove_suffix(1);
-    }
-    std::string s = ascii_lower(full_name);
+    std::string s = ascii_lower(trim_ascii_space(full_name));
     if (s.ends_with(".git")) {
         s.resize(s.size() - 4);
     }

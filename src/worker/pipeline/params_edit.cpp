@@ -31,11 +31,7 @@ namespace {
 // aliases folded (docs/upstream-schema.md): "number"/"double" are "float",
 // "integer" is "int", "boolean" is "bool".
 std::string hint_type(std::string_view raw) {
-    size_t b = 0;
-    size_t e = raw.size();
-    while (b < e && std::isspace(static_cast<unsigned char>(raw[b])) != 0) b++;
-    while (e > b && std::isspace(static_cast<unsigned char>(raw[e - 1])) != 0) e--;
-    std::string t = ascii_lower(raw.substr(b, e - b));
+    std::string t = ascii_lower(trim_ascii_space(raw));
     if (t == "number" || t == "double") return "float";
     if (t == "integer") return "int";
     if (t == "boolean") return "bool";
