@@ -4,11 +4,11 @@
 #include <cmath>
 #include <cstdlib>
 
+#include "common/strings.hpp"
+
 namespace relyloop::json {
 
 namespace {
-
-constexpr char kHex[] = "0123456789abcdef";
 
 void write_integer(std::string &out, json_int_t v) {
     char buf[24];
@@ -52,8 +52,8 @@ void write_string(std::string &out, std::string_view s) {
                 break;
             default:
                 out += "\\u00";
-                out.push_back(kHex[c >> 4]);
-                out.push_back(kHex[c & 0x0f]);
+                out.push_back(hex_digit(c >> 4));
+                out.push_back(hex_digit(c));
         }
     }
     out.append(s.data() + run, s.size() - run);

@@ -1,84 +1,48 @@
 #include "common/redact.hpp"
 
-#define PCRE2_CODE_UNIT_WIDTH 8
-#include <pcre2.h>
-
 #include <algorithm>
+#include <array>
 #include <atomic>
-#include <map>
-#include <mutex>
 #include <cstdint>
 #include <cstring>
-#include <memory>
-#include <stdexcept>
+#include <map>
+#include <mutex>
 #include <vector>
 
 #include "common/json_writer.hpp"
+#include "common/regex.hpp"
 
 namespace relyloop {
 
 namespace {
 
 struct Pattern {
-    pcre2_code *code;
+    Regex re;
     const char *replacement;
 };
-
-pcre2_code *compile(const char *re) {
-    int err = 0;
-    PCRE2_SIZE off = 0;
-    pcre2_code *code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(re), PCRE2_ZERO_TERMINATED,
-                                     PCRE2_UTF, &err, &off, nullptr);
-    if (code == nullptr) {
-        throw std::logic_error("redact: bad pattern");
-    }
-    return code;
-}
 
 // Compiled once, on first use (thread-safe static init), never freed: the
 // patterns live as long as the process, and stay reachable from this static
 // pointer (so LeakSanitizer does not count them) even after exit handlers.
-const std::vector<Pattern> &patterns() {
-    static const std::vector<Pattern> *const kPatterns = new std::vector<Pattern>{
-        {compile("github_pat_[A-Za-z0-9_]{20,}"), "[REDACTED-GH-TOKEN]"},
-        {compile("gh[a-z]_[A-Za-z0-9_]{36,}"), "[REDACTED-GH-TOKEN]"},
-        {compile("([A-Za-z][A-Za-z0-9+.-]*://[^\\s:/@]*):[^\\s@/]*@"),
+const std::array<Pattern, 5> &patterns() {
+    static const std::array<Pattern, 5> *const kPatterns = new std::array<Pattern, 5>{{
+        {Regex("github_pat_[A-Za-z0-9_]{20,}", Regex::kUtf8), "[REDACTED-GH-TOKEN]"},
+        {Regex("gh[a-z]_[A-Za-z0-9_]{36,}", Regex::kUtf8), "[REDACTED-GH-TOKEN]"},
+        {Regex("([A-Za-z][A-Za-z0-9+.-]*://[^\\s:/@]*):[^\\s@/]*@", Regex::kUtf8),
          "$1:[REDACTED-URL-PASSWORD]@"},
         // base64("x-access-token:") is exactly 20 characters, so a Basic
         // credential for a token always starts with them, whatever the token.
-        {compile("eC1hY2Nlc3MtdG9rZW46[A-Za-z0-9+/=]*"), "[REDACTED-BASIC-AUTH]"},
-        {compile("(?i)(authorization:\\s*(?:basic|bearer|token)\\s+)[A-Za-z0-9+/=._~-]+"),
+        {Regex("eC1hY2Nlc3MtdG9rZW46[A-Za-z0-9+/=]*", Regex::kUtf8), "[REDACTED-BASIC-AUTH]"},
+        {Regex("(?i)(authorization:\\s*(?:basic|bearer|token)\\s+)[A-Za-z0-9+/=._~-]+",
+               Regex::kUtf8),
          "$1[REDACTED]"},
-    };
+    }};
     return *kPatterns;
 }
 
 std::string substitute(const Pattern &p, const std::string &in) {
-    using MatchData = std::unique_ptr<pcre2_match_data, decltype(&pcre2_match_data_free)>;
-    MatchData md(pcre2_match_data_create_from_pattern(p.code, nullptr), pcre2_match_data_free);
-    if (!md) {
-        throw std::bad_alloc();
-    }
-    std::string out(in.size() + 64, '\0');
-    for (int tries = 0; tries < 4; tries++) {
-        PCRE2_SIZE out_len = out.size();
-        int rc = pcre2_substitute(
-            p.code, reinterpret_cast<PCRE2_SPTR>(in.data()), in.size(), 0,
-            PCRE2_SUBSTITUTE_GLOBAL | PCRE2_SUBSTITUTE_OVERFLOW_LENGTH | PCRE2_NO_UTF_CHECK,
-            md.get(), nullptr, reinterpret_cast<PCRE2_SPTR>(p.replacement),
-            PCRE2_ZERO_TERMINATED, reinterpret_cast<PCRE2_UCHAR *>(out.data()), &out_len);
-        if (rc >= 0) {
-            out.resize(out_len);
-            return out;
-        }
-        if (rc == PCRE2_ERROR_NOMEMORY) {
-            out.resize(out_len + 1);
-            continue;
-        }
-        break;
-    }
     // Invalid UTF-8 and the like: fail closed, the caller never sees the input.
-    return "[REDACTED-UNPRINTABLE]";
+    return p.re.replace_all(in, p.replacement).value_or("[REDACTED-UNPRINTABLE]");
 }
 
 // Below: the registered secrets (redaction::register_secret).

@@ -10,6 +10,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "common/strings.hpp"
+
 namespace relyloop {
 
 namespace {
@@ -73,15 +75,14 @@ std::string uuid_v7() {
     b[6] = static_cast<unsigned char>(0x70 | (b[6] & 0x0f));
     b[8] = static_cast<unsigned char>(0x80 | (b[8] & 0x3f));
 
-    static constexpr char kHex[] = "0123456789abcdef";
     std::string s;
     s.reserve(36);
     for (size_t i = 0; i < b.size(); i++) {
         if (i == 4 || i == 6 || i == 8 || i == 10) {
             s.push_back('-');
         }
-        s.push_back(kHex[b[i] >> 4]);
-        s.push_back(kHex[b[i] & 0x0f]);
+        s.push_back(hex_digit(b[i] >> 4));
+        s.push_back(hex_digit(b[i]));
     }
     return s;
 }

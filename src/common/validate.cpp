@@ -1,65 +1,42 @@
 #include "common/validate.hpp"
 
-#define PCRE2_CODE_UNIT_WIDTH 8
-#include <pcre2.h>
-
-#include <memory>
-#include <stdexcept>
+#include "common/regex.hpp"
+#include "common/strings.hpp"
 
 namespace relyloop {
 
 namespace {
 
-// A pattern compiled once per process and matched with per-call match data,
-// so it is safe from any thread.
-class Regex {
-public:
-    explicit Regex(const char *re) {
-        int err = 0;
-        PCRE2_SIZE off = 0;
-        code_ = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(re), PCRE2_ZERO_TERMINATED,
-                              PCRE2_ANCHORED | PCRE2_ENDANCHORED, &err, &off, nullptr);
-        if (code_ == nullptr) {
-            throw std::logic_error("validate: bad pattern");
-        }
-    }
-    Regex(const Regex &) = delete;
-    Regex &operator=(const Regex &) = delete;
-
-    [[nodiscard]] bool full_match(std::string_view s) const {
-        using MatchData = std::unique_ptr<pcre2_match_data, decltype(&pcre2_match_data_free)>;
-        MatchData md(pcre2_match_data_create_from_pattern(code_, nullptr), pcre2_match_data_free);
-        if (!md) {
-            throw std::bad_alloc();
-        }
-        return pcre2_match(code_, reinterpret_cast<PCRE2_SPTR>(s.data()), s.size(), 0, 0,
-                           md.get(), nullptr) >= 0;
-    }
-
-private:
-    pcre2_code *code_ = nullptr;  // lives as long as the process
+// The patterns of the rules below, compiled together on first use and never
+// freed, so a check running on another thread while the process exits still
+// finds them.
+struct Patterns {
+    Regex repo_name{"[a-z0-9][a-z0-9-]*", Regex::kWhole};
+    Regex auth_ref{"[A-Za-z0-9_-]+", Regex::kWhole};
+    Regex branch{"[A-Za-z0-9][A-Za-z0-9._/-]*", Regex::kWhole};
+    Regex template_name{"[A-Za-z0-9][A-Za-z0-9._-]*", Regex::kWhole};
+    Regex stored_template{"[A-Za-z0-9][A-Za-z0-9 ._-]*", Regex::kWhole};
+    Regex config_path{"[A-Za-z0-9_./-]+", Regex::kWhole};
+    Regex segment{"[A-Za-z0-9._-]+", Regex::kWhole};
 };
 
-const Regex &re_repo_name() { static const Regex r("[a-z0-9][a-z0-9-]*"); return r; }
-const Regex &re_auth_ref() { static const Regex r("[A-Za-z0-9_-]+"); return r; }
-const Regex &re_branch() { static const Regex r("[A-Za-z0-9][A-Za-z0-9._/-]*"); return r; }
-const Regex &re_template() { static const Regex r("[A-Za-z0-9][A-Za-z0-9._-]*"); return r; }
-const Regex &re_stored_template() { static const Regex r("[A-Za-z0-9][A-Za-z0-9 ._-]*"); return r; }
-const Regex &re_config_path() { static const Regex r("[A-Za-z0-9_./-]+"); return r; }
-const Regex &re_segment() { static const Regex r("[A-Za-z0-9._-]+"); return r; }
+const Patterns &re() {
+    static const Patterns *const kPatterns = new Patterns;
+    return *kPatterns;
+}
 
 }  // namespace
 
 bool valid_config_repo_name(std::string_view s) {
-    return !s.empty() && s.size() <= 128 && re_repo_name().full_match(s);
+    return !s.empty() && s.size() <= 128 && re().repo_name.matches(s);
 }
 
 bool valid_auth_ref(std::string_view s) {
-    return !s.empty() && s.size() <= 128 && re_auth_ref().full_match(s);
+    return !s.empty() && s.size() <= 128 && re().auth_ref.matches(s);
 }
 
 bool valid_branch_name(std::string_view s) {
-    if (s.empty() || s.size() > 128 || !re_branch().full_match(s)) {
+    if (s.empty() || s.size() > 128 || !re().branch.matches(s)) {
         return false;
     }
     if (s.find("..") != std::string_view::npos || s.find("//") != std::string_view::npos ||
@@ -83,15 +60,15 @@ bool valid_branch_name(std::string_view s) {
 }
 
 bool valid_template_name(std::string_view s) {
-    return !s.empty() && s.size() <= 128 && re_template().full_match(s);
+    return !s.empty() && s.size() <= 128 && re().template_name.matches(s);
 }
 
 bool valid_stored_template_name(std::string_view s) {
-    return !s.empty() && s.size() <= 256 && re_stored_template().full_match(s);
+    return !s.empty() && s.size() <= 256 && re().stored_template.matches(s);
 }
 
 bool valid_config_path(std::string_view s) {
-    if (s.empty() || s.size() > 512 || s.front() == '/' || !re_config_path().full_match(s)) {
+    if (s.empty() || s.size() > 512 || s.front() == '/' || !re().config_path.matches(s)) {
         return false;
     }
     size_t start = 0;
@@ -197,9 +174,7 @@ std::optional<std::string_view> normalize_web_url(std::string_view url) noexcept
 }
 
 std::optional<RepoCoordinates> parse_repo_url(std::string_view url, std::string_view web_url) {
-    while (!web_url.empty() && web_url.back() == '/') {
-        web_url.remove_suffix(1);
-    }
+    web_url = strip_trailing_slashes(web_url);
     if (web_url.empty() || url.size() > 512 || !url.starts_with(web_url) ||
         url.size() <= web_url.size() || url[web_url.size()] != '/') {
         return std::nullopt;
@@ -216,7 +191,7 @@ std::optional<RepoCoordinates> parse_repo_url(std::string_view url, std::string_
     }
     auto ok = [](std::string_view seg) {
         return !seg.empty() && seg.size() <= 100 && seg != "." && seg != ".." &&
-               re_segment().full_match(seg);
+               re().segment.matches(seg);
     };
     if (!ok(owner) || !ok(repo)) {
         return std::nullopt;
@@ -226,20 +201,9 @@ std::optional<RepoCoordinates> parse_repo_url(std::string_view url, std::string_
 
 namespace {
 
-bool iequal(std::string_view a, std::string_view b) {
-    if (a.size() != b.size()) return false;
-    for (size_t i = 0; i < a.size(); i++) {
-        char x = a[i], y = b[i];
-        if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
-        if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
-        if (x != y) return false;
-    }
-    return true;
-}
-
 // Consumes `part` (case-insensitively) from the front of `s`.
 bool take(std::string_view &s, std::string_view part) {
-    if (s.size() < part.size() || !iequal(s.substr(0, part.size()), part)) return false;
+    if (s.size() < part.size() || !iequals_ascii(s.substr(0, part.size()), part)) return false;
     s.remove_prefix(part.size());
     return true;
 }
@@ -248,9 +212,7 @@ bool take(std::string_view &s, std::string_view part) {
 
 bool valid_pull_url(std::string_view url, std::string_view web_url, std::string_view owner,
                     std::string_view repo, long long number) {
-    while (!web_url.empty() && web_url.back() == '/') {
-        web_url.remove_suffix(1);
-    }
+    web_url = strip_trailing_slashes(web_url);
     if (web_url.empty() || owner.empty() || repo.empty() || number <= 0 || url.size() > 2048) {
         return false;
     }

@@ -10,11 +10,13 @@
 #include <new>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "api/handler.hpp"
 #include "api/openapi.hpp"
 #include "api/request.hpp"
 #include "api/router.hpp"
+#include "common/defaults.hpp"
 #include "common/worker_protocol.hpp"
 #include "db/statements.hpp"
 #include "common/validate.hpp"
@@ -30,6 +32,13 @@ struct rl_request_s {
 
     relyloop::core::Request req;
 };
+
+// The shim's copies of the shared defaults (relyloop/core.h) are the owner's.
+static_assert(std::string_view(RL_DEFAULT_WORKER_SOCKET) == relyloop::defaults::kWorkerSocket);
+static_assert(std::string_view(RL_DEFAULT_SECRETS_DIR) == relyloop::defaults::kSecretsDir);
+static_assert(std::string_view(RL_DEFAULT_GITHUB_WEB_URL) == relyloop::defaults::kGithubWebUrl);
+static_assert(std::string_view(RL_DEFAULT_ENVIRONMENT) == relyloop::defaults::kEnvironment);
+static_assert(RL_DEFAULT_WEBHOOK_REPLAY_WINDOW_S == relyloop::defaults::kWebhookReplayWindowS);
 
 namespace {
 
@@ -84,9 +93,10 @@ rl_status_t rl_core_new(rl_core_t **out, const rl_core_conf_t *conf) noexcept {
         auto core = std::make_unique<rl_core_s>();
         static constexpr rl_core_conf_t kDefaults{};
         const rl_core_conf_t &c = conf != nullptr ? *conf : kDefaults;
-        core->conf.environment = conf_string(c.environment, "production");
-        core->conf.secrets_dir = conf_string(c.secrets_dir, "/etc/relyloop/secrets");
-        core->conf.github_web_url = conf_string(c.github_web_url, "https://github.com");
+        core->conf.environment = conf_string(c.environment, relyloop::defaults::kEnvironment);
+        core->conf.secrets_dir = conf_string(c.secrets_dir, relyloop::defaults::kSecretsDir);
+        core->conf.github_web_url =
+            conf_string(c.github_web_url, relyloop::defaults::kGithubWebUrl);
         while (core->conf.github_web_url.size() > 1 && core->conf.github_web_url.back() == '/') {
             core->conf.github_web_url.pop_back();
         }

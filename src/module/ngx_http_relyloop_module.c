@@ -301,10 +301,11 @@ ngx_http_relyloop_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_uint_value(rmcf->pg_pipeline_depth, 8);
     ngx_conf_init_msec_value(rmcf->pg_timeout, 5000);
     ngx_conf_init_msec_value(rmcf->worker_timeout, 2000);
-    ngx_conf_init_value(rmcf->webhook_replay_window, 7 * 86400);
+    ngx_conf_init_value(rmcf->webhook_replay_window,
+                        RL_DEFAULT_WEBHOOK_REPLAY_WINDOW_S);
 
     if (rmcf->worker_socket.data == NULL) {
-        ngx_str_set(&rmcf->worker_socket, "/run/relyloop/worker.sock");
+        ngx_str_set(&rmcf->worker_socket, RL_DEFAULT_WORKER_SOCKET);
     }
 
     if (rmcf->worker_socket.len >= sizeof(((struct sockaddr_un *) 0)->sun_path)
@@ -318,15 +319,15 @@ ngx_http_relyloop_init_main_conf(ngx_conf_t *cf, void *conf)
     }
 
     if (rmcf->secrets_dir.data == NULL) {
-        ngx_str_set(&rmcf->secrets_dir, "/etc/relyloop/secrets");
+        ngx_str_set(&rmcf->secrets_dir, RL_DEFAULT_SECRETS_DIR);
     }
 
     if (rmcf->environment.data == NULL) {
-        ngx_str_set(&rmcf->environment, "production");
+        ngx_str_set(&rmcf->environment, RL_DEFAULT_ENVIRONMENT);
     }
 
     if (rmcf->github_web_url.data == NULL) {
-        ngx_str_set(&rmcf->github_web_url, "https://github.com");
+        ngx_str_set(&rmcf->github_web_url, RL_DEFAULT_GITHUB_WEB_URL);
     }
 
     if (!rmcf->used) {

@@ -14,6 +14,7 @@
 
 #include "common/error.hpp"
 #include "common/raii.hpp"
+#include "common/sql_param.hpp"
 
 namespace relyloop::worker {
 
@@ -21,8 +22,7 @@ class EventLog;
 
 namespace db {
 
-// A parameter: nullopt is SQL NULL.
-using Param = std::optional<std::string>;
+using relyloop::Param;  // common/sql_param.hpp
 
 // Connects with defaults the operator's conninfo may override:
 // connect_timeout=5, TCP keepalives, application_name. libpq notices go to

@@ -9,6 +9,7 @@
 
 #include "common/redact.hpp"
 #include "common/secret.hpp"
+#include "common/strings.hpp"
 #include "common/timefmt.hpp"
 #include "common/validate.hpp"
 #include "db.hpp"
@@ -29,13 +30,6 @@ constexpr int kMaxPages = 30;
 constexpr long long kPruneBatch = 10000;
 constexpr std::chrono::minutes kPruneEvery{60};
 
-std::string lower(std::string_view s) {
-    std::string out(s);
-    std::transform(out.begin(), out.end(), out.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    return out;
-}
-
 bool name_char(char c) {
     return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
 }
@@ -49,8 +43,8 @@ struct PrRef {
 // <web_url>/<owner>/<repo>/pull/<number>; the web URL prefix compared
 // ASCII case-insensitively.
 std::optional<PrRef> parse_pr_url(std::string_view url, std::string_view web) {
-    while (!web.empty() && web.back() == '/') web.remove_suffix(1);
-    if (url.size() <= web.size() + 1 || lower(url.substr(0, web.size())) != lower(web) ||
+    web = strip_trailing_slashes(web);
+    if (url.size() <= web.size() + 1 || !iequals_ascii(url.substr(0, web.size()), web) ||
         url[web.size()] != '/') {
         return std::nullopt;
     }
@@ -167,14 +161,14 @@ void TickRun::load_repos() {
 }
 
 RepoAccess &TickRun::access(const PrRef &ref) {
-    std::string key = lower(ref.owner) + "/" + lower(ref.repo);
+    std::string key = ascii_lower(ref.owner) + "/" + ascii_lower(ref.repo);
     auto it = access_.find(key);
     if (it != access_.end()) return it->second;
     RepoAccess a;
     for (const RepoRow &row : repos_) {
         auto coords = parse_repo_url(row.repo_url, r_.settings_.github_web_url);
-        if (!coords || lower(coords->owner) != lower(ref.owner) ||
-            lower(coords->repo) != lower(ref.repo)) {
+        if (!coords || !iequals_ascii(coords->owner, ref.owner) ||
+            !iequals_ascii(coords->repo, ref.repo)) {
             continue;
         }
         a.kind = RepoAccess::Kind::kPatMissing;
@@ -471,7 +465,7 @@ TickSummary TickRun::run() {
             errored(c, "pr_reconcile_unparseable_url");
             continue;
         }
-        std::string key = lower(c.ref->owner) + "/" + lower(c.ref->repo);
+        std::string key = ascii_lower(c.ref->owner) + "/" + ascii_lower(c.ref->repo);
         auto [it, inserted] = groups.try_emplace(key);
         if (inserted) order.push_back(key);
         it->second.push_back(&c);

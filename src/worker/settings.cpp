@@ -13,6 +13,7 @@
 
 #include "common/raii.hpp"
 #include "common/redact.hpp"
+#include "common/strings.hpp"
 #include "db.hpp"
 #include "common/validate.hpp"
 #include "metrics.hpp"
@@ -40,50 +41,63 @@ struct Option {
     long long min;  // kInt / kSeconds
     long long max;
     const char *help;
+    // The default shown after the help in brackets, read from a
+    // default-constructed Settings (which owns the defaults); nullptr: the
+    // help names it itself.
+    std::string (*shown_default)(const Settings &d);
 };
+
+std::string secs(std::chrono::seconds s) { return std::to_string(s.count()) + "s"; }
 
 // The flags of docs/worker.md, "Configuration"; the extras last.
 constexpr Option kOptions[] = {
     {"pg-conninfo", "RELYLOOP_PG_CONNINFO", Kind::kString, 0, 0,
      "libpq connection string (required)"},
-    {"socket", "RELYLOOP_WORKER_SOCKET", Kind::kString, 0, 0,
-     "Unix socket to listen on [/run/relyloop/worker.sock]"},
-    {"secrets-dir", "RELYLOOP_SECRETS_DIR", Kind::kString, 0, 0,
-     "directory of PAT files [/etc/relyloop/secrets]"},
-    {"clone-root", "RELYLOOP_REPO_CLONE_ROOT", Kind::kString, 0, 0,
-     "clone cache [/var/lib/relyloop/repo-clones]"},
-    {"github-api-url", "RELYLOOP_GITHUB_API_URL", Kind::kUrl, 0, 0,
-     "GitHub REST API [https://api.github.com]"},
-    {"github-web-url", "RELYLOOP_GITHUB_WEB_URL", Kind::kUrl, 0, 0,
-     "GitHub web URL [https://github.com]"},
+    {"socket", "RELYLOOP_WORKER_SOCKET", Kind::kString, 0, 0, "Unix socket to listen on",
+     [](const Settings &d) { return d.socket_path; }},
+    {"secrets-dir", "RELYLOOP_SECRETS_DIR", Kind::kString, 0, 0, "directory of PAT files",
+     [](const Settings &d) { return d.secrets_dir; }},
+    {"clone-root", "RELYLOOP_REPO_CLONE_ROOT", Kind::kString, 0, 0, "clone cache",
+     [](const Settings &d) { return d.clone_root; }},
+    {"github-api-url", "RELYLOOP_GITHUB_API_URL", Kind::kUrl, 0, 0, "GitHub REST API",
+     [](const Settings &d) { return d.github_api_url; }},
+    {"github-web-url", "RELYLOOP_GITHUB_WEB_URL", Kind::kUrl, 0, 0, "GitHub web URL",
+     [](const Settings &d) { return d.github_web_url; }},
     {"base-url", "RELYLOOP_BASE_URL", Kind::kOptionalUrl, 0, 0,
      "RelyLoop UI base URL for study links [unset]"},
-    {"git-author-name", "RELYLOOP_GIT_AUTHOR_NAME", Kind::kString, 0, 0,
-     "commit author name [relyloop-bot]"},
-    {"git-author-email", "RELYLOOP_GIT_AUTHOR_EMAIL", Kind::kString, 0, 0,
-     "commit author email [relyloop-bot@example.com]"},
-    {"threads", "RELYLOOP_WORKER_THREADS", Kind::kInt, 1, 256, "job runner threads [4]"},
-    {"job-timeout", "RELYLOOP_JOB_TIMEOUT", Kind::kSeconds, 1, 86400, "per-job timeout [180s]"},
+    {"git-author-name", "RELYLOOP_GIT_AUTHOR_NAME", Kind::kString, 0, 0, "commit author name",
+     [](const Settings &d) { return d.git_author_name; }},
+    {"git-author-email", "RELYLOOP_GIT_AUTHOR_EMAIL", Kind::kString, 0, 0, "commit author email",
+     [](const Settings &d) { return d.git_author_email; }},
+    {"threads", "RELYLOOP_WORKER_THREADS", Kind::kInt, 1, 256, "job runner threads",
+     [](const Settings &d) { return std::to_string(d.threads); }},
+    {"job-timeout", "RELYLOOP_JOB_TIMEOUT", Kind::kSeconds, 1, 86400, "per-job timeout",
+     [](const Settings &d) { return secs(d.job_timeout); }},
     {"lock-retry-delay", "RELYLOOP_LOCK_RETRY_DELAY", Kind::kSeconds, 1, 3600,
-     "delay after repo lock contention [5s]"},
+     "delay after repo lock contention",
+     [](const Settings &d) { return secs(d.lock_retry_delay); }},
     {"max-lock-waits", "RELYLOOP_MAX_LOCK_WAITS", Kind::kInt, 0, 1000000,
-     "contentions before LOCK_TIMEOUT [30]"},
+     "contentions before LOCK_TIMEOUT",
+     [](const Settings &d) { return std::to_string(d.max_lock_waits); }},
     {"ca-file", "RELYLOOP_CA_FILE", Kind::kOptionalString, 0, 0,
      "CA bundle for GitHub [system bundle]"},
     {"lease-ttl", "RELYLOOP_LEASE_TTL", Kind::kSeconds, 1, 3600,
-     "job lease, renewed every third of it [30s]"},
+     "job lease, renewed every third of it", [](const Settings &d) { return secs(d.lease_ttl); }},
     {"worker-id", "RELYLOOP_WORKER_ID", Kind::kString, 0, 0,
      "identity stored in pr_jobs.worker_id [<hostname>:<pid>]"},
     {"shutdown-grace", "RELYLOOP_SHUTDOWN_GRACE", Kind::kSeconds, 0, 3600,
-     "time running jobs get on SIGTERM [min(job-timeout, 20s)]"},
+     "time running jobs get on SIGTERM",
+     [](const Settings &d) { return "min(job-timeout, " + secs(d.shutdown_grace) + ")"; }},
     {"client-idle-timeout", "RELYLOOP_CLIENT_IDLE_TIMEOUT", Kind::kSeconds, 1, 3600,
-     "disconnect silent socket clients after [30s]"},
+     "disconnect silent socket clients after",
+     [](const Settings &d) { return secs(d.client_idle_timeout); }},
     {"dry-run", "RELYLOOP_DRY_RUN", Kind::kBool, 0, 0,
      "commit locally; push nothing, open no PR [off]"},
     {"metrics-listen", "RELYLOOP_METRICS_LISTEN", Kind::kOptionalString, 0, 0,
      "serve Prometheus metrics at http://ADDR:PORT/metrics [off]"},
     {"pr-poll-minutes", "RELYLOOP_PR_POLL_MINUTES", Kind::kString, 0, 0,
-     "PR state reconciler period in minutes, 0 = off [15]"},
+     "PR state reconciler period in minutes, 0 = off",
+     [](const Settings &d) { return std::to_string(d.pr_poll_minutes); }},
     {"webhook-url", "RELYLOOP_WEBHOOK_URL", Kind::kOptionalUrl, 0, 0,
      "URL GitHub delivers webhooks to [<base-url>/webhooks/github]"},
 };
@@ -365,31 +379,23 @@ ParsedCommandLine parse_command_line(const std::vector<std::string> &args, const
         throw UsageError("--pg-conninfo (or RELYLOOP_PG_CONNINFO) is required");
     }
     if (!grace_given) {
-        st.shutdown_grace = std::min(st.job_timeout, std::chrono::seconds(20));
+        st.shutdown_grace = std::min(st.job_timeout, Settings{}.shutdown_grace);
     }
     if (st.worker_id.empty()) {
         st.worker_id = default_worker_id();
     }
     if (st.webhook_url.empty() && !st.base_url.empty()) {
-        std::string base = st.base_url;
-        while (!base.empty() && base.back() == '/') {
-            base.pop_back();
-        }
-        st.webhook_url = base + "/webhooks/github";
+        st.webhook_url = std::string(strip_trailing_slashes(st.base_url)) + "/webhooks/github";
     }
     std::filesystem::path root(st.clone_root);
     if (root.is_relative()) {
         root = std::filesystem::path(cwd.empty() ? current_dir() : cwd) / root;
     }
-    std::string norm = root.lexically_normal().string();
-    while (norm.size() > 1 && norm.back() == '/') {
-        norm.pop_back();
-    }
-    st.clone_root = norm;
+    st.clone_root = std::string(strip_trailing_slashes(root.lexically_normal().string(), 1));
     if (st.git_author_email == Settings{}.git_author_email) {
-        out.warnings.push_back(
-            "--git-author-email is left at its default relyloop-bot@example.com; commits will "
-            "carry that address (set RELYLOOP_GIT_AUTHOR_EMAIL)");
+        out.warnings.push_back("--git-author-email is left at its default " +
+                               Settings{}.git_author_email +
+                               "; commits will carry that address (set RELYLOOP_GIT_AUTHOR_EMAIL)");
     }
     if (st.dry_run) {
         out.warnings.push_back(
@@ -412,6 +418,9 @@ std::string usage_text() {
         std::string line = "  --" + std::string(o.flag);
         line.resize(std::max<size_t>(line.size() + 1, 25), ' ');
         line += o.help;
+        if (o.shown_default != nullptr) {
+            line += " [" + o.shown_default(Settings{}) + "]";
+        }
         line += "\n";
         s += line;
         s += "                           env ";

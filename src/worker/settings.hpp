@@ -11,15 +11,17 @@
 #include <string>
 #include <vector>
 
+#include "common/defaults.hpp"
+
 namespace relyloop::worker {
 
 struct Settings {
     std::string pg_conninfo;                                   // --pg-conninfo (required)
-    std::string socket_path = "/run/relyloop/worker.sock";     // --socket
-    std::string secrets_dir = "/etc/relyloop/secrets";         // --secrets-dir
+    std::string socket_path = defaults::kWorkerSocket;         // --socket
+    std::string secrets_dir = defaults::kSecretsDir;           // --secrets-dir
     std::string clone_root = "/var/lib/relyloop/repo-clones";  // --clone-root (made absolute)
     std::string github_api_url = "https://api.github.com";     // --github-api-url
-    std::string github_web_url = "https://github.com";         // --github-web-url
+    std::string github_web_url = defaults::kGithubWebUrl;      // --github-web-url
     std::string base_url;                                      // --base-url ("" = unset)
     std::string git_author_name = "relyloop-bot";              // --git-author-name
     std::string git_author_email = "relyloop-bot@example.com"; // --git-author-email

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "api/openapi.hpp"
+#include "api/pagination.hpp"
 #include "api/router.hpp"
 #include "common/raii.hpp"
 #include "relyloop/version.hpp"
@@ -131,4 +132,14 @@ TEST(OpenApi, ErrorEnvelopeAndRefsResolve) {
     int refs = 0;
     walk_refs(doc.get(), doc.get(), refs);
     EXPECT_GT(refs, 100);
+}
+
+// The document states the page size rule the code applies (api/pagination.hpp).
+TEST(OpenApi, LimitDefaultAndMaximumAreTheCodes) {
+    Json doc = served();
+    const json_t *schema = resolve(doc.get(), "#/components/parameters/Limit/schema");
+    ASSERT_NE(schema, nullptr);
+    EXPECT_EQ(json_integer_value(json_object_get(schema, "default")), kDefaultLimit);
+    EXPECT_EQ(json_integer_value(json_object_get(schema, "maximum")), kMaxLimit);
+    EXPECT_EQ(json_integer_value(json_object_get(schema, "minimum")), 1);
 }

@@ -136,6 +136,43 @@ TEST(Settings, SubCommands) {
     EXPECT_NE(usage_text().find("RELYLOOP_REPO_CLONE_ROOT"), std::string::npos);
 }
 
+// --help shows each default as Settings holds it (the one place they are
+// written), in the bracketed form docs/worker.md documents.
+TEST(Settings, UsageShowsTheDefaults) {
+    std::string u = usage_text();
+    for (const char *shown :
+         {"Unix socket to listen on [/run/relyloop/worker.sock]",
+          "directory of PAT files [/etc/relyloop/secrets]",
+          "clone cache [/var/lib/relyloop/repo-clones]", "GitHub REST API [https://api.github.com]",
+          "GitHub web URL [https://github.com]", "commit author name [relyloop-bot]",
+          "commit author email [relyloop-bot@example.com]", "job runner threads [4]",
+          "per-job timeout [180s]", "delay after repo lock contention [5s]",
+          "contentions before LOCK_TIMEOUT [30]", "job lease, renewed every third of it [30s]",
+          "time running jobs get on SIGTERM [min(job-timeout, 20s)]",
+          "disconnect silent socket clients after [30s]",
+          "PR state reconciler period in minutes, 0 = off [15]",
+          "RelyLoop UI base URL for study links [unset]"}) {
+        EXPECT_NE(u.find(shown), std::string::npos) << shown;
+    }
+}
+
+// The shutdown grace defaults to min(job timeout, the Settings default).
+TEST(Settings, ShutdownGraceFollowsAShortJobTimeout) {
+    EXPECT_EQ(parse({"--pg-conninfo", kCi, "--job-timeout", "7"}).settings.shutdown_grace.count(),
+              7);
+    EXPECT_EQ(parse({"--pg-conninfo", kCi, "--job-timeout", "600"}).settings.shutdown_grace,
+              Settings{}.shutdown_grace);
+}
+
+// The start-up warning names the default author email from Settings.
+TEST(Settings, DefaultAuthorEmailWarning) {
+    auto w = parse({"--pg-conninfo", kCi}).warnings;
+    ASSERT_FALSE(w.empty());
+    EXPECT_EQ(w[0],
+              "--git-author-email is left at its default relyloop-bot@example.com; commits will "
+              "carry that address (set RELYLOOP_GIT_AUTHOR_EMAIL)");
+}
+
 TEST(Settings, CloneRootBecomesAbsolute) {
     EXPECT_EQ(parse({"--pg-conninfo", kCi, "--clone-root", "clones"}).settings.clone_root,
               "/work/dir/clones");

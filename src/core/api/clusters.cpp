@@ -6,6 +6,7 @@
 #include "api/crud.hpp"
 #include "api/validation.hpp"
 #include "common/json_writer.hpp"
+#include "common/strings.hpp"
 #include "common/uuid.hpp"
 #include "common/validate.hpp"
 
@@ -198,18 +199,6 @@ struct ClusterBody {
     }
 };
 
-std::string_view strip(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\n' ||
-                          s.front() == '\r' || s.front() == '\f' || s.front() == '\v')) {
-        s.remove_prefix(1);
-    }
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\n' ||
-                          s.back() == '\r' || s.back() == '\f' || s.back() == '\v')) {
-        s.remove_suffix(1);
-    }
-    return s;
-}
-
 size_t code_points(std::string_view s) {
     size_t n = 0;
     for (char ch : s) {
@@ -235,7 +224,7 @@ class CreateHandler : public Handler {
         // Stripped first, then 1..256 (a blank filter is refused).
         auto filter = r.string("target_filter", false, kTargetFilterRule);
         if (filter) {
-            *filter = std::string(strip(*filter));
+            *filter = std::string(trim_ascii_space(*filter));
             size_t n = code_points(*filter);
             if (n < 1 || n > 256) {
                 r.problems().add(r.path("target_filter"),

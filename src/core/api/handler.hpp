@@ -16,7 +16,9 @@
 #include "api/responses.hpp"
 #include "api/router.hpp"
 #include "api/uri.hpp"
+#include "common/defaults.hpp"
 #include "common/error.hpp"
+#include "common/sql_param.hpp"
 #include "db/statements.hpp"
 #include "relyloop/core.h"
 
@@ -26,12 +28,10 @@ struct CoreConf {
     std::string environment;
     std::string secrets_dir;
     std::string github_web_url;
-    long long webhook_replay_window_s = 7 * 86400;
+    long long webhook_replay_window_s = defaults::kWebhookReplayWindowS;
 
     [[nodiscard]] bool development() const noexcept { return environment == "development"; }
 };
-
-using Param = std::optional<std::string>;  // nullopt = SQL NULL
 
 // What a handler wants next.
 struct Action {

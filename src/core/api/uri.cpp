@@ -2,21 +2,9 @@
 
 #include "api/validation.hpp"
 #include "common/json_writer.hpp"
+#include "common/strings.hpp"
 
 namespace relyloop::core {
-
-int hex_value(char c) {
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
 
 bool percent_decode(std::string_view s, bool plus_is_space, std::string &out) {
     out.clear();

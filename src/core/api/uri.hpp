@@ -7,9 +7,6 @@
 
 namespace relyloop::core {
 
-// The value of one hexadecimal digit (either case), or -1.
-[[nodiscard]] int hex_value(char c);
-
 // Percent-decodes s into out. '+' becomes a space when plus_is_space (query
 // strings only). Fails on a malformed escape, a decoded NUL, or bytes that
 // are not valid UTF-8: such text can never name a row and must never reach

@@ -4,6 +4,7 @@
 
 #include "common/error.hpp"
 #include "common/json_writer.hpp"
+#include "common/strings.hpp"
 
 namespace relyloop::core {
 
@@ -159,42 +160,9 @@ bool valid_id_text(std::string_view s) noexcept {
            json::valid_utf8(s) && json::utf8_length(s) <= kMaxIdChars;
 }
 
-namespace {
-
-bool iequals(std::string_view a, std::string_view b) noexcept {
-    if (a.size() != b.size()) {
-        return false;
-    }
-    for (size_t i = 0; i < a.size(); i++) {
-        char x = a[i], y = b[i];
-        if (x >= 'A' && x <= 'Z') {
-            x = static_cast<char>(x - 'A' + 'a');
-        }
-        if (y >= 'A' && y <= 'Z') {
-            y = static_cast<char>(y - 'A' + 'a');
-        }
-        if (x != y) {
-            return false;
-        }
-    }
-    return true;
-}
-
-std::string_view trim_ows(std::string_view s) noexcept {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
-        s.remove_prefix(1);
-    }
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
-        s.remove_suffix(1);
-    }
-    return s;
-}
-
-}  // namespace
-
 bool json_media_type(std::string_view s) noexcept {
     size_t semi = s.find(';');
-    if (!iequals(trim_ows(s.substr(0, semi)), "application/json")) {
+    if (!iequals_ascii(trim_ows(s.substr(0, semi)), "application/json")) {
         return false;
     }
     bool charset_seen = false;
@@ -207,14 +175,14 @@ bool json_media_type(std::string_view s) noexcept {
         }
         size_t eq = param.find('=');
         if (eq == std::string_view::npos || charset_seen ||
-            !iequals(trim_ows(param.substr(0, eq)), "charset")) {
+            !iequals_ascii(trim_ows(param.substr(0, eq)), "charset")) {
             return false;
         }
         std::string_view value = trim_ows(param.substr(eq + 1));
         if (value.size() >= 2 && value.front() == '"' && value.back() == '"') {
             value = value.substr(1, value.size() - 2);
         }
-        if (!iequals(value, "utf-8") && !iequals(value, "utf8")) {
+        if (!iequals_ascii(value, "utf-8") && !iequals_ascii(value, "utf8")) {
             return false;
         }
         charset_seen = true;

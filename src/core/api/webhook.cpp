@@ -19,6 +19,7 @@
 #include "common/json_writer.hpp"
 #include "common/raii.hpp"
 #include "common/secret.hpp"
+#include "common/strings.hpp"
 #include "common/timefmt.hpp"
 
 namespace relyloop::core {
@@ -59,17 +60,6 @@ bool repo_char(char c) {
     return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
 }
 
-std::string hex(const unsigned char *p, size_t n) {
-    static constexpr char kDigits[] = "0123456789abcdef";
-    std::string s;
-    s.reserve(n * 2);
-    for (size_t i = 0; i < n; i++) {
-        s += kDigits[p[i] >> 4];
-        s += kDigits[p[i] & 15];
-    }
-    return s;
-}
-
 const json_t *member(const json_t *obj, const char *name) {
     return json_is_object(obj) ? json_object_get(obj, name) : nullptr;
 }
@@ -85,17 +75,7 @@ std::optional<std::string> timestamp_member(const json_t *obj, const char *name)
 }  // namespace
 
 std::optional<std::string> webhook_repository(std::string_view full_name) {
-    auto space = [](char c) { return std::isspace(static_cast<unsigned char>(c)) != 0; };
-    while (!full_name.empty() && space(full_name.front())) {
-        full_name.remove_prefix(1);
-    }
-    while (!full_name.empty() && space(full_name.back())) {
-        full_name.remove_suffix(1);
-    }
-    std::string s(full_name);
-    for (char &c : s) {
-        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    }
+    std::string s = ascii_lower(trim_ascii_space(full_name));
     if (s.ends_with(".git")) {
         s.resize(s.size() - 4);
     }
@@ -271,9 +251,9 @@ class WebhookHandler : public Handler {
         }
         return Action::write(
             db::Stmt::kWebhookApply,
-            {hex(digest, sizeof digest), std::move(delivery), event_, e.kind, std::move(html_url),
-             e.merged_at, e.updated_at, std::to_string(ctx.conf().webhook_replay_window_s),
-             std::move(repo_id)});
+            {hex_lower(digest, sizeof digest), std::move(delivery), event_, e.kind,
+             std::move(html_url), e.merged_at, e.updated_at,
+             std::to_string(ctx.conf().webhook_replay_window_s), std::move(repo_id)});
     }
 
     // replayed, stale, action, proposal_id, pointers (JSONB array)

@@ -14,6 +14,7 @@
 #include "common/raii.hpp"
 #include "common/raii_curl.hpp"
 #include "common/redact.hpp"
+#include "common/strings.hpp"
 #include "pipeline/cancel.hpp"
 #include "pipeline/json_text.hpp"
 #include "relyloop/version.hpp"
@@ -133,9 +134,7 @@ bool parse_seconds(const std::string &s, long long *out) {
 }
 
 bool mentions_rate_limit(const std::string &body) {
-    std::string lower(body.substr(0, 64 * 1024));
-    std::transform(lower.begin(), lower.end(), lower.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    std::string lower = ascii_lower(std::string_view(body).substr(0, 64 * 1024));
     return lower.find("rate limit") != std::string::npos ||
            lower.find("abuse") != std::string::npos;
 }
@@ -425,7 +424,7 @@ std::optional<PullRequest> parse_pull(std::string_view json) {
 
 Client::Client(std::string api_url, Transport &transport, Timing timing)
     : api_url_(std::move(api_url)), transport_(transport), timing_(std::move(timing)) {
-    while (!api_url_.empty() && api_url_.back() == '/') api_url_.pop_back();
+    api_url_.resize(strip_trailing_slashes(api_url_).size());
 }
 
 std::string Client::repo_url(std::string_view owner, std::string_view repo) const {

@@ -14,6 +14,7 @@
 #include "common/error.hpp"
 #include "common/json_writer.hpp"
 #include "common/raii.hpp"
+#include "common/strings.hpp"
 #include "common/validate.hpp"
 #include "pipeline/json_text.hpp"
 
@@ -30,14 +31,7 @@ namespace {
 // aliases folded (docs/upstream-schema.md): "number"/"double" are "float",
 // "integer" is "int", "boolean" is "bool".
 std::string hint_type(std::string_view raw) {
-    size_t b = 0;
-    size_t e = raw.size();
-    while (b < e && std::isspace(static_cast<unsigned char>(raw[b])) != 0) b++;
-    while (e > b && std::isspace(static_cast<unsigned char>(raw[e - 1])) != 0) e--;
-    std::string t;
-    for (char c : raw.substr(b, e - b)) {
-        t.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
-    }
+    std::string t = ascii_lower(trim_ascii_space(raw));
     if (t == "number" || t == "double") return "float";
     if (t == "integer") return "int";
     if (t == "boolean") return "bool";
@@ -626,9 +620,8 @@ ParamsFilePath resolve_params_file(const std::string &workdir, std::string_view 
              "template name " + json::quote(template_name) + " cannot be used as a file name");
     }
     ParamsFilePath out;
-    std::string display_dir = cp;
-    while (display_dir.size() > 1 && display_dir.back() == '/') display_dir.pop_back();
-    out.display = display_dir + "/" + std::string(template_name) + ".params.json";
+    out.display = std::string(strip_trailing_slashes(cp, 1)) + "/" + std::string(template_name) +
+                  ".params.json";
 
     std::string root = real_path(workdir);
     if (root.empty()) {

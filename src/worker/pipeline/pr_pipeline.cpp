@@ -16,6 +16,7 @@
 
 #include "common/redact.hpp"
 #include "common/secret.hpp"
+#include "common/strings.hpp"
 #include "common/validate.hpp"
 #include "pipeline/cancel.hpp"
 #include "pipeline/chart.hpp"
@@ -136,10 +137,7 @@ void check_cancel(const JobContext &ctx) {
     if (ctx.cancelled()) throw Cancelled();
 }
 
-std::string web_base(std::string url) {
-    while (!url.empty() && url.back() == '/') url.pop_back();
-    return url;
-}
+std::string web_base(std::string url) { return std::string(strip_trailing_slashes(url)); }
 
 PipelineResult failed(ErrorCode code, const std::string &message, const Run &run) {
     PipelineResult r;

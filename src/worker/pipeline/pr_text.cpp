@@ -9,6 +9,7 @@
 #include "common/analytics.hpp"
 #include "common/json_writer.hpp"
 #include "common/redact.hpp"
+#include "common/strings.hpp"
 #include "pipeline/json_text.hpp"
 #include "pipeline/normalizer_snippets.hpp"
 
@@ -263,9 +264,8 @@ std::string study_body(const PrText &t, unsigned omit) {
     out += "## RelyLoop relevance proposal\n\n";
     out += "- **Study:** " + one_line(t.study_name) + " (`" + one_line(t.study_id) + "`)";
     if (!t.base_url.empty()) {
-        std::string base = t.base_url;
-        while (!base.empty() && base.back() == '/') base.pop_back();
-        out += ": " + base + "/studies/" + one_line(t.study_id);
+        out += ": " + std::string(strip_trailing_slashes(t.base_url)) + "/studies/" +
+               one_line(t.study_id);
     }
     out += "\n- **Cluster:** " + one_line(t.cluster_name) + "\n";
     out += "- **Template:** " + one_line(t.template_name) + " v" +
@@ -382,11 +382,9 @@ std::string chart_commit_message(const PrText &t) {
 
 std::string chart_comment(std::string_view web_url, std::string_view owner, std::string_view repo,
                           std::string_view branch, std::string_view path) {
-    std::string web(web_url);
-    while (!web.empty() && web.back() == '/') web.pop_back();
-    return redact("![Parameter importance](" + web + "/" + std::string(owner) + "/" +
-                  std::string(repo) + "/raw/refs/heads/" + std::string(branch) + "/" +
-                  std::string(path) + ")");
+    return redact("![Parameter importance](" + std::string(strip_trailing_slashes(web_url)) + "/" +
+                  std::string(owner) + "/" + std::string(repo) + "/raw/refs/heads/" +
+                  std::string(branch) + "/" + std::string(path) + ")");
 }
 
 std::string importance_table_comment(

@@ -72,6 +72,15 @@ typedef struct {
 
 typedef struct rl_core_s rl_core_t;
 
+/* What the shim applies when a directive is absent (docs/directives.md); the
+ * worker's flags share the first three. Owned by src/common/defaults.hpp,
+ * which core.cpp checks these against. */
+#define RL_DEFAULT_WORKER_SOCKET "/run/relyloop/worker.sock"
+#define RL_DEFAULT_SECRETS_DIR "/etc/relyloop/secrets"
+#define RL_DEFAULT_GITHUB_WEB_URL "https://github.com"
+#define RL_DEFAULT_ENVIRONMENT "production"
+#define RL_DEFAULT_WEBHOOK_REPLAY_WINDOW_S (7 * 86400)
+
 typedef struct {
     const char *environment;    /* "development" | "staging" | "production" */
     const char *secrets_dir;    /* relyloop_secrets_dir */
