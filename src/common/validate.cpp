@@ -167,10 +167,7 @@ std::optional<std::string_view> normalize_web_url(std::string_view url) noexcept
         }
     }
     // The host is not empty, so this stops before it.
-    while (url.back() == '/') {
-        url.remove_suffix(1);
-    }
-    return url;
+    return strip_trailing_slashes(url);
 }
 
 std::optional<RepoCoordinates> parse_repo_url(std::string_view url, std::string_view web_url) {

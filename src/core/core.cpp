@@ -17,6 +17,7 @@
 #include "api/request.hpp"
 #include "api/router.hpp"
 #include "common/defaults.hpp"
+#include "common/strings.hpp"
 #include "common/worker_protocol.hpp"
 #include "db/statements.hpp"
 #include "common/validate.hpp"
@@ -97,9 +98,8 @@ rl_status_t rl_core_new(rl_core_t **out, const rl_core_conf_t *conf) noexcept {
         core->conf.secrets_dir = conf_string(c.secrets_dir, relyloop::defaults::kSecretsDir);
         core->conf.github_web_url =
             conf_string(c.github_web_url, relyloop::defaults::kGithubWebUrl);
-        while (core->conf.github_web_url.size() > 1 && core->conf.github_web_url.back() == '/') {
-            core->conf.github_web_url.pop_back();
-        }
+        core->conf.github_web_url.resize(
+            relyloop::strip_trailing_slashes(core->conf.github_web_url, 1).size());
         if (c.webhook_replay_window_s > 0) {
             core->conf.webhook_replay_window_s = c.webhook_replay_window_s;
         }

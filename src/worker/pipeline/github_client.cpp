@@ -77,9 +77,7 @@ size_t on_header_line(Transfer *t, char *data, size_t n) {
     if (colon == std::string_view::npos) {
         return n;
     }
-    std::string name(line.substr(0, colon));
-    std::transform(name.begin(), name.end(), name.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    std::string name = ascii_lower(line.substr(0, colon));
     std::string_view value = line.substr(colon + 1);
     while (!value.empty() && (value.front() == ' ' || value.front() == '\t'))
         value.remove_prefix(1);

@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 
+#include "common/raii.hpp"
 #include "common/redact.hpp"
 #include "common/secret.hpp"
 #include "common/strings.hpp"
@@ -160,11 +161,6 @@ struct DryRun {
     std::string body;
 };
 
-// Closes a file descriptor on every path that does not close it itself.
-struct FdCloser {
-    void operator()(const int *fd) const noexcept { close(*fd); }
-};
-
 // <clone_root>/dry-run/<proposal_id>.json, written under a temporary name and
 // renamed, mode 0600 in a 0700 directory (the record holds repository text).
 std::string write_dry_run_file(const std::string &clone_root, const std::string &name,
@@ -182,25 +178,23 @@ std::string write_dry_run_file(const std::string &clone_root, const std::string 
     }
     std::string path = dir + "/" + name + ".json";
     std::string tmp = path + ".tmp";
-    int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0) {
+    Fd fd(open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
+    if (!fd) {
         throw Error(ErrorCode::kInternalError, "cannot write " + tmp + ": " + std::strerror(errno));
     }
-    std::unique_ptr<const int, FdCloser> open_fd(&fd);
     size_t off = 0;
     while (off < text.size()) {
-        ssize_t n = write(fd, text.data() + off, text.size() - off);
+        ssize_t n = write(fd.get(), text.data() + off, text.size() - off);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) {
             int e = errno;
-            open_fd.reset();
+            fd.reset();
             unlink(tmp.c_str());
             throw Error(ErrorCode::kInternalError, "cannot write " + tmp + ": " + std::strerror(e));
         }
         off += static_cast<size_t>(n);
     }
-    open_fd.release();  // closed here, its result checked
-    if (close(fd) != 0 || rename(tmp.c_str(), path.c_str()) != 0) {
+    if (fd.close() != 0 || rename(tmp.c_str(), path.c_str()) != 0) {
         int e = errno;
         unlink(tmp.c_str());
         throw Error(ErrorCode::kInternalError, "cannot write " + path + ": " + std::strerror(e));
