@@ -52,24 +52,23 @@ enum class ErrorCode {
 [[nodiscard]] bool error_retryable(ErrorCode code) noexcept;
 
 class Error : public std::runtime_error {
-public:
-    Error(ErrorCode code, const std::string &message)
-        : std::runtime_error(message), code_(code) {}
+  public:
+    Error(ErrorCode code, const std::string &message) : std::runtime_error(message), code_(code) {}
 
     [[nodiscard]] ErrorCode code() const noexcept { return code_; }
 
-private:
+  private:
     ErrorCode code_;
 };
 
 // A failed PostgreSQL statement; the SQLSTATE decides the API error.
 class DbError : public Error {
-public:
+  public:
     DbError(std::string sqlstate, const std::string &message);
 
     [[nodiscard]] const std::string &sqlstate() const noexcept { return sqlstate_; }
 
-private:
+  private:
     std::string sqlstate_;
 };
 

@@ -48,13 +48,20 @@ void Secret::wipe() noexcept {
 
 const char *secret_status_text(SecretStatus s) noexcept {
     switch (s) {
-        case SecretStatus::kOk: return "ok";
-        case SecretStatus::kInvalidRef: return "invalid auth_ref";
-        case SecretStatus::kMissing: return "no such file in the secrets directory";
-        case SecretStatus::kOutsideDir: return "resolves outside the secrets directory";
-        case SecretStatus::kNotRegular: return "not a regular file";
-        case SecretStatus::kEmpty: return "the file is empty";
-        case SecretStatus::kUnreadable: return "the file cannot be read";
+        case SecretStatus::kOk:
+            return "ok";
+        case SecretStatus::kInvalidRef:
+            return "invalid auth_ref";
+        case SecretStatus::kMissing:
+            return "no such file in the secrets directory";
+        case SecretStatus::kOutsideDir:
+            return "resolves outside the secrets directory";
+        case SecretStatus::kNotRegular:
+            return "not a regular file";
+        case SecretStatus::kEmpty:
+            return "the file is empty";
+        case SecretStatus::kUnreadable:
+            return "the file cannot be read";
     }
     return "unknown";
 }
@@ -63,7 +70,9 @@ namespace {
 
 constexpr size_t kMaxSecretBytes = 16 * 1024;
 
-bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+bool is_space(char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
 
 // The real path of <dir>/<ref> into real_file (PATH_MAX bytes): kOk only when
 // ref is a valid reference and the file, links resolved, lies inside dir's

@@ -9,7 +9,7 @@ namespace relyloop {
 // A PAT in memory. It prints as "***", converts to nothing implicitly, and is
 // zeroed when destroyed. reveal() is for the auth header/credential only.
 class Secret {
-public:
+  public:
     Secret() = default;
     // Registers the value with the redactor for the Secret's lifetime
     // (common/redact.hpp: every redact() then removes it).
@@ -23,7 +23,7 @@ public:
     [[nodiscard]] const std::string &reveal() const noexcept { return value_; }
     [[nodiscard]] bool empty() const noexcept { return value_.empty(); }
 
-private:
+  private:
     void wipe() noexcept;
 
     std::string value_;
@@ -32,12 +32,12 @@ private:
 
 enum class SecretStatus {
     kOk,
-    kInvalidRef,   // auth_ref is not ^[A-Za-z0-9_-]+$
-    kMissing,      // no such file (or the secrets dir itself is missing)
-    kOutsideDir,   // resolves (through a symlink) outside the secrets dir
-    kNotRegular,   // a directory, socket, ...
-    kEmpty,        // only whitespace after trimming
-    kUnreadable,   // permission denied, too large, I/O error
+    kInvalidRef,  // auth_ref is not ^[A-Za-z0-9_-]+$
+    kMissing,     // no such file (or the secrets dir itself is missing)
+    kOutsideDir,  // resolves (through a symlink) outside the secrets dir
+    kNotRegular,  // a directory, socket, ...
+    kEmpty,       // only whitespace after trimming
+    kUnreadable,  // permission denied, too large, I/O error
 };
 
 [[nodiscard]] const char *secret_status_text(SecretStatus s) noexcept;

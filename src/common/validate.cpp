@@ -47,7 +47,8 @@ bool valid_branch_name(std::string_view s) {
     size_t start = 0;
     while (start <= s.size()) {
         size_t end = s.find('/', start);
-        std::string_view comp = s.substr(start, end == std::string_view::npos ? s.npos : end - start);
+        std::string_view comp =
+            s.substr(start, end == std::string_view::npos ? s.npos : end - start);
         if (comp.ends_with(".lock")) {
             return false;
         }
@@ -74,7 +75,8 @@ bool valid_config_path(std::string_view s) {
     size_t start = 0;
     for (;;) {
         size_t end = s.find('/', start);
-        std::string_view seg = s.substr(start, end == std::string_view::npos ? s.npos : end - start);
+        std::string_view seg =
+            s.substr(start, end == std::string_view::npos ? s.npos : end - start);
         if (seg == "..") {
             return false;
         }

@@ -51,7 +51,6 @@ struct RepoCoordinates {
 // on (GitHub names are case-insensitive), this PR's number, nothing after it
 // (no query, fragment or extra segment), at most 2048 bytes.
 [[nodiscard]] bool valid_pull_url(std::string_view url, std::string_view web_url,
-                                  std::string_view owner, std::string_view repo,
-                                  long long number);
+                                  std::string_view owner, std::string_view repo, long long number);
 
 }  // namespace relyloop

@@ -18,9 +18,9 @@
 #include "api/router.hpp"
 #include "common/defaults.hpp"
 #include "common/strings.hpp"
+#include "common/validate.hpp"
 #include "common/worker_protocol.hpp"
 #include "db/statements.hpp"
-#include "common/validate.hpp"
 
 struct rl_core_s {
     relyloop::core::CoreConf conf;
@@ -181,7 +181,8 @@ rl_status_t rl_request_new(rl_request_t **out, rl_core_t *core, const rl_http_re
     } catch (...) {
         if (log != nullptr) {
             char buf[512];
-            size_t n = format_failure(buf, "internal error creating a request", "unknown exception");
+            size_t n =
+                format_failure(buf, "internal error creating a request", "unknown exception");
             log(RL_LOG_ERR, buf, n, log_data);
         }
     }

@@ -9,9 +9,9 @@
 #include "db.hpp"
 #include "ipc_server.hpp"
 #include "job_runner.hpp"
+#include "metrics.hpp"
 #include "reconciler.hpp"
 #include "relyloop/version.hpp"
-#include "metrics.hpp"
 #include "webhook_jobs.hpp"
 
 namespace relyloop::worker {

@@ -36,7 +36,7 @@ struct Field {
 };
 
 class EventLog {
-public:
+  public:
     explicit EventLog(FILE *out = stderr) : out_(out) {}
 
     // {"ts": "...", "level": "...", "event": "<event>", <fields>...}
@@ -56,7 +56,7 @@ public:
         write(Level::kError, event, fields);
     }
 
-private:
+  private:
     FILE *out_;
     std::mutex mu_;
 };

@@ -14,8 +14,8 @@
 #include "common/raii.hpp"
 #include "db.hpp"
 #include "job_store.hpp"
-#include "relyloop/version.hpp"
 #include "metrics.hpp"
+#include "relyloop/version.hpp"
 
 namespace relyloop::worker {
 

@@ -1,13 +1,12 @@
 #include "metrics.hpp"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-#include <fcntl.h>
 
 #include <cerrno>
 #include <charconv>
@@ -47,8 +46,8 @@ struct Histogram {
 
 struct State {
     std::mutex mu;
-    std::map<std::string, Histogram> jobs;   // by outcome
-    std::map<std::string, Histogram> steps;  // by step
+    std::map<std::string, Histogram> jobs;             // by outcome
+    std::map<std::string, Histogram> steps;            // by step
     std::map<std::string, unsigned long long> github;  // by status class
     unsigned long long github_retries = 0;
     unsigned long long lock_contentions = 0;
@@ -272,8 +271,7 @@ std::string render(PGconn *conn) {
         out += "relyloop_github_requests_total{code=\"" + cls + "\"} " + std::to_string(n) + "\n";
     }
     counter(out, "relyloop_github_request_retries_total",
-            "GitHub requests retried (5xx, 429, rate limits, transport errors)",
-            s.github_retries);
+            "GitHub requests retried (5xx, 429, rate limits, transport errors)", s.github_retries);
     counter(out, "relyloop_lock_contentions_total",
             "Jobs deferred because another job held their config repo's lock", s.lock_contentions);
     counter(out, "relyloop_lease_losses_total",
@@ -311,7 +309,8 @@ bool parse_listen(std::string_view spec, std::string *host, int *port) {
     }
     in6_addr a6{};
     in_addr a4{};
-    if (inet_pton(AF_INET, host->c_str(), &a4) != 1 && inet_pton(AF_INET6, host->c_str(), &a6) != 1) {
+    if (inet_pton(AF_INET, host->c_str(), &a4) != 1 &&
+        inet_pton(AF_INET6, host->c_str(), &a6) != 1) {
         return false;
     }
     *port = n;
@@ -460,8 +459,8 @@ void MetricsListener::serve(int fd, PgConn *conn) noexcept {
                 }
                 if (*conn == nullptr) {
                     std::string err;
-                    *conn = db::connect(settings_.pg_conninfo, "relyloop-worker metrics", &log_,
-                                        &err);
+                    *conn =
+                        db::connect(settings_.pg_conninfo, "relyloop-worker metrics", &log_, &err);
                 }
                 body = metrics::render(conn->get());
             }

@@ -64,12 +64,12 @@ struct JobContext {
 };
 
 enum class PipelineOutcome {
-    kOpened,          // PR opened (or adopted) and the proposal updated
-    kNotPending,      // the proposal left `pending`; nothing written
-    kFailed,          // the runner writes pr_open_error = "<CODE>: <message>"
-    kCancelled,       // stopped on ctx.cancel; the runner decides what to write
-    kDryRun,          // --dry-run: committed locally, nothing pushed or opened;
-                      // the proposal is left alone (docs/worker.md)
+    kOpened,      // PR opened (or adopted) and the proposal updated
+    kNotPending,  // the proposal left `pending`; nothing written
+    kFailed,      // the runner writes pr_open_error = "<CODE>: <message>"
+    kCancelled,   // stopped on ctx.cancel; the runner decides what to write
+    kDryRun,      // --dry-run: committed locally, nothing pushed or opened;
+                  // the proposal is left alone (docs/worker.md)
 };
 
 struct PipelineResult {
@@ -80,12 +80,12 @@ struct PipelineResult {
     // serialization failure): the runner retries the job later instead of
     // failing it (docs/worker.md, "Jobs").
     bool retry = false;
-    std::string pr_url;                          // kOpened only
+    std::string pr_url;  // kOpened only
     std::string branch;
 };
 
 class Pipeline {
-public:
+  public:
     virtual ~Pipeline() = default;
 
     // Runs one job. Must not throw: every failure is a PipelineResult.

@@ -14,8 +14,8 @@
 #include "common/raii.hpp"
 #include "common/redact.hpp"
 #include "common/strings.hpp"
-#include "db.hpp"
 #include "common/validate.hpp"
+#include "db.hpp"
 #include "metrics.hpp"
 
 namespace relyloop::worker {

@@ -171,7 +171,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             touched_outside = true;
             const rl_statement_t *table = nullptr;
             size_t n = rl_core_statements(&table);
-            if (s.stmt < 0 || static_cast<size_t>(s.stmt) >= n || s.nparams != table[s.stmt].nparams) {
+            if (s.stmt < 0 || static_cast<size_t>(s.stmt) >= n ||
+                s.nparams != table[s.stmt].nparams) {
                 std::fprintf(stderr, "bad statement step\n");
                 std::abort();
             }
@@ -181,14 +182,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             }
             uint8_t b = r.byte();
             switch (b % 4) {
-                case 0: rl_request_query_result(req, rows_result(r, 0)); break;
+                case 0:
+                    rl_request_query_result(req, rows_result(r, 0));
+                    break;
                 case 1:
                     fabricated_rows = true;
                     rl_request_query_result(req, rows_result(r, 1));
                     break;
-                case 2: rl_request_query_result(req, PQmakeEmptyPGresult(nullptr, PGRES_FATAL_ERROR)); break;
+                case 2:
+                    rl_request_query_result(req, PQmakeEmptyPGresult(nullptr, PGRES_FATAL_ERROR));
+                    break;
                 default:
-                    rl_request_query_failed(req, static_cast<rl_db_failure_t>(1 + r.byte() % 3), "fuzz");
+                    rl_request_query_failed(req, static_cast<rl_db_failure_t>(1 + r.byte() % 3),
+                                            "fuzz");
             }
         } else if (s.kind == RL_STEP_WORKER) {
             touched_outside = true;
@@ -199,11 +205,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             uint8_t b = r.byte();
             switch (b % 3) {
                 case 0: {
-                    std::string ok = R"({"ok":true,"job_id":"01a24988-b089-786a-a3e3-21f78d4aed85","deduplicated":false,"version":"0.1.0","queued":0,"running":0})";
+                    std::string ok =
+                        R"({"ok":true,"job_id":"01a24988-b089-786a-a3e3-21f78d4aed85","deduplicated":false,"version":"0.1.0","queued":0,"running":0})";
                     rl_request_worker_reply(req, ok.data(), ok.size());
                     break;
                 }
-                case 1: rl_request_worker_failed(req, "fuzz"); break;
+                case 1:
+                    rl_request_worker_failed(req, "fuzz");
+                    break;
                 default: {
                     std::string line = r.bytes(r.byte());
                     rl_request_worker_reply(req, line.data(), line.size());
@@ -218,7 +227,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 json_error_t err;
                 json_t *j = json_loadb(s.body.data, s.body.len, 0, &err);
                 if (j == nullptr) {
-                    std::fprintf(stderr, "body is not JSON: %.*s\n", static_cast<int>(s.body.len), s.body.data);
+                    std::fprintf(stderr, "body is not JSON: %.*s\n", static_cast<int>(s.body.len),
+                                 s.body.data);
                     std::abort();
                 }
                 json_decref(j);

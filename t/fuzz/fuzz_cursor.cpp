@@ -24,7 +24,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     if (auto c = decode_list_cursor(in)) {
         if (!relyloop::parse_rfc3339(c->created_at)) {
-            std::fprintf(stderr, "cursor timestamp \"%s\" not a timestamp\n", c->created_at.c_str());
+            std::fprintf(stderr, "cursor timestamp \"%s\" not a timestamp\n",
+                         c->created_at.c_str());
             std::abort();
         }
     }

@@ -69,8 +69,13 @@ void check(const std::string &out, std::string_view needle, const std::string &i
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 1) return 0;
     const std::string &pat = kPats[data[0] % (sizeof kPats / sizeof kPats[0])];
-    const std::string sources[] = {pat, b64("x-access-token:" + pat), b64(pat), b64("a" + pat),
-                                   b64("ab" + pat), "Authorization: Basic ", "[REDACTED]"};
+    const std::string sources[] = {pat,
+                                   b64("x-access-token:" + pat),
+                                   b64(pat),
+                                   b64("a" + pat),
+                                   b64("ab" + pat),
+                                   "Authorization: Basic ",
+                                   "[REDACTED]"};
     std::string text;
     size_t i = 1;
     while (i < size && text.size() < 1024) {
@@ -91,7 +96,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     std::string out = relyloop::redact(text, pat);
     check(out, pat, text, "redact");
     check(out, cred, text, "redact (basic)");
-    for (const char *prefix : {"", "a", "ab"}) check(out, determined(prefix, pat), text, "redact (b64)");
+    for (const char *prefix : {"", "a", "ab"})
+        check(out, determined(prefix, pat), text, "redact (b64)");
     std::string cut = relyloop::redact_truncate(text, size % (text.size() + 1), pat);
     check(cut, pat, text, "redact_truncate");
     check(cut, cred, text, "redact_truncate (basic)");

@@ -54,7 +54,9 @@ void expect_no_slice(const std::string &out, const std::string &pat, const std::
     EXPECT_EQ(slice_in(out, pat_part), "") << ctx << "\nout: " << out;
 }
 
-const std::string kClassic = "ghp_" "Kq3ZrT8vLw1NpXy5BcD7eFgH2jM4sU6aWxYz" ;  // ghp_ + 36
+const std::string kClassic =
+    "ghp_"
+    "Kq3ZrT8vLw1NpXy5BcD7eFgH2jM4sU6aWxYz";  // ghp_ + 36
 const std::string kFineGrained =
     "github_pat_11ABCDEFG0123456789abc_"
     "QwErTyUiOpAsDfGhJkLzXcVbNm0123456789QwErTyUiOpAsDfGhJkLzXcVbNm1";
@@ -169,7 +171,8 @@ TEST(RedactSecret, PropertyNoSliceSurvives) {
                         break;
                     }
                     case 1:
-                        for (int k = rng() % 5; k > 0; k--) text.push_back("ab_-=/+ \n\xC3"[rng() % 11]);
+                        for (int k = rng() % 5; k > 0; k--)
+                            text.push_back("ab_-=/+ \n\xC3"[rng() % 11]);
                         break;
                     default:
                         text += "[REDACTED]";
@@ -199,7 +202,7 @@ TEST(RedactRegistry, SecretsInMemoryAreRemovedEverywhere) {
         relyloop::Secret moved(std::move(s));
         EXPECT_EQ(redact(msg), "error: cut token [REDACTED]");
     }
-    EXPECT_EQ(redact(msg), msg);  // unregistered with the last owner
+    EXPECT_EQ(redact(msg), msg);     // unregistered with the last owner
     relyloop::Secret shorty("abc");  // too short to register
     EXPECT_EQ(redact("abc"), "abc");
 }

@@ -10,15 +10,11 @@
 using namespace relyloop;
 
 TEST(LockKey, MatchesRelyLoopTestVectors) {
-    EXPECT_EQ(config_repo_lock_key("00000000-0000-0000-0000-000000000000"),
-              -8245262552531926961LL);
-    EXPECT_EQ(config_repo_lock_key("0196c0de-0000-7000-8000-000000000001"),
-              -7299642929716718847LL);
+    EXPECT_EQ(config_repo_lock_key("00000000-0000-0000-0000-000000000000"), -8245262552531926961LL);
+    EXPECT_EQ(config_repo_lock_key("0196c0de-0000-7000-8000-000000000001"), -7299642929716718847LL);
 }
 
-TEST(LockKey, DiffersPerRepo) {
-    EXPECT_NE(config_repo_lock_key("a"), config_repo_lock_key("b"));
-}
+TEST(LockKey, DiffersPerRepo) { EXPECT_NE(config_repo_lock_key("a"), config_repo_lock_key("b")); }
 
 TEST(UuidV7, HasVersionAndVariantAndIsOrderedByTime) {
     std::string a = uuid_v7();
@@ -53,8 +49,7 @@ TEST(TimeFormat, ParsesClientTimestamps) {
               "2026-05-11T20:13:43.123456+00:00");
     EXPECT_EQ(parse_rfc3339("2026-05-11T20:13:43Z").value(), "2026-05-11T20:13:43+00:00");
     // A literal '+' that form decoding turned into a space; normalised to UTC.
-    EXPECT_EQ(parse_rfc3339("2026-05-11T20:13:43.5 02:00").value(),
-              "2026-05-11T18:13:43.5+00:00");
+    EXPECT_EQ(parse_rfc3339("2026-05-11T20:13:43.5 02:00").value(), "2026-05-11T18:13:43.5+00:00");
     EXPECT_FALSE(parse_rfc3339("2026-02-30T00:00:00Z"));
     EXPECT_FALSE(parse_rfc3339("2026-13-01T00:00:00Z"));
     EXPECT_FALSE(parse_rfc3339("2026-05-11T24:00:00Z"));

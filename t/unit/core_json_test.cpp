@@ -4,10 +4,10 @@
 #include <cstring>
 #include <limits>
 
+#include "common/json_writer.hpp"
 #include "common/raii.hpp"
 #include "common/timefmt.hpp"
 #include "db/rows.hpp"
-#include "common/json_writer.hpp"
 
 using namespace relyloop;
 using namespace relyloop::core;

@@ -360,21 +360,11 @@ inline Row template_row(const std::string &id, const std::string &name,
 
 inline Row study_row(const std::string &id, const std::string &status = "completed",
                      const std::string &created = "2026-05-11 20:13:43+00") {
-    return {id,          "study-1", "c1",
-            "products",  "t1",      "qs1",
-            "jl1",       "{}",      R"({"metric": "ndcg@10"})",
-            "{}",        status,    N,
-            "opt-" + id, N,         "0.412",
-            "0.487",     "tr1",     created,
-            N,           N,         N,
-            "3",         "2",       "1",
-            "0",         "0.487",   "maximize",
+    return {id, "study-1", "c1", "products", "t1", "qs1", "jl1", "{}", R"({"metric": "ndcg@10"})",
+            "{}", status, N, "opt-" + id, N, "0.412", "0.487", "tr1", created, N, N, N, "3", "2",
+            "1", "0", "0.487", "maximize",
             // analytics inputs (common/analytics.hpp): no winner, no series
-            status,      R"({"metric": "ndcg@10"})", "0.487",
-            "f",         N,         N,
-            N,           "f",       N,
-            "f",         N,         "[]",
-            "{}"};
+            status, R"({"metric": "ndcg@10"})", "0.487", "f", N, N, N, "f", N, "f", N, "[]", "{}"};
 }
 
 inline Row trial_row(const std::string &id, const Cell &metric, const std::string &number = "1") {

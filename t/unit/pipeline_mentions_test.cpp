@@ -44,8 +44,8 @@ TEST(PullUrl, OnlyThePullOfTheRepoOnTheConfiguredWebUrl) {
     EXPECT_FALSE(valid_pull_url("javascript:alert(1)", web, "acme", "cfg", 7));
     EXPECT_FALSE(valid_pull_url("http://github.com/acme/cfg/pull/7", web, "acme", "cfg", 7));
     EXPECT_FALSE(valid_pull_url("https://evil.example/acme/cfg/pull/7", web, "acme", "cfg", 7));
-    EXPECT_FALSE(valid_pull_url("https://github.com.evil.example/acme/cfg/pull/7", web, "acme",
-                                "cfg", 7));
+    EXPECT_FALSE(
+        valid_pull_url("https://github.com.evil.example/acme/cfg/pull/7", web, "acme", "cfg", 7));
     EXPECT_FALSE(valid_pull_url("https://github.com/other/cfg/pull/7", web, "acme", "cfg", 7));
     EXPECT_FALSE(valid_pull_url("https://github.com/acme/cfg/pull/8", web, "acme", "cfg", 7));
     EXPECT_FALSE(valid_pull_url("https://github.com/acme/cfg/pull/7#x", web, "acme", "cfg", 7));

@@ -32,9 +32,9 @@ TEST(WorkerMetrics, ParseListen) {
     EXPECT_TRUE(metrics::parse_listen("[::1]:80", &host, &port));
     EXPECT_EQ(host, "::1");
     EXPECT_EQ(port, 80);
-    for (const char *bad : {"", ":9464", "127.0.0.1", "127.0.0.1:", "127.0.0.1:0",
-                            "127.0.0.1:65536", "localhost:9464", "::1:80", "[::1]", "[::1]80",
-                            "1.2.3.4:80x"}) {
+    for (const char *bad :
+         {"", ":9464", "127.0.0.1", "127.0.0.1:", "127.0.0.1:0", "127.0.0.1:65536",
+          "localhost:9464", "::1:80", "[::1]", "[::1]80", "1.2.3.4:80x"}) {
         EXPECT_FALSE(metrics::parse_listen(bad, &host, &port)) << bad;
     }
 }
@@ -57,8 +57,9 @@ TEST(WorkerMetrics, EventsFeedTheHistogramsAndCounters) {
     EXPECT_NE(text.find("relyloop_job_duration_seconds_bucket{outcome=\"succeeded\",le=\"1\"} 0\n"),
               std::string::npos)
         << text;
-    EXPECT_NE(text.find("relyloop_job_duration_seconds_bucket{outcome=\"succeeded\",le=\"2.5\"} 1\n"),
-              std::string::npos);
+    EXPECT_NE(
+        text.find("relyloop_job_duration_seconds_bucket{outcome=\"succeeded\",le=\"2.5\"} 1\n"),
+        std::string::npos);
     EXPECT_NE(text.find("relyloop_job_duration_seconds_sum{outcome=\"succeeded\"} 1.500\n"),
               std::string::npos);
     EXPECT_NE(text.find("relyloop_job_duration_seconds_bucket{outcome=\"failed\",le=\"600\"} 0\n"),

@@ -97,8 +97,10 @@ Action Handler::on_db_error(Context &ctx, const DbFailure &f) {
     // database is older than this module (docs/upstream-schema.md).
     if (f.kind == DbFailure::Kind::kStatement &&
         (f.sqlstate == "42703" || f.sqlstate == "42P01" || f.sqlstate == "42883")) {
-        ctx.log(RL_LOG_ERR, "database schema older than this module (run relyloop-worker "
-                            "migrate): " + f.sqlstate);
+        ctx.log(RL_LOG_ERR,
+                "database schema older than this module (run relyloop-worker "
+                "migrate): " +
+                    f.sqlstate);
     }
     std::string line = "database failure (";
     line += kind_name(f.kind);

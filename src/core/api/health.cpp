@@ -60,7 +60,8 @@ class HealthHandler : public Handler {
 
   private:
     static Action ping() {
-        return Action::worker(worker_protocol::encode_request({worker_protocol::Op::kPing, {}, {}}));
+        return Action::worker(
+            worker_protocol::encode_request({worker_protocol::Op::kPing, {}, {}}));
     }
 
     bool database_ok_ = false;

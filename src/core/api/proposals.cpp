@@ -3,8 +3,8 @@
 
 #include "api/crud.hpp"
 #include "api/validation.hpp"
-#include "common/uuid.hpp"
 #include "common/json_writer.hpp"
+#include "common/uuid.hpp"
 
 namespace relyloop::core {
 

@@ -10,8 +10,8 @@
 
 #include "api/responses.hpp"
 #include "common/analytics.hpp"
-#include "db/rows.hpp"
 #include "common/json_writer.hpp"
+#include "db/rows.hpp"
 
 namespace relyloop::core {
 

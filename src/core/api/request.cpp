@@ -7,8 +7,8 @@
 #include "api/router.hpp"
 #include "api/validation.hpp"
 #include "api/webhook.hpp"
-#include "common/raii.hpp"
 #include "common/json_writer.hpp"
+#include "common/raii.hpp"
 
 namespace relyloop::core {
 

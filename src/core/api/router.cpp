@@ -127,8 +127,7 @@ bool template_matches(const char *tmpl, const Segments &s, std::string_view &id_
 
 std::span<const RouteDef> routes() noexcept { return kRoutes; }
 
-const RouteDef *find_route(std::string_view raw_path, bool development,
-                           std::string_view *id_raw) {
+const RouteDef *find_route(std::string_view raw_path, bool development, std::string_view *id_raw) {
     Segments segs;
     if (!split(raw_path, segs)) {
         return nullptr;

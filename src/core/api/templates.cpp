@@ -4,9 +4,9 @@
 
 #include "api/crud.hpp"
 #include "api/validation.hpp"
+#include "common/json_writer.hpp"
 #include "common/uuid.hpp"
 #include "common/validate.hpp"
-#include "common/json_writer.hpp"
 
 namespace relyloop::core {
 

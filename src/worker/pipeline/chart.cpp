@@ -23,8 +23,7 @@ struct PngSink {
 };
 
 // Nothing may cross cairo: an exception ends the write with NO_MEMORY.
-cairo_status_t append_png(void *closure, const unsigned char *data,
-                          unsigned int length) noexcept {
+cairo_status_t append_png(void *closure, const unsigned char *data, unsigned int length) noexcept {
     auto *sink = static_cast<PngSink *>(closure);
     return guard_callback(&sink->fault, CAIRO_STATUS_NO_MEMORY, [&] {
         sink->png.append(reinterpret_cast<const char *>(data), length);

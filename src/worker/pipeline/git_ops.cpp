@@ -346,9 +346,8 @@ void Workspace::clone_fresh() {
         sync();
         repo_.reset();
         if (rename(tmp.c_str(), workdir_.c_str()) != 0) {
-            throw Error(
-                ErrorCode::kCloneFailed,
-                std::string("cannot move the new clone into place: ") + errno_text(errno));
+            throw Error(ErrorCode::kCloneFailed,
+                        std::string("cannot move the new clone into place: ") + errno_text(errno));
         }
     } catch (...) {
         repo_.reset();
@@ -579,8 +578,8 @@ std::string Workspace::create_branch() {
     const std::string &branch = spec_.branch;
     std::string refname = "refs/heads/" + branch;
     git_reference *raw_ref = nullptr;
-    int rc = git_reference_create(&raw_ref, repo_.get(), refname.c_str(), &tip_, 1,
-                                  "relyloop: push");
+    int rc =
+        git_reference_create(&raw_ref, repo_.get(), refname.c_str(), &tip_, 1, "relyloop: push");
     GitReference created(raw_ref);  // the branch is what counts, not the handle
     if (rc < 0) {
         throw Error(ErrorCode::kPushFailed,

@@ -93,8 +93,8 @@ int connect_socket(TimedSocket *s) {
     AddrInfo res(raw_res);
     std::string last = "no address";
     for (addrinfo *ai = res.get(); ai != nullptr; ai = ai->ai_next) {
-        Fd fd(socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                     ai->ai_protocol));
+        Fd fd(
+            socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol));
         if (!fd) {
             last = errno_text(errno);
             continue;
@@ -141,8 +141,7 @@ ssize_t read_socket(git_stream *stream, void *data, size_t len) {
             continue;
         }
         if (errno != EAGAIN && errno != EWOULDBLOCK) {
-            return net_error(std::string("could not read from the socket: ") +
-                             errno_text(errno));
+            return net_error(std::string("could not read from the socket: ") + errno_text(errno));
         }
         int w = wait_fd(s->fd.get(), POLLIN, kIdleTimeout, "read");
         if (w < 0) {

@@ -15,10 +15,10 @@
 #include "common/raii_curl.hpp"
 #include "common/redact.hpp"
 #include "common/strings.hpp"
+#include "metrics.hpp"
 #include "pipeline/cancel.hpp"
 #include "pipeline/json_text.hpp"
 #include "relyloop/version.hpp"
-#include "metrics.hpp"
 
 namespace relyloop::github {
 

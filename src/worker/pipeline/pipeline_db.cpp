@@ -127,12 +127,13 @@ std::optional<StudyRows> PipelineDb::study(std::string_view id) {
     }
 
     PgResult top = exec(
-        minimize ? "SELECT optuna_trial_number, params::text, primary_metric FROM trials "
-                   "WHERE study_id = $1 AND status = 'complete' AND primary_metric IS NOT NULL "
-                   "AND NOT is_baseline ORDER BY primary_metric ASC, optuna_trial_number ASC LIMIT 10"
-                 : "SELECT optuna_trial_number, params::text, primary_metric FROM trials "
-                   "WHERE study_id = $1 AND status = 'complete' AND primary_metric IS NOT NULL "
-                   "AND NOT is_baseline ORDER BY primary_metric DESC, optuna_trial_number ASC LIMIT 10",
+        minimize
+            ? "SELECT optuna_trial_number, params::text, primary_metric FROM trials "
+              "WHERE study_id = $1 AND status = 'complete' AND primary_metric IS NOT NULL "
+              "AND NOT is_baseline ORDER BY primary_metric ASC, optuna_trial_number ASC LIMIT 10"
+            : "SELECT optuna_trial_number, params::text, primary_metric FROM trials "
+              "WHERE study_id = $1 AND status = 'complete' AND primary_metric IS NOT NULL "
+              "AND NOT is_baseline ORDER BY primary_metric DESC, optuna_trial_number ASC LIMIT 10",
         {id});
     for (int i = 0; i < PQntuples(top.get()); i++) {
         TrialRow row;
@@ -158,8 +159,8 @@ std::optional<StudyRows> PipelineDb::study(std::string_view id) {
             }
         }
         // FollowupItems of either kind of database (docs/upstream-schema.md).
-        Json items = followups::parse(db::get_or(d.get(), 0, 1), PQgetisnull(d.get(), 0, 1) != 0,
-                                      nullptr);
+        Json items =
+            followups::parse(db::get_or(d.get(), 0, 1), PQgetisnull(d.get(), 0, 1) != 0, nullptr);
         for (size_t i = 0; i < json_array_size(items.get()); i++) {
             out.followups.push_back(followups::pr_line(json_array_get(items.get(), i)));
         }
