@@ -114,6 +114,7 @@ ngx_int_t ngx_http_relyloop_pg_want(ngx_http_relyloop_pg_conn_t *conn,
 void ngx_http_relyloop_pg_connect_poll(ngx_http_relyloop_pg_conn_t *conn);
 void ngx_http_relyloop_pg_retry_handler(ngx_event_t *ev);
 void ngx_http_relyloop_pg_recycle_handler(ngx_event_t *ev);
+void ngx_http_relyloop_pg_cancel_events(ngx_http_relyloop_pg_conn_t *conn);
 /* what == NULL: the caller has logged already */
 void ngx_http_relyloop_pg_broken(ngx_http_relyloop_pg_conn_t *conn,
     const char *what);

@@ -398,6 +398,25 @@ ngx_http_relyloop_pg_recycle_handler(ngx_event_t *ev)
 }
 
 
+/* The connection's own timer and posted events, withdrawn. */
+
+void
+ngx_http_relyloop_pg_cancel_events(ngx_http_relyloop_pg_conn_t *conn)
+{
+    if (conn->retry_event.timer_set) {
+        ngx_del_timer(&conn->retry_event);
+    }
+
+    if (conn->sync_event.posted) {
+        ngx_delete_posted_event(&conn->sync_event);
+    }
+
+    if (conn->recycle_event.posted) {
+        ngx_delete_posted_event(&conn->recycle_event);
+    }
+}
+
+
 /*
  * The connection is gone or unusable: fail what it carried, close it and
  * reconnect later. what == NULL: the caller has logged already.
@@ -427,17 +446,7 @@ ngx_http_relyloop_pg_broken(ngx_http_relyloop_pg_conn_t *conn,
         ngx_http_relyloop_metrics_count(NGX_HTTP_RELYLOOP_M_PG_RECONNECTS);
     }
 
-    if (conn->retry_event.timer_set) {
-        ngx_del_timer(&conn->retry_event);
-    }
-
-    if (conn->sync_event.posted) {
-        ngx_delete_posted_event(&conn->sync_event);
-    }
-
-    if (conn->recycle_event.posted) {
-        ngx_delete_posted_event(&conn->recycle_event);
-    }
+    ngx_http_relyloop_pg_cancel_events(conn);
 
     conn->recycle = 0;
 

@@ -112,17 +112,7 @@ ngx_http_relyloop_pg_pool_destroy(ngx_http_relyloop_pg_pool_t *pool)
     for (i = 0; i < pool->nconns; i++) {
         conn = &pool->conns[i];
 
-        if (conn->retry_event.timer_set) {
-            ngx_del_timer(&conn->retry_event);
-        }
-
-        if (conn->sync_event.posted) {
-            ngx_delete_posted_event(&conn->sync_event);
-        }
-
-        if (conn->recycle_event.posted) {
-            ngx_delete_posted_event(&conn->recycle_event);
-        }
+        ngx_http_relyloop_pg_cancel_events(conn);
 
         if (conn->pgconn) {
             ngx_http_relyloop_pg_broken(conn, NULL);
