@@ -35,6 +35,8 @@ using PgResult = std::unique_ptr<PGresult, c_free<PQclear>>;
 inline void pq_freemem(char *p) noexcept { PQfreemem(p); }
 using PgText = std::unique_ptr<char, c_free<pq_freemem>>;
 using PgConninfo = std::unique_ptr<PQconninfoOption, c_free<PQconninfoFree>>;
+inline void pq_free_notify(PGnotify *n) noexcept { PQfreemem(n); }
+using PgNotify = std::unique_ptr<PGnotify, c_free<pq_free_notify>>;
 
 // jansson: json_decref is inline, hence the lambda.
 inline void json_release(json_t *j) noexcept { json_decref(j); }

@@ -68,14 +68,14 @@ bool IpcServer::open(std::string *error) {
             *error = path + " exists and is not a socket; refusing to replace it";
             return false;
         }
-        int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (probe < 0) {
+        Fd probe(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        if (!probe) {
             *error = "socket(): " + errno_text(errno);
             return false;
         }
-        int rc = connect(probe, reinterpret_cast<sockaddr *>(&addr), sizeof addr);
+        int rc = connect(probe.get(), reinterpret_cast<sockaddr *>(&addr), sizeof addr);
         int err = errno;
-        ::close(probe);
+        probe.reset();
         if (rc == 0) {
             *error = "another relyloop-worker is answering on " + path + "; refusing to start";
             return false;
@@ -91,27 +91,27 @@ bool IpcServer::open(std::string *error) {
         log_.info("stale_socket_removed", {{"message", path}});
     }
 
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
+    Fd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (!fd) {
         *error = "socket(): " + errno_text(errno);
         return false;
     }
     // The socket file must never be wider than 0660, not even between bind()
     // and chmod(); nothing else runs yet, so the process umask is ours.
     mode_t old_mask = umask(0117);
-    int rc = bind(fd, reinterpret_cast<sockaddr *>(&addr), sizeof addr);
+    int rc = bind(fd.get(), reinterpret_cast<sockaddr *>(&addr), sizeof addr);
     int err = errno;
     umask(old_mask);
     if (rc != 0) {
-        ::close(fd);
         *error = "cannot bind " + path + ": " + errno_text(err) +
                  (err == EADDRINUSE ? " (another worker started at the same time?)" : "");
         return false;
     }
     socket_created_ = true;
-    if (chmod(path.c_str(), 0660) != 0 || listen(fd, 256) != 0 || stat(path.c_str(), &st) != 0) {
+    if (chmod(path.c_str(), 0660) != 0 || listen(fd.get(), 256) != 0 ||
+        stat(path.c_str(), &st) != 0) {
         err = errno;
-        ::close(fd);
+        fd.reset();
         unlink(path.c_str());
         socket_created_ = false;
         *error = "cannot set up " + path + ": " + errno_text(err);
@@ -119,7 +119,7 @@ bool IpcServer::open(std::string *error) {
     }
     sock_dev_ = st.st_dev;
     sock_ino_ = st.st_ino;
-    listen_fd_ = fd;
+    listen_fd_ = fd.release();
 
     epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
     done_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);

@@ -243,8 +243,7 @@ void JobRunner::dispatcher_main() noexcept {
                 break;
             }
             bool any = false;
-            while (PGnotify *note = PQnotifies(conn.get())) {
-                PQfreemem(note);
+            for (PgNotify note(PQnotifies(conn.get())); note; note.reset(PQnotifies(conn.get()))) {
                 any = true;
             }
             if (any) {
