@@ -76,6 +76,7 @@ std::optional<T> read_ok_reply(std::string_view line, const char *required, Read
         }
         return read(root.get());
     } catch (...) {
+        // Out of memory: the caller reports the reply as unreadable.
         return std::nullopt;
     }
 }
@@ -158,6 +159,7 @@ ParsedRequest parse_request(std::string_view line) noexcept {
         r.request = std::move(req);
         return r;
     } catch (...) {
+        // Out of memory: the error reply says so, and the client logs it.
         return fail("internal error");
     }
 }
@@ -247,6 +249,7 @@ std::optional<std::string> parse_error_reply(std::string_view line) noexcept {
         }
         return std::string(json_string_value(error), json_string_length(error));
     } catch (...) {
+        // Out of memory: the caller reports the reply as unreadable.
         return std::nullopt;
     }
 }
