@@ -119,20 +119,20 @@ bool IpcServer::open(std::string *error) {
     }
     sock_dev_ = st.st_dev;
     sock_ino_ = st.st_ino;
-    listen_fd_ = fd.release();
+    listen_fd_ = std::move(fd);
 
-    epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
-    done_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (epoll_fd_ < 0 || done_fd_ < 0) {
+    epoll_fd_.reset(epoll_create1(EPOLL_CLOEXEC));
+    done_fd_.reset(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+    if (!epoll_fd_ || !done_fd_) {
         *error = "epoll/eventfd: " + errno_text(errno);
         return false;
     }
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.u64 = kTagListener;
-    epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, listen_fd_, &ev);
+    epoll_ctl(epoll_fd_.get(), EPOLL_CTL_ADD, listen_fd_.get(), &ev);
     ev.data.u64 = kTagDone;
-    epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, done_fd_, &ev);
+    epoll_ctl(epoll_fd_.get(), EPOLL_CTL_ADD, done_fd_.get(), &ev);
     accepting_ = true;
     return true;
 }
@@ -144,10 +144,9 @@ void IpcServer::start_pool() {
 }
 
 void IpcServer::stop_accepting() noexcept {
-    if (listen_fd_ >= 0) {
-        epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, listen_fd_, nullptr);
-        ::close(listen_fd_);
-        listen_fd_ = -1;
+    if (listen_fd_) {
+        epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, listen_fd_.get(), nullptr);
+        listen_fd_.reset();
     }
     accepting_ = false;
     if (socket_created_) {
@@ -182,14 +181,8 @@ void IpcServer::shutdown() noexcept {
         }
     }
     pool_.clear();
-    if (done_fd_ >= 0) {
-        ::close(done_fd_);
-        done_fd_ = -1;
-    }
-    if (epoll_fd_ >= 0) {
-        ::close(epoll_fd_);
-        epoll_fd_ = -1;
-    }
+    done_fd_.reset();
+    epoll_fd_.reset();
 }
 
 void IpcServer::run(int extra_fd, const std::function<void()> &on_extra,
@@ -198,11 +191,11 @@ void IpcServer::run(int extra_fd, const std::function<void()> &on_extra,
         epoll_event ev{};
         ev.events = EPOLLIN;
         ev.data.u64 = kTagExtra;
-        epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, extra_fd, &ev);
+        epoll_ctl(epoll_fd_.get(), EPOLL_CTL_ADD, extra_fd, &ev);
     }
     epoll_event events[64];
     while (!done()) {
-        int n = epoll_wait(epoll_fd_, events, 64, posted_.empty() ? 250 : 0);
+        int n = epoll_wait(epoll_fd_.get(), events, 64, posted_.empty() ? 250 : 0);
         if (n < 0) {
             if (errno == EINTR) {
                 continue;
@@ -234,22 +227,22 @@ void IpcServer::run(int extra_fd, const std::function<void()> &on_extra,
             }
         }
         expire_idle();
-        if (listener_paused_ && listen_fd_ >= 0 && Clock::now() >= listener_resume_) {
+        if (listener_paused_ && listen_fd_ && Clock::now() >= listener_resume_) {
             epoll_event ev{};
             ev.events = EPOLLIN;
             ev.data.u64 = kTagListener;
-            epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, listen_fd_, &ev);
+            epoll_ctl(epoll_fd_.get(), EPOLL_CTL_ADD, listen_fd_.get(), &ev);
             listener_paused_ = false;
         }
     }
-    if (extra_fd >= 0 && epoll_fd_ >= 0) {
-        epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, extra_fd, nullptr);
+    if (extra_fd >= 0 && epoll_fd_) {
+        epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, extra_fd, nullptr);
     }
 }
 
 void IpcServer::accept_clients() {
-    while (listen_fd_ >= 0) {
-        int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    while (listen_fd_) {
+        int fd = accept4(listen_fd_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED) {
                 continue;
@@ -258,7 +251,7 @@ void IpcServer::accept_clients() {
                 // Level-triggered: stop listening for a moment instead of
                 // spinning on a connection we cannot take.
                 log_.error("ipc_accept_failed", {{"message", errno_text(errno)}});
-                epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, listen_fd_, nullptr);
+                epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, listen_fd_.get(), nullptr);
                 listener_paused_ = true;
                 listener_resume_ = Clock::now() + std::chrono::milliseconds(500);
             }
@@ -279,7 +272,7 @@ void IpcServer::accept_clients() {
         epoll_event ev{};
         ev.events = c->events;
         ev.data.u64 = c->id;
-        if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
+        if (epoll_ctl(epoll_fd_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) {
             continue;
         }
         clients_.emplace(c->id, std::move(c));
@@ -431,7 +424,7 @@ void IpcServer::update_interest(Client &c) {
         epoll_event ev{};
         ev.events = want;
         ev.data.u64 = c.id;
-        epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, c.fd, &ev);
+        epoll_ctl(epoll_fd_.get(), EPOLL_CTL_MOD, c.fd, &ev);
         c.events = want;
     }
 }
@@ -441,14 +434,14 @@ void IpcServer::close_client(uint64_t id) {
     if (it == clients_.end()) {
         return;
     }
-    epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, it->second->fd, nullptr);
+    epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, it->second->fd, nullptr);
     ::close(it->second->fd);
     clients_.erase(it);
 }
 
 void IpcServer::drain_completions() {
     uint64_t count = 0;
-    ssize_t r = read(done_fd_, &count, sizeof count);
+    ssize_t r = read(done_fd_.get(), &count, sizeof count);
     (void)r;
     std::deque<Done> ready;
     {
@@ -500,9 +493,9 @@ void IpcServer::pool_main() noexcept {
             done_.push_back({task.client_id, std::move(reply)});
             in_flight_--;
         }
-        if (done_fd_ >= 0) {
+        if (done_fd_) {
             uint64_t one = 1;
-            ssize_t w = write(done_fd_, &one, sizeof one);
+            ssize_t w = write(done_fd_.get(), &one, sizeof one);
             (void)w;
         }
     }

@@ -24,6 +24,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/raii.hpp"
 #include "event_log.hpp"
 #include "protocol.hpp"
 #include "settings.hpp"
@@ -107,9 +108,9 @@ class IpcServer {
     EventLog &log_;
     std::function<void()> on_enqueued_;
 
-    int listen_fd_ = -1;
-    int epoll_fd_ = -1;
-    int done_fd_ = -1;  // eventfd: DB pool → loop
+    Fd listen_fd_;
+    Fd epoll_fd_;
+    Fd done_fd_;  // eventfd: DB pool → loop
     dev_t sock_dev_ = 0;
     ino_t sock_ino_ = 0;
     bool socket_created_ = false;

@@ -44,16 +44,13 @@ JobRunner::JobRunner(const Settings &settings, Pipeline &pipeline, EventLog &log
       log_(log),
       lease_ttl_(std::chrono::duration_cast<milliseconds>(settings.lease_ttl)),
       lease_margin_(std::max(lease_ttl_ / 6, milliseconds(100))) {
-    stop_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    stop_fd_.reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
 }
 
 JobRunner::~JobRunner() {
     if (started_) {
         request_stop(true);
         join();
-    }
-    if (stop_fd_ >= 0) {
-        close(stop_fd_);
     }
 }
 
@@ -104,9 +101,9 @@ void JobRunner::join() noexcept {
         aux_stop_.store(true);
     }
     aux_cv_.notify_all();
-    if (stop_fd_ >= 0) {
+    if (stop_fd_) {
         uint64_t one = 1;
-        ssize_t n = write(stop_fd_, &one, sizeof one);
+        ssize_t n = write(stop_fd_.get(), &one, sizeof one);
         (void)n;
     }
     for (std::thread *t : {&dispatcher_, &heartbeat_, &watchdog_}) {
@@ -229,7 +226,7 @@ void JobRunner::dispatcher_main() noexcept {
             if (PQstatus(conn.get()) != CONNECTION_OK || PQsocket(conn.get()) < 0) {
                 break;
             }
-            pollfd fds[2] = {{PQsocket(conn.get()), POLLIN, 0}, {stop_fd_, POLLIN, 0}};
+            pollfd fds[2] = {{PQsocket(conn.get()), POLLIN, 0}, {stop_fd_.get(), POLLIN, 0}};
             int n = poll(fds, 2, 1000);
             if (n < 0 && errno != EINTR) {
                 break;

@@ -162,7 +162,7 @@ class JobRunner {
     std::atomic<bool> stopping_{false};
     std::atomic<bool> aux_stop_{false};
     std::atomic<int> runners_alive_{0};
-    int stop_fd_ = -1;  // eventfd: wakes the dispatcher's poll()
+    Fd stop_fd_;  // eventfd: wakes the dispatcher's poll()
 
     std::mutex wake_mu_;
     std::condition_variable wake_cv_;

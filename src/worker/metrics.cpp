@@ -345,27 +345,28 @@ bool MetricsListener::start(std::string *err) {
         s6->sin6_port = htons(static_cast<uint16_t>(port));
         len = sizeof(sockaddr_in6);
     }
-    listen_fd_ = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (listen_fd_ < 0) {
+    listen_fd_.reset(socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    if (!listen_fd_) {
         *err = std::string("metrics listener: socket: ") + std::strerror(errno);
         return false;
     }
     int one = 1;
-    (void)setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (bind(listen_fd_, reinterpret_cast<sockaddr *>(&ss), len) != 0 ||
-        listen(listen_fd_, 16) != 0) {
+    (void)setsockopt(listen_fd_.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(listen_fd_.get(), reinterpret_cast<sockaddr *>(&ss), len) != 0 ||
+        listen(listen_fd_.get(), 16) != 0) {
         *err = "metrics listener: cannot listen on " + settings_.metrics_listen + ": " +
                std::strerror(errno);
-        close(listen_fd_);
-        listen_fd_ = -1;
+        listen_fd_.reset();
         return false;
     }
-    if (pipe2(wake_, O_CLOEXEC) != 0) {
+    int pipe_fds[2];
+    if (pipe2(pipe_fds, O_CLOEXEC) != 0) {
         *err = std::string("metrics listener: pipe: ") + std::strerror(errno);
-        close(listen_fd_);
-        listen_fd_ = -1;
+        listen_fd_.reset();
         return false;
     }
+    wake_read_.reset(pipe_fds[0]);
+    wake_write_.reset(pipe_fds[1]);
     thread_ = std::thread([this] { run(); });
     return true;
 }
@@ -373,21 +374,18 @@ bool MetricsListener::start(std::string *err) {
 void MetricsListener::stop() noexcept {
     if (thread_.joinable()) {
         char c = 'x';
-        (void)!write(wake_[1], &c, 1);
+        (void)!write(wake_write_.get(), &c, 1);
         thread_.join();
     }
-    for (int *fd : {&listen_fd_, &wake_[0], &wake_[1]}) {
-        if (*fd >= 0) {
-            close(*fd);
-            *fd = -1;
-        }
-    }
+    listen_fd_.reset();
+    wake_read_.reset();
+    wake_write_.reset();
 }
 
 void MetricsListener::run() noexcept {
     PgConn conn;
     for (;;) {
-        pollfd fds[2] = {{listen_fd_, POLLIN, 0}, {wake_[0], POLLIN, 0}};
+        pollfd fds[2] = {{listen_fd_.get(), POLLIN, 0}, {wake_read_.get(), POLLIN, 0}};
         int n = poll(fds, 2, -1);
         if (n < 0) {
             if (errno == EINTR) {
@@ -398,7 +396,7 @@ void MetricsListener::run() noexcept {
         if (fds[1].revents != 0) {
             break;
         }
-        Fd fd(accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC));
+        Fd fd(accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC));
         if (!fd) {
             continue;
         }
@@ -424,7 +422,7 @@ void MetricsListener::serve(int fd, PgConn *conn) noexcept {
             if (left <= 0) {
                 return;
             }
-            pollfd fds[2] = {{fd, POLLIN, 0}, {wake_[0], POLLIN, 0}};
+            pollfd fds[2] = {{fd, POLLIN, 0}, {wake_read_.get(), POLLIN, 0}};
             int n = poll(fds, 2, static_cast<int>(left));
             if (n < 0 && errno == EINTR) {
                 continue;

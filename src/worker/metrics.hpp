@@ -59,8 +59,9 @@ class MetricsListener {
 
     const Settings &settings_;
     EventLog &log_;
-    int listen_fd_ = -1;
-    int wake_[2] = {-1, -1};
+    Fd listen_fd_;
+    Fd wake_read_;  // a pipe: stop() wakes run()'s poll()
+    Fd wake_write_;
     std::thread thread_;
 };
 
