@@ -257,7 +257,7 @@ void IpcServer::accept_clients() {
             }
             return;
         }
-        Fd owned(fd);  // closed unless a client takes it
+        Fd owned(fd);  // closed unless a client takes it over
         if (clients_.size() >= kMaxClients) {
             std::string msg = reply_error("too many connections");
             ssize_t w = send(fd, msg.data(), msg.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -265,7 +265,6 @@ void IpcServer::accept_clients() {
             continue;
         }
         auto c = std::make_unique<Client>();
-        c->fd = fd;
         c->id = next_id_++;
         c->last_activity = Clock::now();
         c->events = EPOLLIN;
@@ -275,8 +274,8 @@ void IpcServer::accept_clients() {
         if (epoll_ctl(epoll_fd_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) {
             continue;
         }
+        c->fd = std::move(owned);
         clients_.emplace(c->id, std::move(c));
-        (void)owned.release();
     }
 }
 
@@ -309,7 +308,7 @@ void IpcServer::read_client(Client &c) {
     // Read only while there is no complete line waiting: the framer never
     // holds more than one line limit plus one chunk.
     while (!c.eof && !c.busy && c.out.empty() && !c.close_after_write && !c.framer.has_line()) {
-        ssize_t n = recv(c.fd, buf, sizeof buf, 0);
+        ssize_t n = recv(c.fd.get(), buf, sizeof buf, 0);
         if (n > 0) {
             c.framer.feed(std::string_view(buf, static_cast<size_t>(n)));
             c.last_activity = Clock::now();
@@ -394,7 +393,7 @@ void IpcServer::process(Client &c) {
 
 void IpcServer::flush(Client &c) {
     while (!c.out.empty()) {
-        ssize_t n = send(c.fd, c.out.data(), c.out.size(), MSG_NOSIGNAL);
+        ssize_t n = send(c.fd.get(), c.out.data(), c.out.size(), MSG_NOSIGNAL);
         if (n > 0) {
             c.out.erase(0, static_cast<size_t>(n));
             c.last_activity = Clock::now();
@@ -424,7 +423,7 @@ void IpcServer::update_interest(Client &c) {
         epoll_event ev{};
         ev.events = want;
         ev.data.u64 = c.id;
-        epoll_ctl(epoll_fd_.get(), EPOLL_CTL_MOD, c.fd, &ev);
+        epoll_ctl(epoll_fd_.get(), EPOLL_CTL_MOD, c.fd.get(), &ev);
         c.events = want;
     }
 }
@@ -434,9 +433,8 @@ void IpcServer::close_client(uint64_t id) {
     if (it == clients_.end()) {
         return;
     }
-    epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, it->second->fd, nullptr);
-    ::close(it->second->fd);
-    clients_.erase(it);
+    epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, it->second->fd.get(), nullptr);
+    clients_.erase(it);  // closes the descriptor
 }
 
 void IpcServer::drain_completions() {

@@ -71,7 +71,7 @@ class IpcServer {
 
   private:
     struct Client {
-        int fd = -1;
+        Fd fd;
         uint64_t id = 0;
         LineFramer framer;
         std::string out;
