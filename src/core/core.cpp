@@ -17,6 +17,7 @@
 #include "api/request.hpp"
 #include "api/router.hpp"
 #include "common/defaults.hpp"
+#include "common/raii.hpp"
 #include "common/strings.hpp"
 #include "common/validate.hpp"
 #include "common/worker_protocol.hpp"
@@ -219,7 +220,7 @@ rl_status_t rl_request_step(rl_request_t *req, rl_step_t *out) noexcept {
 
 void rl_request_query_result(rl_request_t *req, struct pg_result *res) noexcept {
     if (req == nullptr) {
-        PQclear(res);
+        relyloop::PgResult dropped(res);  // the result is ours either way
         return;
     }
     (void)guarded(req, "query_result", [&] { req->req.query_result(res); });
