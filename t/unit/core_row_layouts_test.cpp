@@ -12,6 +12,7 @@
 
 #include <cstdlib>
 #include <initializer_list>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <span>
@@ -54,7 +55,32 @@ Cols of(std::span<const db::Column> cols) {
     return out;
 }
 
-Cols unnamed(int n) { return Cols(static_cast<size_t>(n)); }
+// The study analytics inputs, in the order analytics::input_from_columns
+// reads them (docs/analytics.md): their SQL is expressions, so PostgreSQL
+// names most of them "?column?", but each has a type a swap would change.
+Cols analytics_inputs() {
+    const ColKind kinds[] = {
+        ColKind::kStr,    // status
+        ColKind::kJsonb,  // objective
+        ColKind::kReal,   // best_metric
+        ColKind::kBool,   // has a winner
+        ColKind::kInt,    // the winner's trial number
+        ColKind::kReal,   // the winner's metric
+        ColKind::kJsonb,  // the winner's per-query metrics
+        ColKind::kBool,   // has a baseline
+        ColKind::kJsonb,  // the baseline's per-query metrics
+        ColKind::kBool,   // has a runner-up
+        ColKind::kJsonb,  // the runner-up's per-query metrics
+        ColKind::kJsonb,  // the series (json)
+        ColKind::kJsonb,  // the query texts (json)
+    };
+    static_assert(std::size(kinds) == analytics::kAnalyticsInputCols);
+    Cols out;
+    for (ColKind k : kinds) {
+        out.push_back({"", true, k});
+    }
+    return out;
+}
 
 Cols operator+(Cols a, const Cols &b) {
     a.insert(a.end(), b.begin(), b.end());
@@ -66,7 +92,7 @@ std::map<Stmt, Cols> expected() {
     const Cols config_repo = of(layout::config_repo::kColumns);
     const Cols cluster = of(layout::cluster::kColumns);
     const Cols tmpl = of(layout::query_template::kColumns);
-    const Cols study = of(layout::study::kColumns) + unnamed(analytics::kAnalyticsInputCols);
+    const Cols study = of(layout::study::kColumns) + analytics_inputs();
     const Cols trial = of(layout::trial::kColumns);
     const Cols digest = of(layout::digest::kColumns);
     const Cols summary = of(layout::proposal_summary::kColumns);
