@@ -9,6 +9,7 @@
 #include <mutex>
 #include <vector>
 
+#include "common/base64.hpp"
 #include "common/json_writer.hpp"
 #include "common/regex.hpp"
 
@@ -70,24 +71,12 @@ std::string redact(std::string_view text) {
 
 namespace {
 
-// Standard base64 (RFC 4648, with '+' and '/'), without padding, of `in`;
-// only the characters fully determined by `in` (floor(8n/6)): the last,
-// partial one depends on whatever byte follows in the real encoded string.
+// The base64 of `in`, only the characters `in` fully determines
+// (floor(8n/6)): the next one depends on whatever byte follows in the real
+// encoded string.
 std::string base64_determined(std::string_view in) {
-    static const char kAlphabet[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    std::string out;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (char c : in) {
-        acc = (acc << 8) | static_cast<unsigned char>(c);
-        bits += 8;
-        while (bits >= 6) {
-            bits -= 6;
-            out.push_back(kAlphabet[(acc >> bits) & 0x3F]);
-        }
-        acc &= (1u << bits) - 1;
-    }
+    std::string out = base64(in);
+    out.resize(in.size() * 8 / 6);
     return out;
 }
 

@@ -14,6 +14,7 @@
 #include <string>
 #include <string_view>
 
+#include "common/base64.hpp"
 #include "common/redact.hpp"
 
 namespace {
@@ -25,24 +26,7 @@ const std::string kPats[] = {
     "aaaaaaaaaaaaaaaaaaaaaaaab",  // self-overlapping: slices everywhere
 };
 
-std::string b64(std::string_view in) {
-    static const char kA[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    std::string out;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (char c : in) {
-        acc = (acc << 8) | static_cast<unsigned char>(c);
-        bits += 8;
-        while (bits >= 6) {
-            bits -= 6;
-            out.push_back(kA[(acc >> bits) & 63]);
-        }
-        acc &= (1u << bits) - 1;
-    }
-    if (bits > 0) out.push_back(kA[(acc << (6 - bits)) & 63]);
-    while (out.size() % 4 != 0) out.push_back('=');
-    return out;
-}
+std::string b64(std::string_view in) { return relyloop::base64(in); }
 
 // The characters of b64(prefix + pat) that only the PAT determines.
 std::string determined(std::string_view prefix, std::string_view pat) {

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "common/base64.hpp"
 #include "common/redact.hpp"
 #include "common/secret.hpp"
 
@@ -16,23 +17,7 @@ using relyloop::truncate_utf8;
 
 namespace {
 
-std::string b64(std::string_view in) {
-    static const char kA[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    std::string out;
-    size_t i = 0;
-    for (; i + 2 < in.size(); i += 3) {
-        uint32_t v = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8) | uint8_t(in[i + 2]);
-        for (int k = 3; k >= 0; k--) out.push_back(kA[(v >> (6 * k)) & 63]);
-    }
-    if (in.size() - i == 1) {
-        uint32_t v = uint8_t(in[i]) << 16;
-        out += {kA[(v >> 18) & 63], kA[(v >> 12) & 63], '=', '='};
-    } else if (in.size() - i == 2) {
-        uint32_t v = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8);
-        out += {kA[(v >> 18) & 63], kA[(v >> 12) & 63], kA[(v >> 6) & 63], '='};
-    }
-    return out;
-}
+std::string b64(std::string_view in) { return relyloop::base64(in); }
 
 // The first 8-byte slice of `needle` found in `text`, or "".
 std::string slice_in(std::string_view text, std::string_view needle) {
