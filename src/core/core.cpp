@@ -119,17 +119,13 @@ rl_status_t rl_web_url_check(size_t *base_len, rl_str_t url) noexcept {
     if (base_len == nullptr || url.data == nullptr) {
         return RL_ERROR;
     }
-    try {
-        auto base = relyloop::normalize_web_url(std::string_view(url.data, url.len));
-        if (!base) {
-            return RL_ERROR;
-        }
-        *base_len = base->size();
-        return RL_OK;
-    } catch (...) {
-        // normalize_web_url does not throw; nothing may unwind into nginx.
+    // normalize_web_url is noexcept and allocates nothing.
+    auto base = relyloop::normalize_web_url(std::string_view(url.data, url.len));
+    if (!base) {
         return RL_ERROR;
     }
+    *base_len = base->size();
+    return RL_OK;
 }
 
 size_t rl_route_count(void) noexcept { return relyloop::core::routes().size(); }
