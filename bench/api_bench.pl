@@ -9,7 +9,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib", "$FindBin::Bin/../t/lib";
 
-use Bench qw(wrk pgbench print_statements ratio fmt_ms seconds);
+use Bench qw(wrk pgbench print_statements seed_config_repos ratio fmt_ms seconds);
 use RelyLoop::Test;
 
 my $build = $ENV{RELYLOOP_BUILD_DIR} || "$FindBin::Bin/../build";
@@ -34,14 +34,7 @@ $t->start_nginx(environment => 'production', workers => $workers,
     directives => {relyloop_pg_timeout => '5s', relyloop_pg_pool_size => $pool,
         relyloop_pg_pipeline_depth => $depth});
 
-# 1000 repos, spread over time, so the list has real pages.
-$t->psql(<<'SQL');
-INSERT INTO config_repos (id, name, provider, repo_url, auth_ref, created_at)
-SELECT '0196c0de-0000-7000-8000-' || lpad(g::text, 12, '0'), 'repo-' || g, 'github',
-       'https://github.com/acme/repo-' || g, 'pat', now() - (g || ' seconds')::interval
-FROM generate_series(1, 1000) g;
-SQL
-my $id = '0196c0de-0000-7000-8000-000000000500';
+my $id = seed_config_repos($t);
 
 my $st = print_statements($build, $t->dir);
 my $get = $st->{rl_config_repo_get} or die 'no rl_config_repo_get';

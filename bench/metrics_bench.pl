@@ -13,7 +13,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib", "$FindBin::Bin/../t/lib";
 
-use Bench qw(wrk pgbench print_statements ratio seconds);
+use Bench qw(wrk pgbench print_statements seed_config_repos ratio seconds);
 use RelyLoop::Test;
 
 my $build = $ENV{RELYLOOP_BUILD_DIR} || "$FindBin::Bin/../build";
@@ -22,13 +22,7 @@ my $rounds = $ENV{RELYLOOP_BENCH_ROUNDS} || 5;
 
 my $t = RelyLoop::Test->new;
 $t->start_pg->migrate;
-$t->psql(<<'SQL');
-INSERT INTO config_repos (id, name, provider, repo_url, auth_ref, created_at)
-SELECT '0196c0de-0000-7000-8000-' || lpad(g::text, 12, '0'), 'repo-' || g, 'github',
-       'https://github.com/acme/repo-' || g, 'pat', now() - (g || ' seconds')::interval
-FROM generate_series(1, 1000) g;
-SQL
-my $id = '0196c0de-0000-7000-8000-000000000500';
+my $id = seed_config_repos($t);
 my $st = print_statements($build, $t->dir);
 my $get = $st->{rl_config_repo_get} or die 'no rl_config_repo_get';
 open my $fh, '>', $t->dir . '/get.sql' or die;

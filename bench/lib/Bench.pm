@@ -10,7 +10,7 @@ use Exporter qw(import);
 use File::Basename qw(dirname);
 use Cwd qw(abs_path);
 
-our @EXPORT_OK = qw(wrk pgbench print_statements ratio fmt_ms seconds);
+our @EXPORT_OK = qw(wrk pgbench print_statements seed_config_repos ratio fmt_ms seconds);
 
 my $ROOT = abs_path(dirname(__FILE__) . '/../..');
 
@@ -99,6 +99,19 @@ sub print_statements {
         $st{$name} = {nparams => $n, sql => $sql};
     }
     return \%st;
+}
+
+# seed_config_repos($t): 1000 config repos spread over time (so lists have
+# real pages); returns the id of the one in the middle.
+sub seed_config_repos {
+    my ($t) = @_;
+    $t->psql(<<'SQL');
+INSERT INTO config_repos (id, name, provider, repo_url, auth_ref, created_at)
+SELECT '0196c0de-0000-7000-8000-' || lpad(g::text, 12, '0'), 'repo-' || g, 'github',
+       'https://github.com/acme/repo-' || g, 'pat', now() - (g || ' seconds')::interval
+FROM generate_series(1, 1000) g;
+SQL
+    return '0196c0de-0000-7000-8000-000000000500';
 }
 
 sub ratio {
