@@ -13,11 +13,7 @@
 #include "ngx_http_relyloop_conf.h"
 
 
-static char *ngx_http_relyloop_body_buffer_check(ngx_conf_t *cf, void *post,
-    void *data);
-static char *ngx_http_relyloop_webhook_body_check(ngx_conf_t *cf, void *post,
-    void *data);
-static char *ngx_http_relyloop_replay_window_check(ngx_conf_t *cf, void *post,
+static char *ngx_http_relyloop_range_check(ngx_conf_t *cf, void *post,
     void *data);
 static ngx_int_t ngx_http_relyloop_valid_origin(ngx_str_t *origin);
 
@@ -25,23 +21,21 @@ static ngx_int_t ngx_http_relyloop_valid_origin(ngx_str_t *origin);
 ngx_http_relyloop_bounds_t  ngx_http_relyloop_positive = { 1, 65536 };
 ngx_http_relyloop_bounds_t  ngx_http_relyloop_waiting = { 0, 1048576 };
 
-/* relyloop_body_buffer_size: 1k .. 64m */
-#define NGX_HTTP_RELYLOOP_BODY_MIN  1024
-#define NGX_HTTP_RELYLOOP_BODY_MAX  (64 * 1024 * 1024)
-
-ngx_conf_post_t  ngx_http_relyloop_body_buffer_bounds =
-    { ngx_http_relyloop_body_buffer_check };
+ngx_http_relyloop_range_t  ngx_http_relyloop_body_buffer_bounds =
+    { ngx_http_relyloop_range_check, 1024, 64 * 1024 * 1024, 0,
+      "relyloop_body_buffer_size", "a size from 1k to 64m" };
 
 /*
- * relyloop_webhook_max_body: 1k .. 25m (GitHub caps payloads at 25 MB, and
- * the body is parsed and hashed on the event loop);
- * relyloop_webhook_replay_window: 1h .. 30d
+ * relyloop_webhook_max_body: up to 25m (GitHub caps payloads at 25 MB, and
+ * the body is parsed and hashed on the event loop)
  */
-#define NGX_HTTP_RELYLOOP_WEBHOOK_BODY_MAX  (25 * 1024 * 1024)
-ngx_conf_post_t  ngx_http_relyloop_webhook_body_bounds =
-    { ngx_http_relyloop_webhook_body_check };
-ngx_conf_post_t  ngx_http_relyloop_replay_window_bounds =
-    { ngx_http_relyloop_replay_window_check };
+ngx_http_relyloop_range_t  ngx_http_relyloop_webhook_body_bounds =
+    { ngx_http_relyloop_range_check, 1024, 25 * 1024 * 1024, 0,
+      "relyloop_webhook_max_body", "a size from 1k to 25m" };
+
+ngx_http_relyloop_range_t  ngx_http_relyloop_replay_window_bounds =
+    { ngx_http_relyloop_range_check, 3600, 30 * 86400, 1,
+      "relyloop_webhook_replay_window", "a time from 1h to 30d" };
 
 
 void *
@@ -132,61 +126,27 @@ ngx_http_relyloop_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 }
 
 
+/*
+ * The post handler of a size or time directive with a range: one message,
+ * naming the directive, the value as written and the range.
+ */
+
 static char *
-ngx_http_relyloop_body_buffer_check(ngx_conf_t *cf, void *post, void *data)
+ngx_http_relyloop_range_check(ngx_conf_t *cf, void *post, void *data)
 {
-    size_t      *sp = data;
+    ngx_http_relyloop_range_t *range = post;
+
+    off_t        v;
     ngx_str_t   *value;
 
-    if (*sp < NGX_HTTP_RELYLOOP_BODY_MIN || *sp > NGX_HTTP_RELYLOOP_BODY_MAX) {
+    v = range->is_time ? (off_t) *(time_t *) data : (off_t) *(size_t *) data;
+
+    if (v < range->min || v > range->max) {
         value = cf->args->elts;
 
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid \"relyloop_body_buffer_size\" value "
-                           "\"%V\", it must be a size from 1k to 64m",
-                           &value[1]);
-        return NGX_CONF_ERROR;
-    }
-
-    return NGX_CONF_OK;
-}
-
-
-static char *
-ngx_http_relyloop_webhook_body_check(ngx_conf_t *cf, void *post, void *data)
-{
-    size_t      *sp = data;
-    ngx_str_t   *value;
-
-    if (*sp < NGX_HTTP_RELYLOOP_BODY_MIN
-        || *sp > NGX_HTTP_RELYLOOP_WEBHOOK_BODY_MAX)
-    {
-        value = cf->args->elts;
-
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid \"relyloop_webhook_max_body\" value "
-                           "\"%V\", it must be a size from 1k to 25m",
-                           &value[1]);
-        return NGX_CONF_ERROR;
-    }
-
-    return NGX_CONF_OK;
-}
-
-
-static char *
-ngx_http_relyloop_replay_window_check(ngx_conf_t *cf, void *post, void *data)
-{
-    time_t      *tp = data;
-    ngx_str_t   *value;
-
-    if (*tp < 3600 || *tp > 30 * 86400) {
-        value = cf->args->elts;
-
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid \"relyloop_webhook_replay_window\" value "
-                           "\"%V\", it must be a time from 1h to 30d",
-                           &value[1]);
+                           "invalid \"%s\" value \"%V\", it must be %s",
+                           range->name, &value[1], range->text);
         return NGX_CONF_ERROR;
     }
 

@@ -24,9 +24,23 @@ typedef struct {
 extern ngx_http_relyloop_bounds_t  ngx_http_relyloop_positive;
 extern ngx_http_relyloop_bounds_t  ngx_http_relyloop_waiting;
 
-extern ngx_conf_post_t  ngx_http_relyloop_body_buffer_bounds;
-extern ngx_conf_post_t  ngx_http_relyloop_webhook_body_bounds;
-extern ngx_conf_post_t  ngx_http_relyloop_replay_window_bounds;
+/*
+ * The accepted range of a size (size_t) or time (time_t) directive, as the
+ * post of ngx_conf_set_size_slot / ngx_conf_set_sec_slot.
+ */
+typedef struct {
+    ngx_conf_post_handler_pt   post_handler;
+    off_t                      min;
+    off_t                      max;
+    ngx_uint_t                 is_time;
+    const char                *name;
+    const char                *text;   /* "a size from 1k to 64m" */
+} ngx_http_relyloop_range_t;
+
+
+extern ngx_http_relyloop_range_t  ngx_http_relyloop_body_buffer_bounds;
+extern ngx_http_relyloop_range_t  ngx_http_relyloop_webhook_body_bounds;
+extern ngx_http_relyloop_range_t  ngx_http_relyloop_replay_window_bounds;
 
 
 void *ngx_http_relyloop_create_loc_conf(ngx_conf_t *cf);
