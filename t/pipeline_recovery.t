@@ -35,6 +35,19 @@ sub wait_step {
     return RelyLoop::Test::wait_for(sub { (($s->job($id) // {})->{last_event} // '') eq $step }, 30);
 }
 
+# The worker records the step opening_pr just before it sends the request:
+# a test that kills it "while the PR is being opened" waits until the fake
+# GitHub has received that request (it records it on arrival, before any
+# scripted delay).
+sub wait_create_sent {
+    my ($p) = @_;
+    my $b = "relyloop/study-$p->{study_id}";
+    return RelyLoop::Test::wait_for(sub {
+        scalar grep { (($_->{json} // {})->{head} // '') =~ /(?:^|:)\Q$b\E$/ }
+            $gh->requests(route => 'create_pull', method => 'POST');
+    }, 30);
+}
+
 sub prs_for {
     my ($p) = @_;
     return grep { $_->{head}{ref} eq "relyloop/study-$p->{study_id}" } $gh->pulls;
@@ -68,6 +81,7 @@ sub prs_for {
     $gh->script(create_pull => {delay => 4, passthrough => JSON::PP::true});
     is($s->open_pr($p->{proposal_id})->{status}, 202, 'queued');
     ok(wait_step($p->{proposal_id}, 'opening_pr'), 'pushed, opening the PR');
+    ok(wait_create_sent($p), 'the create request reached GitHub');
     $t->stop_worker('worker', 'KILL');
     is($git->git($REPO, 'rev-list', '--count', "main..$b"), "2\n", 'the branch is on the remote');
     # the fake finishes the dead connection's request: the PR comes to exist
@@ -92,6 +106,7 @@ sub prs_for {
     $gh->script(create_pull => {delay => 4, status => 502, body => {message => 'never mind'}});
     is($s->open_pr($p->{proposal_id})->{status}, 202, 'queued');
     ok(wait_step($p->{proposal_id}, 'opening_pr'), 'pushed, opening the PR');
+    ok(wait_create_sent($p), 'the create request reached GitHub');
     $t->stop_worker('worker', 'KILL');
     $s->start_worker;
     my $row = $s->wait_done($p->{proposal_id}, 60);
